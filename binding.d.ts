@@ -1,0 +1,60 @@
+// Types of the raw native module (build/Release/batchnorm.node or prebuilds/<platform>-<arch>/).
+// Only lib/native.ts loads it; the public API never exposes it. lib/ validates every argument before
+// calling in; the native side re-checks kinds, dtypes, lengths and overlaps and throws TypeError or
+// RangeError rather than touching memory it should not.
+
+type NativeFloatArray = Float32Array | Float64Array;
+
+export interface NativeBinding {
+  /**
+   * Batch-norm forward over a contiguous tensor seen as (batch, channels, spatial).
+   * All arrays share the input's dtype. `output` has `batch * channels * spatial` elements and may be
+   * `input` itself (in place), otherwise it shares no memory with any argument.
+   * Training: `saveMean`/`saveInvstd` (length `channels`) are written; `runningMean`/`runningVar`
+   * (each optional) are updated in place with `momentum`. An empty batch writes zeros to the save arrays
+   * and leaves the running stats alone.
+   * Evaluation: `runningMean`/`runningVar` are required and read; the save arrays are ignored (pass null).
+   */
+  forward(
+    input: NativeFloatArray,
+    output: NativeFloatArray,
+    batch: number,
+    channels: number,
+    spatial: number,
+    weight: NativeFloatArray | null,
+    bias: NativeFloatArray | null,
+    runningMean: NativeFloatArray | null,
+    runningVar: NativeFloatArray | null,
+    saveMean: NativeFloatArray | null,
+    saveInvstd: NativeFloatArray | null,
+    training: boolean,
+    momentum: number,
+    eps: number,
+  ): void;
+
+  /**
+   * Batch-norm backward. Training reads `saveMean`/`saveInvstd`; evaluation reads `runningMean`/`runningVar`
+   * and `eps`. Each of `gradInput` (input-sized), `gradWeight` and `gradBias` (length `channels`) is written
+   * when given and skipped when null; none may share memory with any other argument.
+   */
+  backward(
+    gradOutput: NativeFloatArray,
+    input: NativeFloatArray,
+    batch: number,
+    channels: number,
+    spatial: number,
+    weight: NativeFloatArray | null,
+    runningMean: NativeFloatArray | null,
+    runningVar: NativeFloatArray | null,
+    saveMean: NativeFloatArray | null,
+    saveInvstd: NativeFloatArray | null,
+    gradInput: NativeFloatArray | null,
+    gradWeight: NativeFloatArray | null,
+    gradBias: NativeFloatArray | null,
+    training: boolean,
+    eps: number,
+  ): void;
+
+  /** Name of the kernel path chosen at load: "default" (portable scalar C++). */
+  cpuCapability(): string;
+}

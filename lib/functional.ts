@@ -1,0 +1,259 @@
+import { formatShape, invalidType } from './errors';
+import { native } from './native';
+import {
+  type CheckedTensor,
+  type FloatArray,
+  type Tensor,
+  checkChannelArray,
+  checkNoOverlap,
+  checkSameDtype,
+  checkTensor,
+} from './tensor';
+import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
+
+/** Options of {@link batchNorm}; names and defaults follow `torch.nn.functional.batch_norm`. */
+export interface BatchNormOptions {
+  /** Per-channel scale (gamma), length C; absent means 1. */
+  weight?: FloatArray | null;
+  /** Per-channel shift (beta), length C; absent means 0. */
+  bias?: FloatArray | null;
+  /** Running mean, length C. Read in evaluation; updated in place when training. */
+  runningMean?: FloatArray | null;
+  /** Running (unbiased) variance, length C. Read in evaluation; updated in place when training. */
+  runningVar?: FloatArray | null;
+  /** Use batch statistics (true) or the running statistics (false, the default). */
+  training?: boolean;
+  /** Weight of the new batch statistic in the running-stat update. Default 0.1. */
+  momentum?: number;
+  /** Added to the variance for numerical stability. Default 1e-5. */
+  eps?: number;
+  /** Destination for the output: same dtype and length as the input; may be `input.data` (in place). */
+  out?: FloatArray;
+}
+
+/** Result of {@link batchNorm}. */
+export interface BatchNormResult {
+  /** The normalized tensor, same shape, dtype and memory format as the input. */
+  output: Tensor;
+  /** Batch mean per channel (training); empty in evaluation. */
+  saveMean: FloatArray;
+  /** Batch `1 / sqrt(var + eps)` per channel, biased variance (training); empty in evaluation. */
+  saveInvstd: FloatArray;
+}
+
+/** Options of {@link batchNormBackward}; mirrors `torch.ops.aten.native_batch_norm_backward`. */
+export interface BatchNormBackwardOptions {
+  /** The weight used in the forward pass, length C; absent means 1. */
+  weight?: FloatArray | null;
+  /** Running mean: required when `training` is false. */
+  runningMean?: FloatArray | null;
+  /** Running variance: required when `training` is false. */
+  runningVar?: FloatArray | null;
+  /** `saveMean` returned by the training forward: required when `training` is true. */
+  saveMean?: FloatArray | null;
+  /** `saveInvstd` returned by the training forward: required when `training` is true. */
+  saveInvstd?: FloatArray | null;
+  /** Whether the forward pass used batch statistics. */
+  training: boolean;
+  /** The forward pass's eps (used in evaluation mode). Default 1e-5. */
+  eps?: number;
+  /** Which gradients to compute: `[input, weight, bias]`. Default all true. */
+  outputMask?: readonly [boolean, boolean, boolean];
+}
+
+/** Result of {@link batchNormBackward}; an entry is null when its `outputMask` flag is false. */
+export interface BatchNormBackwardResult {
+  gradInput: Tensor | null;
+  gradWeight: FloatArray | null;
+  gradBias: FloatArray | null;
+}
+
+const FORWARD_KEYS = ['weight', 'bias', 'runningMean', 'runningVar', 'training', 'momentum', 'eps', 'out'] as const;
+const BACKWARD_KEYS = [
+  'weight',
+  'runningMean',
+  'runningVar',
+  'saveMean',
+  'saveInvstd',
+  'training',
+  'eps',
+  'outputMask',
+] as const;
+
+export const DEFAULT_EPS = 1e-5;
+export const DEFAULT_MOMENTUM = 0.1;
+
+function newLike(like: FloatArray, length: number): FloatArray {
+  return like instanceof Float32Array ? new Float32Array(length) : new Float64Array(length);
+}
+
+function missingRunningStat(name: string): TypeError {
+  return new TypeError(`${name} must be defined in evaluation mode (training: false uses the running statistics)`);
+}
+
+/** PyTorch's `_verify_batch_size`: training needs at least two values per channel. */
+export function checkBatchSizeForTraining(input: CheckedTensor): void {
+  if (input.batch * input.spatial === 1) {
+    throw new RangeError(
+      `Expected more than 1 value per channel when training, got input size ${formatShape(input.shape)}`,
+    );
+  }
+}
+
+/**
+ * Batch normalization of an `(N, C, *spatial)` tensor, as `torch.nn.functional.batch_norm`.
+ *
+ * Training normalizes with the batch's own statistics and, when given, updates `runningMean` and
+ * `runningVar` in place; evaluation normalizes with the running statistics. A call that throws
+ * modifies nothing.
+ *
+ * @example
+ * const x = { data: new Float32Array([1, 2, 3, 4]), shape: [2, 2] };
+ * const runningMean = new Float32Array(2), runningVar = new Float32Array([1, 1]);
+ * const { output } = batchNorm(x, { training: true, runningMean, runningVar });
+ */
+export function batchNorm(input: Tensor, options?: BatchNormOptions): BatchNormResult {
+  const x = checkTensor(input, 'input');
+  const opts = checkOptions(options, 'options', FORWARD_KEYS);
+  const training = checkBoolean(opts.training, 'options.training', false);
+  const momentum = checkFiniteNumber(opts.momentum, 'options.momentum', DEFAULT_MOMENTUM);
+  const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
+  const weight = checkChannelArray(opts.weight, 'weight', x, false);
+  const bias = checkChannelArray(opts.bias, 'bias', x, false);
+  const runningMean = checkChannelArray(opts.runningMean, 'runningMean', x, false);
+  const runningVar = checkChannelArray(opts.runningVar, 'runningVar', x, false);
+  if (!training) {
+    if (runningMean === null) throw missingRunningStat('runningMean');
+    if (runningVar === null) throw missingRunningStat('runningVar');
+  }
+  let out: FloatArray | null = null;
+  if (opts.out !== undefined) {
+    checkSameDtype(opts.out, 'options.out', x.data);
+    if (opts.out.length !== x.data.length) {
+      throw new RangeError(`options.out should contain ${x.data.length} elements not ${opts.out.length}`);
+    }
+    out = opts.out;
+  }
+  checkNoOverlap(
+    [
+      { name: 'input.data', array: x.data, written: false },
+      { name: 'options.out', array: out, written: true },
+      { name: 'weight', array: weight, written: false },
+      { name: 'bias', array: bias, written: false },
+      { name: 'runningMean', array: runningMean, written: training },
+      { name: 'runningVar', array: runningVar, written: training },
+    ],
+    ['input.data', 'options.out'],
+  );
+  if (training) checkBatchSizeForTraining(x);
+
+  const output = out ?? newLike(x.data, x.data.length);
+  const statsLength = training ? x.channels : 0;
+  const saveMean = newLike(x.data, statsLength);
+  const saveInvstd = newLike(x.data, statsLength);
+  native().forward(
+    x.data,
+    output,
+    x.batch,
+    x.channels,
+    x.spatial,
+    weight,
+    bias,
+    runningMean,
+    runningVar,
+    training ? saveMean : null,
+    training ? saveInvstd : null,
+    training,
+    momentum,
+    eps,
+  );
+  return { output: { data: output, shape: x.shape, memoryFormat: x.memoryFormat }, saveMean, saveInvstd };
+}
+
+function checkOutputMask(value: unknown): readonly [boolean, boolean, boolean] {
+  if (value === undefined) return [true, true, true];
+  if (!Array.isArray(value) || value.length !== 3 || !value.every((flag) => typeof flag === 'boolean')) {
+    throw invalidType('options.outputMask', 'an array of three booleans [input, weight, bias]', value);
+  }
+  return value as unknown as readonly [boolean, boolean, boolean];
+}
+
+/**
+ * Gradients of {@link batchNorm} with respect to its input, weight and bias, as PyTorch's
+ * `native_batch_norm_backward` on the CPU.
+ *
+ * Pass the same `training` flag as the forward pass: training uses `saveMean`/`saveInvstd` from the
+ * forward result, evaluation uses the running statistics and `eps`.
+ */
+export function batchNormBackward(
+  gradOutput: Tensor,
+  input: Tensor,
+  options: BatchNormBackwardOptions,
+): BatchNormBackwardResult {
+  const dy = checkTensor(gradOutput, 'gradOutput');
+  const x = checkTensor(input, 'input');
+  checkSameDtype(dy.data, 'gradOutput.data', x.data);
+  if (dy.shape.length !== x.shape.length || dy.shape.some((size, i) => size !== x.shape[i])) {
+    throw new RangeError(
+      `gradOutput.shape ${formatShape(dy.shape)} must equal input.shape ${formatShape(x.shape)}`,
+    );
+  }
+  if (dy.memoryFormat !== x.memoryFormat) {
+    throw new RangeError(
+      `gradOutput.memoryFormat '${dy.memoryFormat}' must equal input.memoryFormat '${x.memoryFormat}'`,
+    );
+  }
+  const opts = checkOptions(options, 'options', BACKWARD_KEYS, true);
+  const training = checkBoolean(opts.training, 'options.training', undefined);
+  const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
+  const [wantInput, wantWeight, wantBias] = checkOutputMask(opts.outputMask);
+  const weight = checkChannelArray(opts.weight, 'weight', x, false);
+  let runningMean: FloatArray | null = null;
+  let runningVar: FloatArray | null = null;
+  let saveMean: FloatArray | null = null;
+  let saveInvstd: FloatArray | null = null;
+  if (training) {
+    saveMean = checkChannelArray(opts.saveMean, 'saveMean', x, false);
+    saveInvstd = checkChannelArray(opts.saveInvstd, 'saveInvstd', x, false);
+    if (saveMean === null || saveInvstd === null) {
+      const name = saveMean === null ? 'saveMean' : 'saveInvstd';
+      throw new TypeError(`${name} must be defined when training is true (pass the ${name} returned by batchNorm)`);
+    }
+  } else {
+    runningMean = checkChannelArray(opts.runningMean, 'runningMean', x, false);
+    runningVar = checkChannelArray(opts.runningVar, 'runningVar', x, false);
+    if (runningMean === null) throw missingRunningStat('runningMean');
+    if (runningVar === null) throw missingRunningStat('runningVar');
+  }
+
+  const gradInput = wantInput ? newLike(x.data, x.data.length) : null;
+  const gradWeight = wantWeight ? newLike(x.data, x.channels) : null;
+  const gradBias = wantBias ? newLike(x.data, x.channels) : null;
+  native().backward(
+    dy.data,
+    x.data,
+    x.batch,
+    x.channels,
+    x.spatial,
+    weight,
+    runningMean,
+    runningVar,
+    saveMean,
+    saveInvstd,
+    gradInput,
+    gradWeight,
+    gradBias,
+    training,
+    eps,
+  );
+  return {
+    gradInput: gradInput === null ? null : { data: gradInput, shape: x.shape, memoryFormat: x.memoryFormat },
+    gradWeight,
+    gradBias,
+  };
+}
+
+/** Name of the native kernel path in use: `'default'` (portable scalar C++). */
+export function cpuCapability(): string {
+  return native().cpuCapability();
+}

@@ -1,0 +1,41 @@
+import { invalidType, invalidValue } from './errors';
+
+/** Checks an options argument: undefined (→ `{}`) or a plain object with only the known keys. */
+export function checkOptions<K extends string>(
+  value: unknown,
+  name: string,
+  knownKeys: readonly K[],
+  required = false,
+): Partial<Record<K, unknown>> {
+  if (value === undefined && !required) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || ArrayBuffer.isView(value)) {
+    throw invalidType(name, 'an options object', value);
+  }
+  for (const key of Object.keys(value)) {
+    if (!(knownKeys as readonly string[]).includes(key)) {
+      throw new TypeError(`Unknown option '${key}' in ${name}; expected one of: ${knownKeys.join(', ')}`);
+    }
+  }
+  return value as Partial<Record<K, unknown>>;
+}
+
+export function checkBoolean(value: unknown, name: string, fallback: boolean | undefined): boolean {
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (typeof value !== 'boolean') throw invalidType(name, 'a boolean', value);
+  return value;
+}
+
+/** A finite number (TypeError for a non-number, RangeError for NaN or ±Infinity). */
+export function checkFiniteNumber(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') throw invalidType(name, 'a finite number', value);
+  if (!Number.isFinite(value)) throw invalidValue(name, 'a finite number', value);
+  return value;
+}
+
+/** eps: a finite number >= 0. */
+export function checkEps(value: unknown, name: string, fallback: number): number {
+  const eps = checkFiniteNumber(value, name, fallback);
+  if (eps < 0) throw invalidValue(name, 'a finite number >= 0', value);
+  return eps;
+}

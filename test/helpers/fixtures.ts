@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+import type { FloatArray } from '../../lib/index';
+
+interface EncodedArray {
+  dtype: 'float32' | 'float64';
+  length: number;
+  b64: string;
+}
+
+type EncodedSet<K extends string> = Record<K, EncodedArray | null>;
+
+type InputKey = 'input' | 'gradOutput' | 'weight' | 'bias' | 'runningMean' | 'runningVar' | 'saveMean' | 'saveInvstd';
+type ResultKey =
+  | 'output'
+  | 'runningMean'
+  | 'runningVar'
+  | 'saveMean'
+  | 'saveInvstd'
+  | 'gradInput'
+  | 'gradWeight'
+  | 'gradBias';
+
+interface EncodedCase {
+  name: string;
+  dtype: 'float32' | 'float64';
+  shape: number[];
+  training: boolean;
+  momentum: number;
+  eps: number;
+  outputMask: [boolean, boolean, boolean];
+  inputs: EncodedSet<InputKey>;
+  expected: EncodedSet<ResultKey>;
+  torch: EncodedSet<ResultKey>;
+}
+
+/** One PyTorch-generated case; `inputs()` decodes fresh copies each call, so tests may mutate them. */
+export interface FixtureCase extends Omit<EncodedCase, 'inputs' | 'expected' | 'torch'> {
+  inputs(): Record<InputKey, FloatArray | null>;
+  /** float64 results of PyTorch on the same inputs: the accurate answer. */
+  expected: Record<ResultKey, Float64Array | null>;
+  /** PyTorch's own results in the case's dtype. */
+  torch: Record<ResultKey, FloatArray | null>;
+}
+
+function decode(encoded: EncodedArray | null): FloatArray | null {
+  if (encoded === null) return null;
+  const bytes = Buffer.from(encoded.b64, 'base64');
+  // Copy into a fresh, aligned ArrayBuffer that belongs to this array alone.
+  const buffer = new ArrayBuffer(bytes.length);
+  new Uint8Array(buffer).set(bytes);
+  const array = encoded.dtype === 'float32' ? new Float32Array(buffer) : new Float64Array(buffer);
+  if (array.length !== encoded.length) throw new Error(`fixture array length mismatch (${encoded.length})`);
+  return array;
+}
+
+function decodeSet<K extends string>(set: EncodedSet<K>): Record<K, FloatArray | null> {
+  const result = {} as Record<K, FloatArray | null>;
+  for (const key of Object.keys(set) as K[]) result[key] = decode(set[key]);
+  return result;
+}
+
+/** Directory of the fixtures: BATCHNORM_FIXTURES_DIR (set by `npm run test:parity`) or the committed ones. */
+export function fixturesDir(): string {
+  return process.env.BATCHNORM_FIXTURES_DIR ?? path.join(__dirname, '..', 'fixtures');
+}
+
+export function loadFunctionalCases(): FixtureCase[] {
+  const file = path.join(fixturesDir(), 'functional.json');
+  const document = JSON.parse(readFileSync(file, 'utf8')) as { cases: EncodedCase[] };
+  return document.cases.map((encoded) => ({
+    ...encoded,
+    inputs: () => decodeSet(encoded.inputs),
+    expected: decodeSet(encoded.expected) as Record<ResultKey, Float64Array | null>,
+    torch: decodeSet(encoded.torch),
+  }));
+}

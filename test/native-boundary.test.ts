@@ -1,0 +1,87 @@
+// The native module re-checks what it relies on: calls that bypass lib/'s validation get a TypeError or
+// RangeError, never a crash or a write out of bounds.
+import { describe, expect, it } from 'vitest';
+
+import { native } from '../lib/native';
+
+const f32 = (n: number) => new Float32Array(n);
+
+function forwardArgs(overrides: Record<number, unknown> = {}): unknown[] {
+  // input, output, batch, channels, spatial, weight, bias, runningMean, runningVar, saveMean, saveInvstd,
+  // training, momentum, eps
+  const args: unknown[] = [f32(12), f32(12), 2, 3, 2, null, null, f32(3), f32(3), f32(3), f32(3), true, 0.1, 1e-5];
+  for (const [index, value] of Object.entries(overrides)) args[Number(index)] = value;
+  return args;
+}
+
+function callForward(args: unknown[]): void {
+  (native().forward as (...a: unknown[]) => void)(...args);
+}
+
+describe('native forward re-checks', () => {
+  it.each<[string, Record<number, unknown>, typeof TypeError | typeof RangeError, string]>([
+    ['integer input', { 0: new Int32Array(12) }, TypeError, 'input must be a Float32Array or Float64Array'],
+    ['missing output', { 1: undefined }, TypeError, 'output must be a Float32Array or Float64Array'],
+    ['output dtype', { 1: new Float64Array(12) }, TypeError, 'output must be a Float32Array like the input'],
+    ['short output', { 1: f32(11) }, RangeError, 'output should contain 12 elements not 11'],
+    ['sizes larger than the data', { 2: 1000 }, RangeError, 'input should contain 6000 elements not 12'],
+    ['negative size', { 3: -3 }, RangeError, 'channels must be a non-negative safe integer'],
+    ['fractional size', { 4: 1.5 }, RangeError, 'spatial must be a non-negative safe integer'],
+    ['NaN size', { 2: NaN }, RangeError, 'batch must be a non-negative safe integer'],
+    ['overflowing sizes', { 2: 2 ** 40, 3: 2 ** 20, 4: 2 ** 20 }, RangeError, 'tensor has too many elements'],
+    ['string size', { 2: '2' }, TypeError, 'batch must be a number'],
+    ['short saveMean', { 9: f32(2) }, RangeError, 'saveMean should contain 3 elements not 2'],
+    ['missing saveInvstd when training', { 10: null }, TypeError, 'saveInvstd must be a Float32Array'],
+    ['missing running stats in evaluation', { 7: null, 11: false }, TypeError, 'runningMean must be a Float32Array'],
+    ['training not boolean', { 11: 1 }, TypeError, 'training must be a boolean'],
+    ['eps not a number', { 13: null }, TypeError, 'eps must be a number'],
+  ])('%s', (_label, overrides, errorType, message) => {
+    const args = forwardArgs(overrides);
+    expect(() => callForward(args)).toThrow(errorType);
+    expect(() => callForward(args)).toThrow(message);
+  });
+
+  it('rejects partial overlap of output and input but allows exact aliasing', () => {
+    const buffer = new Float32Array(16);
+    expect(() => callForward(forwardArgs({ 0: buffer.subarray(0, 12), 1: buffer.subarray(2, 14) }))).toThrow(
+      'input must not overlap output',
+    );
+    const same = buffer.subarray(0, 12);
+    expect(() => callForward(forwardArgs({ 0: same, 1: same }))).not.toThrow();
+  });
+
+  it('rejects a written array that overlaps another argument', () => {
+    const buffer = new Float32Array(24);
+    expect(() => callForward(forwardArgs({ 1: buffer.subarray(0, 12), 9: buffer.subarray(10, 13) }))).toThrow(
+      RangeError,
+    );
+  });
+
+  it('rejects a detached buffer', () => {
+    const input = f32(12);
+    structuredClone(input.buffer, { transfer: [input.buffer] });
+    expect(() => callForward(forwardArgs({ 0: input }))).toThrow('input should contain 12 elements not 0');
+  });
+});
+
+describe('native backward re-checks', () => {
+  // gradOutput, input, batch, channels, spatial, weight, runningMean, runningVar, saveMean, saveInvstd,
+  // gradInput, gradWeight, gradBias, training, eps
+  const base = (): unknown[] => [f32(6), f32(6), 2, 3, 1, null, null, null, f32(3), f32(3), f32(6), f32(3), f32(3), true, 1e-5];
+  const call = (args: unknown[]) => (native().backward as (...a: unknown[]) => void)(...args);
+
+  it('accepts a valid call', () => {
+    expect(() => call(base())).not.toThrow();
+  });
+
+  it.each<[string, number, unknown, string]>([
+    ['gradOutput dtype', 0, new Float64Array(6), 'gradOutput must be a Float32Array like the input'],
+    ['short gradInput', 10, f32(5), 'gradInput should contain 6 elements not 5'],
+    ['missing saveMean', 8, null, 'saveMean must be a Float32Array'],
+    ['gradWeight aliasing saveMean', 11, 'alias', 'must not overlap'],
+  ])('%s', (_label, index, value, message) => {
+    const args = base();
+    args[index] = value === 'alias' ? args[8] : value;
+    expect(() => call(args)).toThrow(message);
+  });
+});

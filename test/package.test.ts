@@ -1,0 +1,33 @@
+// The built package as users load it: `require` and `import` of the package root share one instance.
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+const root = path.join(__dirname, '..');
+
+function runNode(args: string[]): string {
+  return execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' }).trim();
+}
+
+describe('package entry points', () => {
+  it('loads with require', () => {
+    const out = runNode([
+      '-e',
+      "const bn = require('batchnorm'); const r = bn.batchNorm({ data: new Float64Array([1, 3]), shape: [2, 1] }, { training: true }); console.log(JSON.stringify([typeof bn.batchNormBackward, Array.from(r.output.data)]))",
+    ]);
+    const [backwardType, output] = JSON.parse(out) as [string, number[]];
+    expect(backwardType).toBe('function');
+    expect(output[0]).toBeCloseTo(-1 / Math.sqrt(1 + 1e-5), 12);
+    expect(output[1]).toBeCloseTo(1 / Math.sqrt(1 + 1e-5), 12);
+  });
+
+  it('loads with import, sharing the CommonJS instance', () => {
+    const out = runNode([
+      '--input-type=module',
+      '-e',
+      "import { batchNorm, cpuCapability } from 'batchnorm'; import { createRequire } from 'node:module'; const cjs = createRequire(import.meta.url)('batchnorm'); console.log(JSON.stringify([batchNorm === cjs.batchNorm, cpuCapability()]))",
+    ]);
+    expect(JSON.parse(out)).toEqual([true, 'default']);
+  });
+});

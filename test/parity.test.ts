@@ -1,0 +1,124 @@
+// Functional forward and backward against PyTorch fixtures (test/fixtures/generate.py).
+import { describe, expect, it } from 'vitest';
+
+import { batchNorm, batchNormBackward, cpuCapability, type FloatArray } from '../lib/index';
+import { expectClose, maxError, scaleOf, toleranceFor } from './helpers/compare';
+import { type FixtureCase, loadFunctionalCases } from './helpers/fixtures';
+
+const cases = loadFunctionalCases();
+
+/**
+ * float32: our error against the exact answer is at most PyTorch's own float32 error (or half an ulp).
+ * (In float64 both are a few ulps and which is smaller is a coin toss; the 1e-10 bound is the contract.)
+ */
+function expectAtLeastAsAccurateAsTorch(
+  ours: FloatArray | null,
+  torch: FloatArray | null,
+  expected: Float64Array | null,
+  label: string,
+): void {
+  if (ours === null || torch === null || expected === null) return;
+  const ourError = maxError(ours, expected, label);
+  const torchError = maxError(torch, expected, `${label} (torch)`);
+  const halfUlp = 2 ** -24 * scaleOf(expected);
+  expect(ourError, `${label}: ours ${ourError} vs PyTorch ${torchError}`).toBeLessThanOrEqual(
+    Math.max(torchError, halfUlp) * 1.0001,
+  );
+}
+
+/**
+ * The size of the terms grad_input is a difference of: |dy| * invstd * |w|. With n = 2 values per channel,
+ * for example, grad_input is zero in exact arithmetic and only rounding noise of that size remains.
+ */
+function gradInputTermScale(fixture: FixtureCase): number {
+  const inputs = fixture.inputs();
+  let largest = 0;
+  for (let c = 0; c < fixture.shape[1]!; c++) {
+    const invstd = fixture.training
+      ? inputs.saveInvstd![c]!
+      : 1 / Math.sqrt(inputs.runningVar![c]! + fixture.eps);
+    largest = Math.max(largest, Math.abs(invstd * (inputs.weight?.[c] ?? 1)));
+  }
+  return scaleOf(inputs.gradOutput!) * (Number.isFinite(largest) ? largest : 0);
+}
+
+function runForward(fixture: FixtureCase) {
+  const inputs = fixture.inputs();
+  const result = batchNorm(
+    { data: inputs.input!, shape: fixture.shape },
+    {
+      weight: inputs.weight,
+      bias: inputs.bias,
+      runningMean: inputs.runningMean,
+      runningVar: inputs.runningVar,
+      training: fixture.training,
+      momentum: fixture.momentum,
+      eps: fixture.eps,
+    },
+  );
+  return { ...result, runningMean: inputs.runningMean, runningVar: inputs.runningVar };
+}
+
+function runBackward(fixture: FixtureCase) {
+  const inputs = fixture.inputs();
+  return batchNormBackward(
+    { data: inputs.gradOutput!, shape: fixture.shape },
+    { data: inputs.input!, shape: fixture.shape },
+    {
+      weight: inputs.weight,
+      runningMean: inputs.runningMean,
+      runningVar: inputs.runningVar,
+      saveMean: inputs.saveMean,
+      saveInvstd: inputs.saveInvstd,
+      training: fixture.training,
+      eps: fixture.eps,
+      outputMask: fixture.outputMask,
+    },
+  );
+}
+
+describe(`parity with PyTorch (${cases.length} cases, kernel path ${cpuCapability()})`, () => {
+  it('has fixtures covering every rank, both dtypes and both modes', () => {
+    const ranks = new Set(cases.map((c) => c.shape.length));
+    expect([...ranks].sort()).toEqual([2, 3, 4, 5]);
+    expect(new Set(cases.map((c) => c.dtype)).size).toBe(2);
+    expect(new Set(cases.map((c) => c.training)).size).toBe(2);
+  });
+
+  describe.each(cases.map((c) => [c.name, c] as const))('%s', (_name, fixture) => {
+    const rtol = toleranceFor(fixture.dtype);
+
+    it('forward matches the float64 answer', () => {
+      const result = runForward(fixture);
+      expect(result.output.shape).toEqual(fixture.shape);
+      expect(result.output.data.constructor.name).toBe(fixture.dtype === 'float32' ? 'Float32Array' : 'Float64Array');
+      expectClose(result.output.data, fixture.expected.output, rtol, 'output');
+      expectClose(result.runningMean, fixture.expected.runningMean, rtol, 'runningMean');
+      expectClose(result.runningVar, fixture.expected.runningVar, rtol, 'runningVar');
+      expectClose(result.saveMean, fixture.expected.saveMean, rtol, 'saveMean');
+      expectClose(result.saveInvstd, fixture.expected.saveInvstd, rtol, 'saveInvstd');
+    });
+
+    it('backward matches the float64 answer', () => {
+      const result = runBackward(fixture);
+      const termScale = gradInputTermScale(fixture);
+      expectClose(result.gradInput?.data ?? null, fixture.expected.gradInput, rtol, 'gradInput', termScale);
+      expectClose(result.gradWeight, fixture.expected.gradWeight, rtol, 'gradWeight');
+      expectClose(result.gradBias, fixture.expected.gradBias, rtol, 'gradBias');
+    });
+
+    if (fixture.dtype === 'float32') {
+      it('is at least as accurate as PyTorch in float32', () => {
+        const forward = runForward(fixture);
+        const backward = runBackward(fixture);
+        const { expected, torch } = fixture;
+        expectAtLeastAsAccurateAsTorch(forward.output.data, torch.output, expected.output, 'output');
+        expectAtLeastAsAccurateAsTorch(forward.runningMean, torch.runningMean, expected.runningMean, 'runningMean');
+        expectAtLeastAsAccurateAsTorch(forward.runningVar, torch.runningVar, expected.runningVar, 'runningVar');
+        expectAtLeastAsAccurateAsTorch(backward.gradInput?.data ?? null, torch.gradInput, expected.gradInput, 'gradInput');
+        expectAtLeastAsAccurateAsTorch(backward.gradWeight, torch.gradWeight, expected.gradWeight, 'gradWeight');
+        expectAtLeastAsAccurateAsTorch(backward.gradBias, torch.gradBias, expected.gradBias, 'gradBias');
+      });
+    }
+  });
+});
