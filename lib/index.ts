@@ -6,4 +6,10 @@ export type {
   BatchNormResult,
 } from './functional';
 export { batchNorm, batchNormBackward, cpuCapability } from './functional';
+export type { BatchNormModuleOptions, DType, Parameter } from './batchnorm';
+export { BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormBase } from './batchnorm';
+export type { LoadStateDictOptions, LoadStateDictResult, StateDict, StateDictInput } from './state-dict';
+export { fromSafetensors, loadSafetensors, saveSafetensors, toSafetensors } from './safetensors';
+export type { KerasBatchNormConfig, KerasBatchNormWeights } from './keras';
+export { fromKerasWeights, toKerasWeights } from './keras';
 export { BatchNormLoadError } from './native';

@@ -25,16 +25,18 @@ const randomCases = Number(process.env.BATCHNORM_PARITY_CASES ?? 300);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'batchnorm-parity-'));
 console.log(`PyTorch ${probe.stdout.trim()}: generating fixtures with seed ${seed} and ${randomCases} random cases`);
 
-const generate = spawnSync(
-  python,
-  [path.join(root, 'test', 'fixtures', 'generate.py'), '--out', dir, '--seed', String(seed), '--random-cases', String(randomCases)],
-  { stdio: 'inherit' },
-);
-if (generate.status !== 0) process.exit(generate.status ?? 1);
+const fixtures = path.join(root, 'test', 'fixtures');
+for (const args of [
+  ['generate.py', '--out', dir, '--seed', String(seed), '--random-cases', String(randomCases)],
+  ['generate_modules.py', '--out', dir, '--seed', String(seed)],
+]) {
+  const generate = spawnSync(python, [path.join(fixtures, args[0]), ...args.slice(1)], { stdio: 'inherit' });
+  if (generate.status !== 0) process.exit(generate.status ?? 1);
+}
 
 const vitest = spawnSync(
   process.execPath,
-  [path.join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', 'test/parity.test.ts'],
+  [path.join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', 'test/parity.test.ts', 'test/modules-parity.test.ts'],
   { cwd: root, stdio: 'inherit', env: { ...process.env, BATCHNORM_FIXTURES_DIR: dir } },
 );
 fs.rmSync(dir, { recursive: true, force: true });

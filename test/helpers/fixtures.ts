@@ -3,7 +3,7 @@ import * as path from 'node:path';
 
 import type { FloatArray } from '../../lib/index';
 
-interface EncodedArray {
+export interface EncodedArray {
   dtype: 'float32' | 'float64';
   length: number;
   b64: string;
@@ -44,7 +44,8 @@ export interface FixtureCase extends Omit<EncodedCase, 'inputs' | 'expected' | '
   torch: Record<ResultKey, FloatArray | null>;
 }
 
-function decode(encoded: EncodedArray | null): FloatArray | null {
+/** Decodes one fixture array into a fresh, aligned typed array (null stays null). */
+export function decode(encoded: EncodedArray | null): FloatArray | null {
   if (encoded === null) return null;
   const bytes = Buffer.from(encoded.b64, 'base64');
   // Copy into a fresh, aligned ArrayBuffer that belongs to this array alone.
@@ -75,4 +76,54 @@ export function loadFunctionalCases(): FixtureCase[] {
     expected: decodeSet(encoded.expected) as Record<ResultKey, Float64Array | null>,
     torch: decodeSet(encoded.torch),
   }));
+}
+
+/** A state dict as the module generator records it (num_batches_tracked as a plain number). */
+export type EncodedState = Record<string, EncodedArray | number>;
+
+export interface ModuleStep {
+  training: boolean;
+  zeroGradBefore: boolean;
+  input: EncodedArray;
+  gradOutput: EncodedArray;
+  output: EncodedArray;
+  gradInput: EncodedArray;
+  weightGrad: EncodedArray | null;
+  biasGrad: EncodedArray | null;
+  state: EncodedState;
+}
+
+export interface ModuleSequence {
+  name: string;
+  className: 'BatchNorm1d' | 'BatchNorm2d' | 'BatchNorm3d';
+  dtype: 'float32' | 'float64';
+  shape: number[];
+  options: { momentum: number | null; affine: boolean; trackRunningStats: boolean; eps: number };
+  initialState: EncodedState;
+  steps: ModuleStep[];
+}
+
+export interface Checkpoint {
+  file: string;
+  className: 'BatchNorm1d' | 'BatchNorm2d' | 'BatchNorm3d';
+  dtype: 'float32' | 'float64';
+  shape: number[];
+  options: { momentum: number | null };
+  trainInput: EncodedArray;
+  trainOutput: EncodedArray;
+  stateAfterTrain: EncodedState;
+  evalInput: EncodedArray;
+  evalOutput: EncodedArray;
+}
+
+export function loadModuleFixtures(): { sequences: ModuleSequence[]; checkpoints: Checkpoint[] } {
+  const file = path.join(fixturesDir(), 'modules.json');
+  return JSON.parse(readFileSync(file, 'utf8')) as { sequences: ModuleSequence[]; checkpoints: Checkpoint[] };
+}
+
+/** Decodes a recorded state dict into what loadStateDict accepts. */
+export function decodeState(state: EncodedState): Record<string, FloatArray | number> {
+  const result: Record<string, FloatArray | number> = {};
+  for (const [key, value] of Object.entries(state)) result[key] = typeof value === 'number' ? value : decode(value)!;
+  return result;
 }

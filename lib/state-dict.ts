@@ -1,0 +1,131 @@
+import { describeValue, formatShape } from './errors';
+import type { FloatArray } from './tensor';
+import { checkBoolean, checkOptions } from './validate';
+
+/** A module's state: PyTorch's keys mapped to typed arrays (`num_batches_tracked` as int64). */
+export type StateDict = Record<string, FloatArray | BigInt64Array>;
+
+/** What {@link loadIntoModule} accepts for `num_batches_tracked`. */
+export type StateDictInput = Record<string, FloatArray | BigInt64Array | number | bigint>;
+
+export interface LoadStateDictOptions {
+  /** Require exactly the module's keys. Default true. */
+  strict?: boolean;
+}
+
+/** Keys that were missing from, or unexpected in, a non-strict load (PyTorch's `_IncompatibleKeys`). */
+export interface LoadStateDictResult {
+  missingKeys: string[];
+  unexpectedKeys: string[];
+}
+
+/** The module surface state-dict loading needs (kept structural to avoid an import cycle). */
+interface LoadTarget {
+  readonly numFeatures: number;
+  readonly dtype: 'float32' | 'float64';
+  readonly weight: { data: FloatArray } | null;
+  readonly bias: { data: FloatArray } | null;
+  readonly runningMean: FloatArray | null;
+  readonly runningVar: FloatArray | null;
+  numBatchesTracked: number;
+  readonly constructor: { name: string };
+}
+
+const COUNTER_KEY = 'num_batches_tracked';
+
+function expectedKeys(module: LoadTarget): string[] {
+  const keys: string[] = [];
+  if (module.weight !== null) keys.push('weight', 'bias');
+  if (module.runningMean !== null) keys.push('running_mean', 'running_var', COUNTER_KEY);
+  return keys;
+}
+
+function targetArray(module: LoadTarget, key: string): FloatArray {
+  switch (key) {
+    case 'weight':
+      return module.weight!.data;
+    case 'bias':
+      return module.bias!.data;
+    case 'running_mean':
+      return module.runningMean!;
+    default:
+      return module.runningVar!;
+  }
+}
+
+function checkCounter(value: unknown): number {
+  let count: bigint | number;
+  if (value instanceof BigInt64Array || value instanceof BigUint64Array) {
+    if (value.length !== 1) {
+      throw new RangeError(`size mismatch for ${COUNTER_KEY}: expected 1 element but received ${value.length}`);
+    }
+    count = value[0]!;
+  } else if (typeof value === 'number' || typeof value === 'bigint') {
+    count = value;
+  } else {
+    throw new TypeError(
+      `Expected a BigInt64Array of length 1 or an integer for ${COUNTER_KEY} but received ${describeValue(value)}`,
+    );
+  }
+  const asNumber = Number(count);
+  if (!Number.isSafeInteger(asNumber) || asNumber < 0) {
+    throw new RangeError(`Expected a non-negative safe integer for ${COUNTER_KEY} but received ${String(count)}`);
+  }
+  return asNumber;
+}
+
+/**
+ * Loads `stateDict` into `module`. Every entry is checked before anything is copied, so a load that
+ * throws leaves the module unchanged. Errors: unknown/missing keys (strict) as RangeError listing them all,
+ * wrong dtype as TypeError, wrong length as RangeError (PyTorch's "size mismatch" wording).
+ */
+export function loadIntoModule(module: LoadTarget, stateDict: unknown, options: unknown): LoadStateDictResult {
+  const opts = checkOptions(options, 'options', ['strict'] as const);
+  const strict = checkBoolean(opts.strict, 'options.strict', true);
+  if (typeof stateDict !== 'object' || stateDict === null || Array.isArray(stateDict) || ArrayBuffer.isView(stateDict)) {
+    throw new TypeError(`Expected a state dict object for stateDict but received ${describeValue(stateDict)}`);
+  }
+  const entries = stateDict as Record<string, unknown>;
+  const wanted = expectedKeys(module);
+  const missingKeys = wanted.filter((key) => !(key in entries) && key !== COUNTER_KEY);
+  const unexpectedKeys = Object.keys(entries).filter((key) => !wanted.includes(key));
+  const className = module.constructor.name;
+  if (strict && (missingKeys.length > 0 || unexpectedKeys.length > 0)) {
+    const parts: string[] = [];
+    if (missingKeys.length > 0) parts.push(`Missing key(s) in state_dict: ${missingKeys.map((k) => `"${k}"`).join(', ')}.`);
+    if (unexpectedKeys.length > 0) {
+      parts.push(`Unexpected key(s) in state_dict: ${unexpectedKeys.map((k) => `"${k}"`).join(', ')}.`);
+    }
+    throw new RangeError(`Error(s) in loading state_dict for ${className}: ${parts.join(' ')}`);
+  }
+
+  const arrayName = module.dtype === 'float32' ? 'Float32Array' : 'Float64Array';
+  const copies: [FloatArray, FloatArray][] = [];
+  let counter: number | null = null;
+  for (const key of wanted) {
+    if (!(key in entries)) continue;
+    const value = entries[key];
+    if (key === COUNTER_KEY) {
+      counter = checkCounter(value);
+      continue;
+    }
+    const target = targetArray(module, key);
+    if (!(value instanceof Float32Array || value instanceof Float64Array) || value.constructor !== target.constructor) {
+      throw new TypeError(
+        `Expected a ${arrayName} for ${key} (the module's dtype is ${module.dtype}) but received ${describeValue(value)}`,
+      );
+    }
+    if (value.length !== target.length) {
+      throw new RangeError(
+        `size mismatch for ${key}: copying a param with shape ${formatShape([value.length])} from checkpoint, ` +
+          `the shape in current model is ${formatShape([target.length])}`,
+      );
+    }
+    copies.push([target, value]);
+  }
+  if (module.runningMean !== null && !(COUNTER_KEY in entries)) counter = 0;
+
+  for (const [target, value] of copies) target.set(value);
+  if (counter !== null) module.numBatchesTracked = counter;
+  return { missingKeys, unexpectedKeys };
+}
