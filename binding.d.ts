@@ -55,6 +55,19 @@ export interface NativeBinding {
     eps: number,
   ): void;
 
-  /** Name of the kernel path chosen at load: "default" (portable scalar C++). */
+  /** forward() on the portable scalar oracle instead of the dispatched kernels (tests only). */
+  forwardReference: NativeBinding['forward'];
+
+  /** backward() on the portable scalar oracle instead of the dispatched kernels (tests only). */
+  backwardReference: NativeBinding['backward'];
+
+  /** Threads the kernels use, including the calling thread: an integer from 1 to 256. */
+  setNumThreads(threads: number): void;
+  getNumThreads(): number;
+
+  /** memcpy of `source` into `destination` (same dtype and length, disjoint): the benchmark's baseline. */
+  copy(destination: NativeFloatArray, source: NativeFloatArray): void;
+
+  /** Name of the kernel path chosen at load: "default", "avx2" or "avx512". */
   cpuCapability(): string;
 }

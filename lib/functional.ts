@@ -253,7 +253,27 @@ export function batchNormBackward(
   };
 }
 
-/** Name of the native kernel path in use: `'default'` (portable scalar C++). */
-export function cpuCapability(): string {
-  return native().cpuCapability();
+/**
+ * Name of the native kernel path in use: `'avx512'`, `'avx2'` or `'default'` (portable C++), chosen at
+ * load from the CPU, or forced lower with the environment variable `BATCHNORM_CPU_CAPABILITY`.
+ */
+export function cpuCapability(): 'default' | 'avx2' | 'avx512' {
+  return native().cpuCapability() as 'default' | 'avx2' | 'avx512';
+}
+
+/**
+ * Sets how many threads the kernels use, the calling thread included (1 to 256). The default is
+ * `os.availableParallelism()`. Results are bitwise identical for every thread count.
+ */
+export function setNumThreads(threads: number): void {
+  if (typeof threads !== 'number') throw invalidType('threads', 'an integer from 1 to 256', threads);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
+    throw new RangeError(`Expected an integer from 1 to 256 for threads but received ${threads}`);
+  }
+  native().setNumThreads(threads);
+}
+
+/** The number of threads the kernels use (see {@link setNumThreads}). */
+export function getNumThreads(): number {
+  return native().getNumThreads();
 }

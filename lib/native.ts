@@ -1,3 +1,4 @@
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import type { NativeBinding } from '../binding';
@@ -11,7 +12,10 @@ let binding: NativeBinding | undefined;
 
 /** The native module, loaded once on first use (prebuilds/ first, then build/Release). */
 export function native(): NativeBinding {
-  if (binding === undefined) binding = load();
+  if (binding === undefined) {
+    binding = load();
+    binding.setNumThreads(Math.min(256, Math.max(1, os.availableParallelism())));
+  }
   return binding;
 }
 

@@ -2,12 +2,14 @@
 // The positional contract of each function is documented in binding.d.ts.
 #include <napi.h>
 
+#include <cstring>
 #include <initializer_list>
 #include <vector>
 
 #include "binding/arguments.h"
 #include "kernel/batch_norm.h"
 #include "kernel/dispatch.h"
+#include "kernel/thread_pool.h"
 
 namespace batchnorm::binding {
 namespace {
@@ -40,7 +42,8 @@ void requireNoHarmfulOverlap(Napi::Env env, std::initializer_list<NamedView> vie
 template <typename T>
 void runForward(const Geometry& geometry, const FloatView& input, const FloatView& output, const FloatView& weight,
                 const FloatView& bias, const FloatView& runningMean, const FloatView& runningVar,
-                const FloatView& saveMean, const FloatView& saveInvstd, bool training, double momentum, double eps) {
+                const FloatView& saveMean, const FloatView& saveInvstd, bool training, double momentum, double eps,
+                bool useReference) {
   ForwardArgs<T> args;
   args.input = input.as<T>();
   args.output = output.as<T>();
@@ -53,12 +56,13 @@ void runForward(const Geometry& geometry, const FloatView& input, const FloatVie
   args.training = training;
   args.momentum = momentum;
   args.eps = eps;
+  args.useReference = useReference;
   batchNormForward<T>(geometry, args);
 }
 
 // forward(input, output, batch, channels, spatial, weight, bias, runningMean, runningVar,
 //         saveMean, saveInvstd, training, momentum, eps): undefined
-Napi::Value Forward(const Napi::CallbackInfo& info) {
+Napi::Value ForwardWith(const Napi::CallbackInfo& info, bool useReference) {
   Napi::Env env = info.Env();
   const DType dtype = requireFloatDType(info[0], "input");
   const Geometry geometry = requireGeometry(info, 2);
@@ -91,19 +95,22 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
 
   if (dtype == DType::Float32) {
     runForward<float>(geometry, input, output, weight, bias, runningMean, runningVar, saveMean, saveInvstd, training,
-                      momentum, eps);
+                      momentum, eps, useReference);
   } else {
     runForward<double>(geometry, input, output, weight, bias, runningMean, runningVar, saveMean, saveInvstd, training,
-                       momentum, eps);
+                       momentum, eps, useReference);
   }
   return env.Undefined();
 }
+
+Napi::Value Forward(const Napi::CallbackInfo& info) { return ForwardWith(info, false); }
+Napi::Value ForwardReference(const Napi::CallbackInfo& info) { return ForwardWith(info, true); }
 
 template <typename T>
 void runBackward(const Geometry& geometry, const FloatView& gradOutput, const FloatView& input,
                  const FloatView& weight, const FloatView& runningMean, const FloatView& runningVar,
                  const FloatView& saveMean, const FloatView& saveInvstd, const FloatView& gradInput,
-                 const FloatView& gradWeight, const FloatView& gradBias, bool training, double eps) {
+                 const FloatView& gradWeight, const FloatView& gradBias, bool training, double eps, bool useReference) {
   BackwardArgs<T> args;
   args.gradOutput = gradOutput.as<T>();
   args.input = input.as<T>();
@@ -117,12 +124,13 @@ void runBackward(const Geometry& geometry, const FloatView& gradOutput, const Fl
   args.gradBias = gradBias.as<T>();
   args.training = training;
   args.eps = eps;
+  args.useReference = useReference;
   batchNormBackward<T>(geometry, args);
 }
 
 // backward(gradOutput, input, batch, channels, spatial, weight, runningMean, runningVar, saveMean,
 //          saveInvstd, gradInput, gradWeight, gradBias, training, eps): undefined
-Napi::Value Backward(const Napi::CallbackInfo& info) {
+Napi::Value BackwardWith(const Napi::CallbackInfo& info, bool useReference) {
   Napi::Env env = info.Env();
   const DType dtype = requireFloatDType(info[1], "input");
   const Geometry geometry = requireGeometry(info, 2);
@@ -155,12 +163,39 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
                           nullptr, nullptr);
   if (dtype == DType::Float32) {
     runBackward<float>(geometry, gradOutput, input, weight, runningMean, runningVar, saveMean, saveInvstd, gradInput,
-                       gradWeight, gradBias, training, eps);
+                       gradWeight, gradBias, training, eps, useReference);
   } else {
     runBackward<double>(geometry, gradOutput, input, weight, runningMean, runningVar, saveMean, saveInvstd, gradInput,
-                        gradWeight, gradBias, training, eps);
+                        gradWeight, gradBias, training, eps, useReference);
   }
   return env.Undefined();
+}
+
+Napi::Value Backward(const Napi::CallbackInfo& info) { return BackwardWith(info, false); }
+Napi::Value BackwardReference(const Napi::CallbackInfo& info) { return BackwardWith(info, true); }
+
+// setNumThreads(threads): undefined
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  const double threads = requireNumber(info[0], "threads");
+  if (!(threads >= 1 && threads <= 256) || threads != static_cast<double>(static_cast<int>(threads))) {
+    throw Napi::RangeError::New(info.Env(), "threads must be an integer from 1 to 256");
+  }
+  setNumThreads(static_cast<int>(threads));
+  return info.Env().Undefined();
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getNumThreads()); }
+
+// copy(destination, source): undefined. A plain memcpy of equal-sized float arrays: the benchmark's
+// roofline unit, measured the same way as the kernels (same call path, same arrays).
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  const DType dtype = requireFloatDType(info[1], "source");
+  const size_t length = info[1].As<Napi::TypedArray>().ElementLength();
+  const FloatView source = requireFloatArray(info[1], "source", dtype, length);
+  const FloatView destination = requireFloatArray(info[0], "destination", dtype, length);
+  requireDisjoint(info.Env(), destination, "destination", source, "source");
+  if (length > 0) std::memcpy(destination.data, source.data, source.byteLength());
+  return info.Env().Undefined();
 }
 
 Napi::Value CpuCapability(const Napi::CallbackInfo& info) {
@@ -176,6 +211,11 @@ Napi::Object InitBatchnorm(Napi::Env env, Napi::Object exports) {
   using namespace batchnorm::binding;
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("backward", Napi::Function::New(env, Backward, "backward"));
+  exports.Set("forwardReference", Napi::Function::New(env, ForwardReference, "forwardReference"));
+  exports.Set("backwardReference", Napi::Function::New(env, BackwardReference, "backwardReference"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
+  exports.Set("copy", Napi::Function::New(env, Copy, "copy"));
   exports.Set("cpuCapability", Napi::Function::New(env, CpuCapability, "cpuCapability"));
   return exports;
 }

@@ -1,5 +1,5 @@
 // Batch-norm forward and backward: PyTorch's per-channel logic (Normalization.cpp) around the
-// dispatched elementwise kernels. Compiled once, without ISA-specific flags.
+// dispatched kernels. Compiled once, without ISA-specific flags.
 #include "kernel/batch_norm.h"
 
 #include <cmath>
@@ -10,6 +10,11 @@
 namespace batchnorm {
 namespace {
 
+template <typename T>
+const KernelTable<T>& tableFor(bool useReference) {
+  return useReference ? referenceKernels<T>() : kernels<T>();
+}
+
 // 1 / sqrt(var + eps), except 0 when both are 0 (PyTorch's InvStd), so a constant channel with
 // eps = 0 normalizes to the bias instead of NaN.
 double invStd(double variance, double eps) {
@@ -17,33 +22,76 @@ double invStd(double variance, double eps) {
   return 1 / std::sqrt(variance + eps);
 }
 
-// Per-channel y = (x - center) * scale + shift, built from the statistics and the affine parameters.
-struct AffineMap {
-  explicit AffineMap(int64_t channels) : center(channels), scale(channels), shift(channels) {}
-
-  // PyTorch evaluates x * alpha + (bias - mean * alpha). Centering first keeps float32 outputs accurate
-  // when |mean| >> std; the two forms agree exactly in real arithmetic. When alpha is not finite
-  // (eps = 0 with a zero variance) they differ in which NaN/Inf appears, so there we use PyTorch's form.
-  // meanLow is the low part of a double-double mean; folding it into the shift keeps its accuracy
-  // without another per-element operation.
-  void set(int64_t c, double mean, double meanLow, double alpha, double bias) {
-    if (std::isfinite(alpha)) {
-      center[c] = mean;
-      shift[c] = bias - meanLow * alpha;
-    } else {
-      center[c] = 0;
-      shift[c] = bias - mean * alpha;
-    }
-    scale[c] = alpha;
-  }
-
-  std::vector<double> center, scale, shift;
-};
-
 template <typename T>
 double valueOr(const T* values, int64_t index, double fallback) {
   return values != nullptr ? static_cast<double>(values[index]) : fallback;
 }
+
+// PyTorch evaluates x * alpha + (bias - mean * alpha). Centering first keeps float32 outputs accurate
+// when |mean| >> std; the two forms agree in real arithmetic. meanLow, the low part of a double-double
+// mean, folds into the shift at no per-element cost. When alpha is not finite (eps = 0 with a zero
+// variance) the forms differ in which NaN/Inf appears, so there PyTorch's form is used.
+ChannelAffine affineFor(double mean, double meanLow, double alpha, double bias) {
+  ChannelAffine affine;
+  affine.scale = alpha;
+  if (std::isfinite(alpha)) {
+    affine.center = mean;
+    affine.shift = bias - meanLow * alpha;
+  } else {
+    affine.center = 0;
+    affine.shift = bias - mean * alpha;
+  }
+  return affine;
+}
+
+template <typename T>
+struct TrainingForward {
+  const ForwardArgs<T>* args;
+  double count;
+
+  // Saves the batch statistics, updates the running ones and returns the normalization of one channel.
+  static ChannelAffine fromStats(void* context, int64_t c, double mean, double meanLow, double varSum) {
+    const auto& self = *static_cast<const TrainingForward*>(context);
+    const ForwardArgs<T>& a = *self.args;
+    const double invstd = invStd(varSum / self.count, a.eps);
+    a.saveMean[c] = static_cast<T>(mean);
+    a.saveInvstd[c] = static_cast<T>(invstd);
+    const double keep = 1 - a.momentum;
+    if (a.runningMean != nullptr) {
+      a.runningMean[c] = static_cast<T>(a.momentum * mean + keep * static_cast<double>(a.runningMean[c]));
+    }
+    if (a.runningVar != nullptr) {
+      const double unbiasedVar = varSum / (self.count - 1);
+      a.runningVar[c] = static_cast<T>(a.momentum * unbiasedVar + keep * static_cast<double>(a.runningVar[c]));
+    }
+    return affineFor(mean, meanLow, invstd * valueOr(a.weight, c, 1), valueOr(a.bias, c, 0));
+  }
+};
+
+template <typename T>
+struct Backward {
+  const BackwardArgs<T>* args;
+  const double* center;
+  const double* invstd;
+  double count;
+
+  static GradientAffine fromSums(void* context, int64_t c, double sumDy, double dotp) {
+    const auto& self = *static_cast<const Backward*>(context);
+    const BackwardArgs<T>& a = *self.args;
+    const double invstd = self.invstd[c];
+    if (a.gradWeight != nullptr) a.gradWeight[c] = static_cast<T>(dotp * invstd);
+    if (a.gradBias != nullptr) a.gradBias[c] = static_cast<T>(sumDy);
+    GradientAffine g;
+    g.center = self.center[c];
+    g.scale = invstd * valueOr(a.weight, c, 1);
+    g.readsInput = a.training;
+    if (a.training) {
+      g.gradMean = sumDy / self.count;
+      g.projection = dotp * invstd * invstd / self.count;
+    }
+    return g;
+  }
+};
 
 }  // namespace
 
@@ -52,44 +100,29 @@ void batchNormForward(const Geometry& geometry, const ForwardArgs<T>& args) {
   const int64_t channels = geometry.channels;
   const int64_t count = geometry.perChannel();
   if (channels == 0) return;
+  const KernelTable<T>& table = tableFor<T>(args.useReference);
 
-  if (args.training && count == 0) {
-    // An empty batch has no statistics: running stats stay as they are (as torch.batch_norm does).
-    for (int64_t c = 0; c < channels; ++c) args.saveMean[c] = args.saveInvstd[c] = 0;
+  if (args.training) {
+    if (count == 0) {
+      // An empty batch has no statistics: running stats stay as they are (as torch.batch_norm does).
+      for (int64_t c = 0; c < channels; ++c) args.saveMean[c] = args.saveInvstd[c] = 0;
+      return;
+    }
+    TrainingForward<T> context{&args, static_cast<double>(count)};
+    ForwardPlan plan;
+    plan.context = &context;
+    plan.fromStats = &TrainingForward<T>::fromStats;
+    table.trainingForward(geometry, args.input, args.output, plan);
     return;
   }
 
-  AffineMap affine(channels);
-  if (args.training) {
-    std::vector<double> mean(channels), meanLow(channels), varSum(channels);
-    kernels<T>().collectStats(geometry, args.input, mean.data(), meanLow.data(), varSum.data());
-    const double n = static_cast<double>(count);
-    const double keep = 1 - args.momentum;
-    for (int64_t c = 0; c < channels; ++c) {
-      const double invstd = invStd(varSum[c] / n, args.eps);
-      args.saveMean[c] = static_cast<T>(mean[c]);
-      args.saveInvstd[c] = static_cast<T>(invstd);
-      if (args.runningMean != nullptr) {
-        args.runningMean[c] =
-            static_cast<T>(args.momentum * mean[c] + keep * static_cast<double>(args.runningMean[c]));
-      }
-      if (args.runningVar != nullptr) {
-        const double unbiasedVar = varSum[c] / (n - 1);
-        args.runningVar[c] =
-            static_cast<T>(args.momentum * unbiasedVar + keep * static_cast<double>(args.runningVar[c]));
-      }
-      affine.set(c, mean[c], meanLow[c], invstd * valueOr(args.weight, c, 1), valueOr(args.bias, c, 0));
-    }
-  } else {
-    for (int64_t c = 0; c < channels; ++c) {
-      const double invstd = 1 / std::sqrt(static_cast<double>(args.runningVar[c]) + args.eps);
-      affine.set(c, static_cast<double>(args.runningMean[c]), 0, invstd * valueOr(args.weight, c, 1),
-                 valueOr(args.bias, c, 0));
-    }
+  std::vector<ChannelAffine> affine(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    const double invstd = 1 / std::sqrt(static_cast<double>(args.runningVar[c]) + args.eps);
+    affine[c] = affineFor(static_cast<double>(args.runningMean[c]), 0, invstd * valueOr(args.weight, c, 1),
+                          valueOr(args.bias, c, 0));
   }
-  if (count == 0) return;
-  kernels<T>().applyAffine(geometry, args.input, args.output, affine.center.data(), affine.scale.data(),
-                           affine.shift.data());
+  if (count > 0) table.affineForward(geometry, args.input, args.output, affine.data());
 }
 
 template <typename T>
@@ -98,7 +131,7 @@ void batchNormBackward(const Geometry& geometry, const BackwardArgs<T>& args) {
   const int64_t count = geometry.perChannel();
   if (channels == 0) return;
 
-  std::vector<double> center(channels), invstd(channels), weight(channels);
+  std::vector<double> center(channels), invstd(channels);
   for (int64_t c = 0; c < channels; ++c) {
     if (args.training) {
       center[c] = static_cast<double>(args.saveMean[c]);
@@ -107,41 +140,21 @@ void batchNormBackward(const Geometry& geometry, const BackwardArgs<T>& args) {
       center[c] = static_cast<double>(args.runningMean[c]);
       invstd[c] = 1 / std::sqrt(static_cast<double>(args.runningVar[c]) + args.eps);
     }
-    weight[c] = valueOr(args.weight, c, 1);
   }
-
-  // Evaluation-mode grad_input needs no reduction: it is dy scaled per channel.
-  const bool needSums =
-      args.gradWeight != nullptr || args.gradBias != nullptr || (args.training && args.gradInput != nullptr);
-  std::vector<double> sumDy(channels, 0.0), dotp(channels, 0.0);
-  if (needSums && count > 0) {
-    kernels<T>().reduceGradients(geometry, args.input, args.gradOutput, center.data(), sumDy.data(),
-                                 dotp.data());
+  Backward<T> context{&args, center.data(), invstd.data(), static_cast<double>(count)};
+  if (count == 0) {
+    // Nothing to reduce or write: the sums are 0.
+    for (int64_t c = 0; c < channels; ++c) Backward<T>::fromSums(&context, c, 0, 0);
+    return;
   }
-
-  if (args.gradInput != nullptr && count > 0) {
-    std::vector<double> scale(channels);
-    for (int64_t c = 0; c < channels; ++c) scale[c] = invstd[c] * weight[c];
-    if (args.training) {
-      const double n = static_cast<double>(count);
-      std::vector<double> gradMean(channels), projection(channels);
-      for (int64_t c = 0; c < channels; ++c) {
-        gradMean[c] = sumDy[c] / n;
-        projection[c] = dotp[c] * invstd[c] * invstd[c] / n;
-      }
-      kernels<T>().trainingGradInput(geometry, args.input, args.gradOutput, args.gradInput, center.data(),
-                                     gradMean.data(), projection.data(), scale.data());
-    } else {
-      const std::vector<double> zero(channels, 0.0);
-      kernels<T>().applyAffine(geometry, args.gradOutput, args.gradInput, zero.data(), scale.data(),
-                               zero.data());
-    }
-  }
-
-  for (int64_t c = 0; c < channels; ++c) {
-    if (args.gradWeight != nullptr) args.gradWeight[c] = static_cast<T>(dotp[c] * invstd[c]);
-    if (args.gradBias != nullptr) args.gradBias[c] = static_cast<T>(sumDy[c]);
-  }
+  BackwardPlan plan;
+  plan.context = &context;
+  plan.center = center.data();
+  // Evaluation-mode grad_input is dy scaled per channel: it needs no reduction.
+  plan.needSums = args.gradWeight != nullptr || args.gradBias != nullptr || (args.training && args.gradInput != nullptr);
+  plan.fromSums = &Backward<T>::fromSums;
+  if (!plan.needSums && args.gradInput == nullptr) return;
+  tableFor<T>(args.useReference).backward(geometry, args.input, args.gradOutput, args.gradInput, plan);
 }
 
 template void batchNormForward<float>(const Geometry&, const ForwardArgs<float>&);

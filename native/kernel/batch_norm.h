@@ -33,6 +33,7 @@ struct ForwardArgs {
   bool training = false;
   double momentum = 0.1;
   double eps = 1e-5;
+  bool useReference = false;  // run the scalar oracle instead of the dispatched kernels (tests)
 };
 
 template <typename T>
@@ -49,6 +50,7 @@ struct BackwardArgs {
   T* gradBias = nullptr;
   bool training = false;
   double eps = 1e-5;
+  bool useReference = false;  // run the scalar oracle instead of the dispatched kernels (tests)
 };
 
 template <typename T>

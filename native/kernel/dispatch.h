@@ -1,43 +1,86 @@
-// The per-ISA kernel table: the elementwise and reduction loops of batch norm, filled once at load.
+// The per-ISA kernel table: the loops of batch norm over memory, filled once at load.
 //
-// Per-channel values (statistics, affine coefficients) are always double, so float32 tensors
-// accumulate and normalize in double as PyTorch's CPU accumulate type does.
+// Kernels see the operator's per-channel decisions only through the plans below, which the operator
+// (batch_norm.cc, compiled once) provides as plain function pointers. Per-channel values are double, so
+// float32 tensors accumulate and normalize in double as PyTorch's CPU accumulate type does.
 #pragma once
+
+#include <cstdint>
 
 #include "kernel/batch_norm.h"
 
 namespace batchnorm {
 
-template <typename T>
-struct KernelTable {
-  // The channel mean as an unevaluated sum mean[c] + meanLow[c] (|meanLow| <= ulp(mean) / 2) and
-  // varSum[c] = sum((x - mean)^2), two passes about the mean. The low part keeps x - mean accurate in
-  // float64 when |mean| >> std, where rounding the mean alone would cost digits of every output.
-  void (*collectStats)(const Geometry& geometry, const T* input, double* mean, double* meanLow, double* varSum);
-
-  // y = (x - center[c]) * scale[c] + shift[c]; output may alias input.
-  void (*applyAffine)(const Geometry& geometry, const T* input, T* output, const double* center,
-                      const double* scale, const double* shift);
-
-  // sumDy[c] = sum(dy) and dotp[c] = sum(dy * (x - center[c])).
-  void (*reduceGradients)(const Geometry& geometry, const T* input, const T* gradOutput,
-                          const double* center, double* sumDy, double* dotp);
-
-  // Training-mode input gradient: dx = (dy - gradMean[c] - (x - center[c]) * projection[c]) * scale[c].
-  void (*trainingGradInput)(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput,
-                            const double* center, const double* gradMean, const double* projection,
-                            const double* scale);
+// y = (x - center) * scale + shift.
+struct ChannelAffine {
+  double center = 0;
+  double scale = 0;
+  double shift = 0;
 };
 
-// The table for the kernel path in use (see cpuCapability()).
+// dx = (dy - gradMean - (x - center) * projection) * scale; with readsInput false, dx = dy * scale.
+struct GradientAffine {
+  double center = 0;
+  double gradMean = 0;
+  double projection = 0;
+  double scale = 0;
+  bool readsInput = true;
+};
+
+struct ForwardPlan {
+  void* context = nullptr;
+  // Called once per channel with its mean (as high + low parts) and sum of squared deviations; records
+  // what the operator keeps and returns the channel's normalization. May run on several threads at once
+  // for different channels.
+  ChannelAffine (*fromStats)(void* context, int64_t channel, double mean, double meanLow, double varSum) = nullptr;
+};
+
+struct BackwardPlan {
+  void* context = nullptr;
+  const double* center = nullptr;  // the mean the reductions center x on, per channel
+  bool needSums = true;            // compute sum(dy) and sum(dy * (x - center)); otherwise they are 0
+  // Called once per channel with its sums; records the weight/bias gradients and returns dx's coefficients.
+  GradientAffine (*fromSums)(void* context, int64_t channel, double sumDy, double dotp) = nullptr;
+};
+
+template <typename T>
+struct KernelTable {
+  // Training forward: statistics, plan.fromStats, normalization (output may alias input).
+  void (*trainingForward)(const Geometry& geometry, const T* input, T* output, const ForwardPlan& plan);
+  // Per-channel affine map (evaluation forward); output may alias input.
+  void (*affineForward)(const Geometry& geometry, const T* input, T* output, const ChannelAffine* channels);
+  // Backward: sums (when needed), plan.fromSums, then gradInput when it is not null.
+  void (*backward)(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput,
+                   const BackwardPlan& plan);
+};
+
+enum class CpuCapability { Default = 0, Avx2 = 1, Avx512 = 2 };
+
+// The tables for the kernel path chosen at load (see dispatch.cc).
 template <typename T>
 const KernelTable<T>& kernels();
 
-// Name of the kernel path in use: "default" (portable scalar C++) for now.
+// The portable scalar oracle every path is tested against: simple loops, one thread.
+template <typename T>
+const KernelTable<T>& referenceKernels();
+
+// Name of the kernel path in use: "default", "avx2" or "avx512".
 const char* cpuCapability();
 
-namespace cpu::scalar {
+// Per-path registration, each defined in its own translation unit.
+namespace cpu {
+namespace reference {
 void fillKernels(KernelTable<float>& floatTable, KernelTable<double>& doubleTable);
-}  // namespace cpu::scalar
+}
+namespace base {
+void fillKernels(KernelTable<float>& floatTable, KernelTable<double>& doubleTable);
+}
+namespace avx2 {
+void fillKernels(KernelTable<float>& floatTable, KernelTable<double>& doubleTable);
+}
+namespace avx512 {
+void fillKernels(KernelTable<float>& floatTable, KernelTable<double>& doubleTable);
+}
+}  // namespace cpu
 
 }  // namespace batchnorm

@@ -1,0 +1,126 @@
+// The portable scalar oracle: the simplest loops that implement the kernel contract, one channel at a
+// time on one thread, in double. Every vectorized path is tested against it; it is not used for speed.
+#include <cmath>
+#include <cstdint>
+
+#include "kernel/dispatch.h"
+
+namespace batchnorm::cpu::reference {
+namespace {
+
+// Start of channel `channel`'s row in batch item `item` of a contiguous (N, C, S) tensor.
+inline int64_t rowOffset(const Geometry& geometry, int64_t item, int64_t channel) {
+  return (item * geometry.channels + channel) * geometry.spatial;
+}
+
+// Sum of a sequence as an unevaluated pair high + low, exact to within a few ulps of the result
+// however the terms cancel (Knuth's TwoSum on each addition, errors accumulated separately).
+struct CompensatedSum {
+  double high = 0;
+  double low = 0;
+
+  void add(double value) {
+    const double sum = high + value;
+    const double valuePart = sum - high;
+    low += (high - (sum - valuePart)) + (value - valuePart);
+    high = sum;
+  }
+};
+
+template <typename T>
+void trainingForward(const Geometry& geometry, const T* input, T* output, const ForwardPlan& plan) {
+  const double count = static_cast<double>(geometry.perChannel());
+  for (int64_t c = 0; c < geometry.channels; ++c) {
+    CompensatedSum sum;
+    for (int64_t b = 0; b < geometry.batch; ++b) {
+      const T* row = input + rowOffset(geometry, b, c);
+      for (int64_t s = 0; s < geometry.spatial; ++s) sum.add(static_cast<double>(row[s]));
+    }
+    // (high + low) / count as mean + meanLow: the fma gives the exact remainder of the division.
+    // With an Inf or NaN in the channel the low part is meaningless: the mean is Inf or NaN as in PyTorch.
+    const bool finite = std::isfinite(sum.high);
+    const double total = finite ? sum.high + sum.low : sum.high;
+    const double totalLow = finite ? sum.low - (total - sum.high) : 0;
+    const double mean = total / count;
+    const double meanLow = finite ? (std::fma(-mean, count, total) + totalLow) / count : 0;
+    double squares = 0;
+    for (int64_t b = 0; b < geometry.batch; ++b) {
+      const T* row = input + rowOffset(geometry, b, c);
+      for (int64_t s = 0; s < geometry.spatial; ++s) {
+        const double centered = (static_cast<double>(row[s]) - mean) - meanLow;
+        squares += centered * centered;
+      }
+    }
+    const ChannelAffine affine = plan.fromStats(plan.context, c, mean, meanLow, squares);
+    for (int64_t b = 0; b < geometry.batch; ++b) {
+      const int64_t offset = rowOffset(geometry, b, c);
+      for (int64_t s = 0; s < geometry.spatial; ++s) {
+        const double x = static_cast<double>(input[offset + s]);
+        output[offset + s] = static_cast<T>((x - affine.center) * affine.scale + affine.shift);
+      }
+    }
+  }
+}
+
+template <typename T>
+void affineForward(const Geometry& geometry, const T* input, T* output, const ChannelAffine* channels) {
+  for (int64_t b = 0; b < geometry.batch; ++b) {
+    for (int64_t c = 0; c < geometry.channels; ++c) {
+      const int64_t offset = rowOffset(geometry, b, c);
+      const ChannelAffine& affine = channels[c];
+      for (int64_t s = 0; s < geometry.spatial; ++s) {
+        const double x = static_cast<double>(input[offset + s]);
+        output[offset + s] = static_cast<T>((x - affine.center) * affine.scale + affine.shift);
+      }
+    }
+  }
+}
+
+template <typename T>
+void backward(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan) {
+  for (int64_t c = 0; c < geometry.channels; ++c) {
+    double sumDy = 0, dotp = 0;
+    if (plan.needSums) {
+      for (int64_t b = 0; b < geometry.batch; ++b) {
+        const int64_t offset = rowOffset(geometry, b, c);
+        for (int64_t s = 0; s < geometry.spatial; ++s) {
+          const double dy = static_cast<double>(gradOutput[offset + s]);
+          sumDy += dy;
+          dotp += (static_cast<double>(input[offset + s]) - plan.center[c]) * dy;
+        }
+      }
+    }
+    const GradientAffine g = plan.fromSums(plan.context, c, sumDy, dotp);
+    if (gradInput == nullptr) continue;
+    for (int64_t b = 0; b < geometry.batch; ++b) {
+      const int64_t offset = rowOffset(geometry, b, c);
+      for (int64_t s = 0; s < geometry.spatial; ++s) {
+        const double dy = static_cast<double>(gradOutput[offset + s]);
+        double dx;
+        if (g.readsInput) {
+          const double x = static_cast<double>(input[offset + s]);
+          dx = (dy - g.gradMean - (x - g.center) * g.projection) * g.scale;
+        } else {
+          dx = dy * g.scale;
+        }
+        gradInput[offset + s] = static_cast<T>(dx);
+      }
+    }
+  }
+}
+
+template <typename T>
+void fill(KernelTable<T>& table) {
+  table.trainingForward = &trainingForward<T>;
+  table.affineForward = &affineForward<T>;
+  table.backward = &backward<T>;
+}
+
+}  // namespace
+
+void fillKernels(KernelTable<float>& floatTable, KernelTable<double>& doubleTable) {
+  fill(floatTable);
+  fill(doubleTable);
+}
+
+}  // namespace batchnorm::cpu::reference

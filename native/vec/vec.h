@@ -1,0 +1,17 @@
+// The vector types the kernels are written over, chosen by the translation unit's CPU_CAPABILITY.
+//
+// Every ISA defines, in its own namespace batchnorm::vec::<capability>:
+//   Doubles  a register of `lanes` doubles: zero/broadcast/load/loadFirst/store/storeFirst, + - *,
+//            fmadd(a, b, c) = a * b + c, keepFirst(v, n) (zero lanes >= n), sum() in a fixed order;
+//   Floats   a register of 2 * Doubles::lanes floats: load/loadFirst/store/storeFirst, and
+//            widen()/narrow() to and from two Doubles.
+// Nothing here has static data or non-inline linkage: each ISA's copy stays private to its kernels.
+#pragma once
+
+#if defined(BATCHNORM_CPU_AVX512)
+#include "vec/vec_avx512.h"
+#elif defined(BATCHNORM_CPU_AVX2)
+#include "vec/vec_avx2.h"
+#else
+#include "vec/vec_base.h"
+#endif

@@ -1,0 +1,64 @@
+// AVX2 + FMA vector types: 4 doubles, 8 floats. Only included by translation units compiled with
+// -mavx2 -mfma (BATCHNORM_CPU_AVX2).
+#pragma once
+
+#include <immintrin.h>
+
+namespace batchnorm::vec {
+inline namespace avx2 {
+
+// Lane i is enabled when i < count, for masked loads and stores of tails.
+inline __m256i firstLanes64(int count) {
+  const __m256i index = _mm256_setr_epi64x(0, 1, 2, 3);
+  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), index);
+}
+inline __m256i firstLanes32(int count) {
+  const __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), index);
+}
+
+struct Doubles {
+  static constexpr int lanes = 4;
+  __m256d v;
+
+  static Doubles zero() { return {_mm256_setzero_pd()}; }
+  static Doubles broadcast(double value) { return {_mm256_set1_pd(value)}; }
+  static Doubles load(const double* p) { return {_mm256_loadu_pd(p)}; }
+  static Doubles loadFirst(const double* p, int count) { return {_mm256_maskload_pd(p, firstLanes64(count))}; }
+  void store(double* p) const { _mm256_storeu_pd(p, v); }
+  void storeFirst(double* p, int count) const { _mm256_maskstore_pd(p, firstLanes64(count), v); }
+  // Fixed order: (l0 + l2) + (l1 + l3).
+  double sum() const {
+    const __m128d pairs = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(pairs, _mm_unpackhi_pd(pairs, pairs)));
+  }
+};
+
+inline Doubles operator+(Doubles a, Doubles b) { return {_mm256_add_pd(a.v, b.v)}; }
+inline Doubles operator-(Doubles a, Doubles b) { return {_mm256_sub_pd(a.v, b.v)}; }
+inline Doubles operator*(Doubles a, Doubles b) { return {_mm256_mul_pd(a.v, b.v)}; }
+inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+inline Doubles keepFirst(Doubles a, int count) {
+  return {_mm256_and_pd(a.v, _mm256_castsi256_pd(firstLanes64(count)))};
+}
+
+struct Floats {
+  static constexpr int lanes = 8;
+  __m256 v;
+
+  static Floats load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static Floats loadFirst(const float* p, int count) { return {_mm256_maskload_ps(p, firstLanes32(count))}; }
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  void storeFirst(float* p, int count) const { _mm256_maskstore_ps(p, firstLanes32(count), v); }
+};
+
+inline void widen(Floats f, Doubles& low, Doubles& high) {
+  low.v = _mm256_cvtps_pd(_mm256_castps256_ps128(f.v));
+  high.v = _mm256_cvtps_pd(_mm256_extractf128_ps(f.v, 1));
+}
+inline Floats narrow(Doubles low, Doubles high) {
+  return {_mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(low.v)), _mm256_cvtpd_ps(high.v), 1)};
+}
+
+}  // namespace avx2
+}  // namespace batchnorm::vec

@@ -1,0 +1,59 @@
+// AVX-512 (F/BW/VL/DQ) vector types: 8 doubles, 16 floats, with mask registers for tails. Only
+// included by translation units compiled with the AVX-512 flags (BATCHNORM_CPU_AVX512).
+#pragma once
+
+#include <immintrin.h>
+
+namespace batchnorm::vec {
+inline namespace avx512 {
+
+inline __mmask8 firstLanes8(int count) { return static_cast<__mmask8>((1u << count) - 1u); }
+inline __mmask16 firstLanes16(int count) { return static_cast<__mmask16>((1u << count) - 1u); }
+
+struct Doubles {
+  static constexpr int lanes = 8;
+  __m512d v;
+
+  static Doubles zero() { return {_mm512_setzero_pd()}; }
+  static Doubles broadcast(double value) { return {_mm512_set1_pd(value)}; }
+  static Doubles load(const double* p) { return {_mm512_loadu_pd(p)}; }
+  static Doubles loadFirst(const double* p, int count) { return {_mm512_maskz_loadu_pd(firstLanes8(count), p)}; }
+  void store(double* p) const { _mm512_storeu_pd(p, v); }
+  void storeFirst(double* p, int count) const { _mm512_mask_storeu_pd(p, firstLanes8(count), v); }
+  // Fixed order: halves, then quarters, then pairs (the same tree on every call).
+  double sum() const {
+    const __m256d half = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+    const __m128d quarter = _mm_add_pd(_mm256_castpd256_pd128(half), _mm256_extractf128_pd(half, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(quarter, _mm_unpackhi_pd(quarter, quarter)));
+  }
+};
+
+inline Doubles operator+(Doubles a, Doubles b) { return {_mm512_add_pd(a.v, b.v)}; }
+inline Doubles operator-(Doubles a, Doubles b) { return {_mm512_sub_pd(a.v, b.v)}; }
+inline Doubles operator*(Doubles a, Doubles b) { return {_mm512_mul_pd(a.v, b.v)}; }
+inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+inline Doubles keepFirst(Doubles a, int count) { return {_mm512_maskz_mov_pd(firstLanes8(count), a.v)}; }
+
+struct Floats {
+  static constexpr int lanes = 16;
+  __m512 v;
+
+  static Floats load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static Floats loadFirst(const float* p, int count) { return {_mm512_maskz_loadu_ps(firstLanes16(count), p)}; }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  void storeFirst(float* p, int count) const { _mm512_mask_storeu_ps(p, firstLanes16(count), v); }
+};
+
+inline void widen(Floats f, Doubles& low, Doubles& high) {
+  low.v = _mm512_cvtps_pd(_mm512_castps512_ps256(f.v));
+  high.v = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f.v), 1)));
+}
+inline Floats narrow(Doubles low, Doubles high) {
+  const __m256 lowFloats = _mm512_cvtpd_ps(low.v);
+  const __m256 highFloats = _mm512_cvtpd_ps(high.v);
+  return {_mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lowFloats)),
+                                              _mm256_castps_pd(highFloats), 1))};
+}
+
+}  // namespace avx512
+}  // namespace batchnorm::vec

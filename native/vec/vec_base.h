@@ -1,0 +1,96 @@
+// Portable vector types: plain C++ arrays the compiler maps onto the baseline SIMD of the target
+// (SSE2 on x86-64, NEON on AArch64). Used by the "default" kernel path.
+#pragma once
+
+#include <cstddef>
+
+namespace batchnorm::vec {
+inline namespace base {
+
+struct Doubles {
+  static constexpr int lanes = 2;
+  double v[lanes];
+
+  static Doubles zero() { return broadcast(0.0); }
+  static Doubles broadcast(double value) {
+    Doubles r;
+    for (int i = 0; i < lanes; ++i) r.v[i] = value;
+    return r;
+  }
+  static Doubles load(const double* p) {
+    Doubles r;
+    for (int i = 0; i < lanes; ++i) r.v[i] = p[i];
+    return r;
+  }
+  static Doubles loadFirst(const double* p, int count) {
+    Doubles r = zero();
+    for (int i = 0; i < count; ++i) r.v[i] = p[i];
+    return r;
+  }
+  void store(double* p) const {
+    for (int i = 0; i < lanes; ++i) p[i] = v[i];
+  }
+  void storeFirst(double* p, int count) const {
+    for (int i = 0; i < count; ++i) p[i] = v[i];
+  }
+  double sum() const { return v[0] + v[1]; }
+};
+
+inline Doubles operator+(Doubles a, Doubles b) {
+  for (int i = 0; i < Doubles::lanes; ++i) a.v[i] += b.v[i];
+  return a;
+}
+inline Doubles operator-(Doubles a, Doubles b) {
+  for (int i = 0; i < Doubles::lanes; ++i) a.v[i] -= b.v[i];
+  return a;
+}
+inline Doubles operator*(Doubles a, Doubles b) {
+  for (int i = 0; i < Doubles::lanes; ++i) a.v[i] *= b.v[i];
+  return a;
+}
+// Not fused on the portable path (no FMA in baseline x86-64); the difference is below float rounding.
+inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return a * b + c; }
+inline Doubles keepFirst(Doubles a, int count) {
+  for (int i = count; i < Doubles::lanes; ++i) a.v[i] = 0;
+  return a;
+}
+
+struct Floats {
+  static constexpr int lanes = 2 * Doubles::lanes;
+  float v[lanes];
+
+  static Floats load(const float* p) {
+    Floats r;
+    for (int i = 0; i < lanes; ++i) r.v[i] = p[i];
+    return r;
+  }
+  static Floats loadFirst(const float* p, int count) {
+    Floats r;
+    for (int i = 0; i < lanes; ++i) r.v[i] = i < count ? p[i] : 0.0f;
+    return r;
+  }
+  void store(float* p) const {
+    for (int i = 0; i < lanes; ++i) p[i] = v[i];
+  }
+  void storeFirst(float* p, int count) const {
+    for (int i = 0; i < count; ++i) p[i] = v[i];
+  }
+};
+
+inline void widen(Floats f, Doubles& low, Doubles& high) {
+  for (int i = 0; i < Doubles::lanes; ++i) {
+    low.v[i] = static_cast<double>(f.v[i]);
+    high.v[i] = static_cast<double>(f.v[i + Doubles::lanes]);
+  }
+}
+inline Floats narrow(Doubles low, Doubles high) {
+  Floats r;
+  for (int i = 0; i < Doubles::lanes; ++i) {
+    r.v[i] = static_cast<float>(low.v[i]);
+    r.v[i + Doubles::lanes] = static_cast<float>(high.v[i]);
+  }
+  return r;
+}
+
+}  // namespace base
+}  // namespace batchnorm::vec

@@ -1,0 +1,144 @@
+// The dispatched kernel path against the scalar oracle on random shapes whose sizes straddle the vector
+// widths (tails, tiny spatial sizes, both traversals), and bitwise determinism across thread counts.
+import { describe, expect, it } from 'vitest';
+
+import { type FloatArray, cpuCapability, getNumThreads, setNumThreads } from '../lib/index';
+import { native } from '../lib/native';
+import { expectClose, scaleOf } from './helpers/compare';
+
+function seeded(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state ^ (state >>> 15), 2246822507) + 0x9e3779b9) >>> 0;
+    return state / 2 ** 32;
+  };
+}
+
+type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
+
+interface Case {
+  ctor: Ctor;
+  batch: number;
+  channels: number;
+  spatial: number;
+  training: boolean;
+  x: FloatArray;
+  dy: FloatArray;
+  weight: FloatArray | null;
+  bias: FloatArray | null;
+  runningMean: FloatArray;
+  runningVar: FloatArray;
+}
+
+function makeCase(random: () => number, ctor: Ctor, batch: number, channels: number, spatial: number, training: boolean): Case {
+  const n = batch * channels * spatial;
+  const offset = (random() - 0.5) * 20;
+  const fill = (length: number, f: () => number): FloatArray => {
+    const array = new ctor(length);
+    for (let i = 0; i < length; i++) array[i] = f();
+    return array;
+  };
+  return {
+    ctor,
+    batch,
+    channels,
+    spatial,
+    training,
+    x: fill(n, () => offset + (random() - 0.5) * 4),
+    dy: fill(n, () => random() - 0.5),
+    weight: random() < 0.7 ? fill(channels, () => 0.5 + random()) : null,
+    bias: random() < 0.7 ? fill(channels, () => random() - 0.5) : null,
+    runningMean: fill(channels, () => offset + random() - 0.5),
+    runningVar: fill(channels, () => 0.5 + random()),
+  };
+}
+
+/** Runs forward and backward on the dispatched path or the oracle; returns every array written. */
+function run(c: Case, reference: boolean): FloatArray[] {
+  const binding = native();
+  const forward = reference ? binding.forwardReference : binding.forward;
+  const backward = reference ? binding.backwardReference : binding.backward;
+  const output = new c.ctor(c.x.length);
+  const runningMean = c.runningMean.slice();
+  const runningVar = c.runningVar.slice();
+  const saveMean = new c.ctor(c.training ? c.channels : 0);
+  const saveInvstd = new c.ctor(c.training ? c.channels : 0);
+  forward(c.x, output, c.batch, c.channels, c.spatial, c.weight, c.bias, runningMean, runningVar,
+    c.training ? saveMean : null, c.training ? saveInvstd : null, c.training, 0.1, 1e-5);
+  const gradInput = new c.ctor(c.x.length);
+  const gradWeight = new c.ctor(c.channels);
+  const gradBias = new c.ctor(c.channels);
+  backward(c.dy, c.x, c.batch, c.channels, c.spatial, c.weight, c.runningMean, c.runningVar,
+    c.training ? saveMean : null, c.training ? saveInvstd : null, gradInput, gradWeight, gradBias, c.training, 1e-5);
+  return [output, runningMean, runningVar, saveMean, saveInvstd, gradInput, gradWeight, gradBias];
+}
+
+const LABELS = ['output', 'runningMean', 'runningVar', 'saveMean', 'saveInvstd', 'gradInput', 'gradWeight', 'gradBias'];
+
+describe(`kernel path ${cpuCapability()} against the scalar oracle`, () => {
+  const random = seeded(20261129);
+  // Spatial sizes around every vector width (1..17, 31..33, 63..65) and a few larger ones.
+  const spatialSizes = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 49, 63, 64, 65, 100, 129];
+  const cases: [string, Case][] = [];
+  for (const ctor of [Float32Array, Float64Array]) {
+    for (const spatial of spatialSizes) {
+      for (const training of [true, false]) {
+        const batch = 1 + Math.floor(random() * 5) + (spatial === 1 ? 1 : 0);
+        const channels = 1 + Math.floor(random() * 40);
+        cases.push([`${ctor.name} N=${batch} C=${channels} S=${spatial} ${training ? 'train' : 'eval'}`,
+          makeCase(random, ctor, batch, channels, spatial, training)]);
+      }
+    }
+  }
+  // BatchNorm1d-like (N, C) shapes across the vector widths of channels.
+  for (const channels of [1, 7, 8, 9, 16, 17, 33, 100, 1030]) {
+    cases.push([`Float32Array (N=37, C=${channels}) train`, makeCase(random, Float32Array, 37, channels, 1, true)]);
+  }
+
+  it.each(cases)('%s', (_label, c) => {
+    const ours = run(c, false);
+    const oracle = run(c, true);
+    const rtol = c.ctor === Float32Array ? 1e-6 : 1e-12;
+    ours.forEach((array, i) => {
+      // grad_input is a difference of terms of size |dy| * invstd * |w|: scale its tolerance by them.
+      const floor = i === 5 ? scaleOf(c.dy) * scaleOf(oracle[4]!.length ? oracle[4]! : [1]) * 3 : 0;
+      expectClose(array, oracle[i]!, rtol, LABELS[i]!, floor);
+    });
+  });
+});
+
+describe('threads', () => {
+  /** One hex digest-like string per array, so large results compare quickly and exactly. */
+  function bytesOf(arrays: FloatArray[]): string[] {
+    return arrays.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64'));
+  }
+
+  it.each([
+    ['planar (8, 32, 32, 32)', 8, 32, 32 * 32],
+    ['interleaved (4096, 256)', 4096, 256, 1],
+    ['interleaved (64, 256, 7, 7)', 64, 256, 49],
+  ] as const)('give bitwise identical results with 1 and 2 threads: %s', (_label, batch, channels, spatial) => {
+    const previous = getNumThreads();
+    try {
+      for (const ctor of [Float32Array, Float64Array]) {
+        const c = makeCase(seeded(batch + channels), ctor, batch, channels, spatial, true);
+        setNumThreads(1);
+        const single = bytesOf(run(c, false));
+        setNumThreads(2);
+        const double = bytesOf(run(c, false));
+        const again = bytesOf(run(c, false));
+        expect(double).toEqual(single);
+        expect(again).toEqual(single);
+      }
+    } finally {
+      setNumThreads(previous);
+    }
+  });
+
+  it('validates setNumThreads', () => {
+    expect(() => setNumThreads(0)).toThrow('Expected an integer from 1 to 256 for threads but received 0');
+    expect(() => setNumThreads(1.5)).toThrow(RangeError);
+    expect(() => setNumThreads('2' as never)).toThrow(TypeError);
+    expect(getNumThreads()).toBeGreaterThanOrEqual(1);
+  });
+});
