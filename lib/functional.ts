@@ -59,6 +59,11 @@ export interface BatchNormBackwardOptions {
   eps?: number;
   /** Which gradients to compute: `[input, weight, bias]`. Default all true. */
   outputMask?: readonly [boolean, boolean, boolean];
+  /**
+   * Destinations for the gradients (same dtype; input-sized / length C), to reuse buffers across steps.
+   * Each must belong to a requested gradient and share no memory with any other argument.
+   */
+  out?: { gradInput?: FloatArray; gradWeight?: FloatArray; gradBias?: FloatArray };
 }
 
 /** Result of {@link batchNormBackward}; an entry is null when its `outputMask` flag is false. */
@@ -78,6 +83,7 @@ const BACKWARD_KEYS = [
   'training',
   'eps',
   'outputMask',
+  'out',
 ] as const;
 
 export const DEFAULT_EPS = 1e-5;
@@ -85,6 +91,23 @@ export const DEFAULT_MOMENTUM = 0.1;
 
 function newLike(like: FloatArray, length: number): FloatArray {
   return like instanceof Float32Array ? new Float32Array(length) : new Float64Array(length);
+}
+
+// Evaluation returns empty saved statistics; one frozen empty array per dtype serves every call.
+const EMPTY_FLOAT32 = Object.freeze(new Float32Array(0)) as Float32Array;
+const EMPTY_FLOAT64 = Object.freeze(new Float64Array(0)) as Float64Array;
+
+/**
+ * saveMean and saveInvstd as two views of one ArrayBuffer: for small tensors a call's cost is mostly
+ * allocations, and this saves one.
+ */
+function newSavedStats(like: FloatArray, channels: number): [FloatArray, FloatArray] {
+  if (like instanceof Float32Array) {
+    const buffer = new ArrayBuffer(8 * channels);
+    return [new Float32Array(buffer, 0, channels), new Float32Array(buffer, 4 * channels, channels)];
+  }
+  const buffer = new ArrayBuffer(16 * channels);
+  return [new Float64Array(buffer, 0, channels), new Float64Array(buffer, 8 * channels, channels)];
 }
 
 function missingRunningStat(name: string): TypeError {
@@ -148,9 +171,8 @@ export function batchNorm(input: Tensor, options?: BatchNormOptions): BatchNormR
   if (training) checkBatchSizeForTraining(x);
 
   const output = out ?? newLike(x.data, x.data.length);
-  const statsLength = training ? x.channels : 0;
-  const saveMean = newLike(x.data, statsLength);
-  const saveInvstd = newLike(x.data, statsLength);
+  const empty = x.data instanceof Float32Array ? EMPTY_FLOAT32 : EMPTY_FLOAT64;
+  const [saveMean, saveInvstd] = training ? newSavedStats(x.data, x.channels) : [empty, empty];
   native().forward(
     x.data,
     output,
@@ -226,9 +248,32 @@ export function batchNormBackward(
     if (runningVar === null) throw missingRunningStat('runningVar');
   }
 
-  const gradInput = wantInput ? newLike(x.data, x.data.length) : null;
-  const gradWeight = wantWeight ? newLike(x.data, x.channels) : null;
-  const gradBias = wantBias ? newLike(x.data, x.channels) : null;
+  const outs = checkOptions(opts.out, 'options.out', ['gradInput', 'gradWeight', 'gradBias'] as const);
+  const destination = (key: 'gradInput' | 'gradWeight' | 'gradBias', wanted: boolean, length: number) => {
+    const value = outs[key];
+    if (value === undefined) return wanted ? newLike(x.data, length) : null;
+    checkSameDtype(value, `options.out.${key}`, x.data);
+    if (value.length !== length) {
+      throw new RangeError(`options.out.${key} should contain ${length} elements not ${value.length}`);
+    }
+    if (!wanted) throw new RangeError(`options.out.${key} is given but outputMask does not ask for ${key}`);
+    return value;
+  };
+  const gradInput = destination('gradInput', wantInput, x.data.length);
+  const gradWeight = destination('gradWeight', wantWeight, x.channels);
+  const gradBias = destination('gradBias', wantBias, x.channels);
+  checkNoOverlap([
+    { name: 'gradOutput.data', array: dy.data, written: false },
+    { name: 'input.data', array: x.data, written: false },
+    { name: 'weight', array: weight, written: false },
+    { name: 'runningMean', array: runningMean, written: false },
+    { name: 'runningVar', array: runningVar, written: false },
+    { name: 'saveMean', array: saveMean, written: false },
+    { name: 'saveInvstd', array: saveInvstd, written: false },
+    { name: 'options.out.gradInput', array: gradInput, written: true },
+    { name: 'options.out.gradWeight', array: gradWeight, written: true },
+    { name: 'options.out.gradBias', array: gradBias, written: true },
+  ]);
   native().backward(
     dy.data,
     x.data,

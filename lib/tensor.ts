@@ -127,15 +127,10 @@ export function checkSameDtype(value: unknown, name: string, like: FloatArray): 
   }
 }
 
-function byteRange(array: FloatArray): [ArrayBufferLike, number, number] {
-  return [array.buffer, array.byteOffset, array.byteOffset + array.byteLength];
-}
-
 /** Whether two typed arrays share at least one byte. */
 export function overlaps(a: FloatArray, b: FloatArray): boolean {
-  const [bufferA, beginA, endA] = byteRange(a);
-  const [bufferB, beginB, endB] = byteRange(b);
-  return bufferA === bufferB && beginA < endB && beginB < endA;
+  if (a.buffer !== b.buffer) return false;
+  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 /** Whether two typed arrays view exactly the same bytes. */
@@ -155,10 +150,11 @@ export interface NamedArray {
  */
 export function checkNoOverlap(arrays: NamedArray[], inPlace?: [string, string]): void {
   for (let i = 0; i < arrays.length; i++) {
+    const a = arrays[i]!;
+    if (a.array === null) continue;
     for (let j = i + 1; j < arrays.length; j++) {
-      const a = arrays[i]!;
       const b = arrays[j]!;
-      if ((!a.written && !b.written) || a.array === null || b.array === null) continue;
+      if ((!a.written && !b.written) || b.array === null) continue;
       if (!overlaps(a.array, b.array)) continue;
       const allowed = inPlace !== undefined && inPlace.includes(a.name) && inPlace.includes(b.name);
       if (allowed && sameView(a.array, b.array)) continue;

@@ -210,6 +210,7 @@ class Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   double* row(int index) const { return data_ + index * length_; }
+  int64_t length() const { return length_; }
 
  private:
   int64_t length_;
@@ -233,7 +234,8 @@ template <typename T>
 int64_t blockChannels(const Geometry& g) {
   const int64_t bytesPerChannel = maxInt64(1, g.batch * g.spatial * static_cast<int64_t>(sizeof(T)));
   int64_t channels = kBlockBytes / bytesPerChannel;
-  channels = maxInt64(channels, (Chunk<T>::lanes + g.spatial - 1) / g.spatial);
+  // At least four chunks per row segment, so rows are read in runs the prefetcher follows.
+  channels = maxInt64(channels, (4 * Chunk<T>::lanes + g.spatial - 1) / g.spatial);
   channels = minInt64(channels, maxInt64(1, kMaxBlockPositions / g.spatial));
   return maxInt64(1, minInt64(channels, g.channels));
 }
@@ -251,14 +253,102 @@ inline const double* broadcastRow(double* row, int64_t from, int64_t count, doub
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Training forward
+// Shared pieces of the interleaved traversal
 
 template <typename T>
-void planarTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan, int64_t c) {
+inline Chunk<T> loadChunk(const T* p, int valid) {
+  return valid == Chunk<T>::lanes ? Chunk<T>::load(p) : Chunk<T>::loadFirst(p, valid);
+}
+template <typename T>
+inline void storeChunk(const Chunk<T>& chunk, T* p, int valid) {
+  if (valid == Chunk<T>::lanes) {
+    chunk.store(p);
+  } else {
+    chunk.storeFirst(p, valid);
+  }
+}
+
+// A block of channels [c0, c1) of an interleaved traversal: rows of `positions` contiguous values.
+struct Block {
+  int64_t c0 = 0, c1 = 0, positions = 0, first = 0, stride = 0;
+  Block(const Geometry& g, int64_t from, int64_t to)
+      : c0(from), c1(to), positions((to - from) * g.spatial), first(from * g.spatial), stride(g.channels * g.spatial) {}
+  int64_t rowOffset(int64_t b) const { return b * stride + first; }
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Channel statistics
+//
+// float32 input: one pass of shifted sums in double, d = x - K with K the channel's first value:
+// varSum = sum(d^2) - sum(d)^2 / n loses at most n * 2^-53 relative (K is a sample, so
+// n (mean - K)^2 <= n^2 var), far below float32 resolution. float64 input: two passes, a compensated
+// sum and then squares about the double-double mean, so x - mean keeps its digits when |mean| >> std.
+// A channel whose shifted sums are not finite (Inf/NaN data) is redone exactly, as the oracle does it,
+// so special values propagate as in PyTorch.
+
+struct ChannelStats {
+  double mean = 0, meanLow = 0, varSum = 0;
+};
+
+template <typename T>
+constexpr bool kShiftedStats = std::is_same<T, float>::value;
+
+template <typename T>
+ChannelStats exactChannelStats(const Geometry& g, const T* input, int64_t c) {
+  const int64_t stride = g.channels * g.spatial;
+  ScalarTwoSum sum;
+  for (int64_t b = 0; b < g.batch; ++b)
+    for (int64_t s = 0; s < g.spatial; ++s) sum.add(static_cast<double>(input[b * stride + c * g.spatial + s]));
+  ChannelStats stats;
+  meanOf(sum, static_cast<double>(g.perChannel()), stats.mean, stats.meanLow);
+  for (int64_t b = 0; b < g.batch; ++b) {
+    for (int64_t s = 0; s < g.spatial; ++s) {
+      const double d = (static_cast<double>(input[b * stride + c * g.spatial + s]) - stats.mean) - stats.meanLow;
+      stats.varSum += d * d;
+    }
+  }
+  return stats;
+}
+
+// Statistics from shifted sums, or exactly when they are not finite.
+template <typename T>
+ChannelStats fromShiftedSums(const Geometry& g, const T* input, int64_t c, double pivot, double sum, double squares) {
+  if (!std::isfinite(sum) || !std::isfinite(squares)) return exactChannelStats(g, input, c);
+  const double count = static_cast<double>(g.perChannel());
+  const double offset = sum / count;
+  ChannelStats stats;
+  stats.mean = pivot + offset;
+  const double pivotPart = stats.mean - offset;
+  stats.meanLow = (pivot - pivotPart) + (offset - (stats.mean - pivotPart));
+  const double varSum = squares - sum * offset;
+  stats.varSum = varSum > 0 ? varSum : 0;
+  return stats;
+}
+
+template <typename T>
+ChannelStats planarStats(const Geometry& g, const T* input, int64_t c) {
   constexpr int parts = Chunk<T>::parts;
   const int64_t stride = g.channels * g.spatial;
-  const double count = static_cast<double>(g.perChannel());
-
+  if (kShiftedStats<T>) {
+    const double pivot = static_cast<double>(input[c * g.spatial]);
+    const Doubles pivotV = Doubles::broadcast(pivot);
+    Doubles sums[2 * parts], squares[2 * parts];
+    for (int i = 0; i < 2 * parts; ++i) sums[i] = squares[i] = Doubles::zero();
+    for (int64_t b = 0; b < g.batch; ++b) {
+      forChunks(input + b * stride + c * g.spatial, g.spatial, [&](const Chunk<T>& x, int slot, int valid) {
+        for (int p = 0; p < parts; ++p) {
+          const Doubles d = keepValid(x.part[p] - pivotV, p, valid);
+          sums[slot * parts + p] = sums[slot * parts + p] + d;
+          squares[slot * parts + p] = fmadd(d, d, squares[slot * parts + p]);
+        }
+      });
+    }
+    for (int i = 1; i < 2 * parts; ++i) {
+      sums[0] = sums[0] + sums[i];
+      squares[0] = squares[0] + squares[i];
+    }
+    return fromShiftedSums(g, input, c, pivot, sums[0].sum(), squares[0].sum());
+  }
   VectorSum<T> sums[2 * parts];
   for (int64_t b = 0; b < g.batch; ++b) {
     forChunks(input + b * stride + c * g.spatial, g.spatial, [&](const Chunk<T>& x, int slot, int) {
@@ -267,26 +357,187 @@ void planarTrainingForward(const Geometry& g, const T* input, T* output, const F
   }
   ScalarTwoSum total;
   for (const VectorSum<T>& sum : sums) sum.addTo(total);
-  double mean, meanLow;
-  meanOf(total, count, mean, meanLow);
-
-  const Doubles meanHigh = Doubles::broadcast(mean), meanLowV = Doubles::broadcast(meanLow);
+  ChannelStats stats;
+  meanOf(total, static_cast<double>(g.perChannel()), stats.mean, stats.meanLow);
+  const Doubles meanHigh = Doubles::broadcast(stats.mean), meanLow = Doubles::broadcast(stats.meanLow);
   Doubles squares[2 * parts];
-  for (Doubles& s : squares) s = Doubles::zero();
+  for (Doubles& square : squares) square = Doubles::zero();
   for (int64_t b = 0; b < g.batch; ++b) {
     forChunks(input + b * stride + c * g.spatial, g.spatial, [&](const Chunk<T>& x, int slot, int valid) {
       for (int p = 0; p < parts; ++p) {
-        const Doubles d = keepValid((x.part[p] - meanHigh) - meanLowV, p, valid);
+        const Doubles d = keepValid((x.part[p] - meanHigh) - meanLow, p, valid);
         squares[slot * parts + p] = fmadd(d, d, squares[slot * parts + p]);
       }
     });
   }
-  Doubles squareSum = squares[0];
-  for (int i = 1; i < 2 * parts; ++i) squareSum = squareSum + squares[i];
+  for (int i = 1; i < 2 * parts; ++i) squares[0] = squares[0] + squares[i];
+  stats.varSum = squares[0].sum();
+  return stats;
+}
 
-  const ChannelAffine affine = plan.fromStats(plan.context, c, mean, meanLow, squareSum.sum());
+// Per-position accumulation over the rows of a block. Rows are the outer loop, so memory is read in
+// long contiguous runs; two rows share each load and store of the scratch accumulators.
+// `step.add(xs, rows, at)` gets the chunks at position `at` of `rows` (1 or 2) consecutive rows.
+template <typename T, typename Step>
+void accumulateBlock(const Geometry& g, const T* input, const Block& block, Step&& step) {
+  constexpr int lanes = Chunk<T>::lanes;
+  for (int64_t b = 0; b < g.batch; b += 2) {
+    const int rows = g.batch - b >= 2 ? 2 : 1;
+    const T* first = input + block.rowOffset(b);
+    const T* second = rows == 2 ? input + block.rowOffset(b + 1) : first;
+    for (int64_t at = 0; at < block.positions; at += lanes) {
+      const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
+      const Chunk<T> xs[2] = {loadChunk(first + at, valid), loadChunk(second + at, valid)};
+      step.add(xs, rows, at);
+    }
+  }
+}
+
+// Loads/stores of one chunk's worth of scratch doubles at a position.
+template <typename T>
+struct ScratchChunk {
+  Doubles v[Chunk<T>::parts];
+  static ScratchChunk load(const double* row, int64_t at) {
+    ScratchChunk r;
+    for (int p = 0; p < Chunk<T>::parts; ++p) r.v[p] = Doubles::load(row + at + p * Doubles::lanes);
+    return r;
+  }
+  void store(double* row, int64_t at) const {
+    for (int p = 0; p < Chunk<T>::parts; ++p) v[p].store(row + at + p * Doubles::lanes);
+  }
+};
+
+// Statistics of every channel of an interleaved block; scratch needs 4 rows of the padded positions.
+template <typename T>
+void blockStats(const Geometry& g, const T* input, const Block& block, const Scratch& scratch, ChannelStats* stats) {
+  constexpr int parts = Chunk<T>::parts;
+  double* rowA = scratch.row(0);
+  double* rowB = scratch.row(1);
+  double* rowC = scratch.row(2);
+  double* rowD = scratch.row(3);
+  const int64_t spatial = g.spatial;
+  if (kShiftedStats<T>) {
+    // rowA: pivot per position; rowB, rowC: shifted sums and squares.
+    for (int64_t c = block.c0; c < block.c1; ++c)
+      broadcastRow(rowA, (c - block.c0) * spatial, spatial, static_cast<double>(input[c * spatial]));
+    struct {
+      const double* pivots;
+      double *sums, *squares;
+      void add(const Chunk<T>* xs, int rows, int64_t at) {
+        const auto pivot = ScratchChunk<T>::load(pivots, at);
+        auto sum = ScratchChunk<T>::load(sums, at), square = ScratchChunk<T>::load(squares, at);
+        for (int r = 0; r < rows; ++r) {
+          for (int p = 0; p < parts; ++p) {
+            const Doubles d = xs[r].part[p] - pivot.v[p];
+            sum.v[p] = sum.v[p] + d;
+            square.v[p] = fmadd(d, d, square.v[p]);
+          }
+        }
+        sum.store(sums, at);
+        square.store(squares, at);
+      }
+    } step{rowA, rowB, rowC};
+    for (int64_t i = 0; i < scratch.length(); ++i) rowB[i] = rowC[i] = 0;
+    accumulateBlock(g, input, block, step);
+    for (int64_t c = block.c0; c < block.c1; ++c) {
+      const int64_t from = (c - block.c0) * spatial;
+      double sum = 0, squares = 0;
+      for (int64_t s = 0; s < spatial; ++s) {
+        sum += rowB[from + s];
+        squares += rowC[from + s];
+      }
+      stats[c - block.c0] = fromShiftedSums(g, input, c, rowA[from], sum, squares);
+    }
+    return;
+  }
+  // float64: compensated sums (rowA high, rowB low), then squares about the mean (rowC, rowD its parts).
+  struct {
+    double *highs, *lows;
+    void add(const Chunk<T>* xs, int rows, int64_t at) {
+      for (int p = 0; p < parts; ++p) {
+        const int64_t offset = at + p * Doubles::lanes;
+        VectorSum<T> sum{Doubles::load(highs + offset), Doubles::load(lows + offset)};
+        for (int r = 0; r < rows; ++r) sum.add(xs[r].part[p]);
+        sum.high.store(highs + offset);
+        sum.low.store(lows + offset);
+      }
+    }
+  } sumStep{rowA, rowB};
+  for (int64_t i = 0; i < scratch.length(); ++i) rowA[i] = rowB[i] = 0;
+  accumulateBlock(g, input, block, sumStep);
+  for (int64_t c = block.c0; c < block.c1; ++c) {
+    const int64_t from = (c - block.c0) * spatial;
+    ScalarTwoSum total;
+    for (int64_t s = 0; s < spatial; ++s) total.add(rowA[from + s]);
+    for (int64_t s = 0; s < spatial; ++s) total.low += rowB[from + s];
+    ChannelStats& channel = stats[c - block.c0];
+    meanOf(total, static_cast<double>(g.perChannel()), channel.mean, channel.meanLow);
+    broadcastRow(rowC, from, spatial, channel.mean);
+    broadcastRow(rowD, from, spatial, channel.meanLow);
+  }
+  struct {
+    const double *meanHighs, *meanLows;
+    double* squares;
+    void add(const Chunk<T>* xs, int rows, int64_t at) {
+      const auto meanHigh = ScratchChunk<T>::load(meanHighs, at), meanLow = ScratchChunk<T>::load(meanLows, at);
+      auto square = ScratchChunk<T>::load(squares, at);
+      for (int r = 0; r < rows; ++r) {
+        for (int p = 0; p < parts; ++p) {
+          const Doubles d = (xs[r].part[p] - meanHigh.v[p]) - meanLow.v[p];
+          square.v[p] = fmadd(d, d, square.v[p]);
+        }
+      }
+      square.store(squares, at);
+    }
+  } squareStep{rowC, rowD, rowA};
+  for (int64_t i = 0; i < scratch.length(); ++i) rowA[i] = 0;
+  accumulateBlock(g, input, block, squareStep);
+  for (int64_t c = block.c0; c < block.c1; ++c) {
+    const int64_t from = (c - block.c0) * spatial;
+    double varSum = 0;
+    for (int64_t s = 0; s < spatial; ++s) varSum += rowA[from + s];
+    stats[c - block.c0].varSum = varSum;
+  }
+}
+
+// y = (x - center) * scale + shift over a block, coefficients per position in three scratch rows.
+template <typename T>
+void normalizeBlock(const Geometry& g, const T* input, T* output, const Block& block, const double* centers,
+                    const double* scales, const double* shifts) {
+  constexpr int parts = Chunk<T>::parts;
+  constexpr int lanes = Chunk<T>::lanes;
+  for (int64_t b = 0; b < g.batch; b += 2) {
+    const int rows = g.batch - b >= 2 ? 2 : 1;
+    for (int64_t at = 0; at < block.positions; at += lanes) {
+      const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
+      const auto center = ScratchChunk<T>::load(centers, at);
+      const auto scale = ScratchChunk<T>::load(scales, at);
+      const auto shift = ScratchChunk<T>::load(shifts, at);
+      for (int r = 0; r < rows; ++r) {
+        const int64_t offset = block.rowOffset(b + r) + at;
+        Chunk<T> x = loadChunk(input + offset, valid);
+        for (int p = 0; p < parts; ++p) x.part[p] = fmadd(x.part[p] - center.v[p], scale.v[p], shift.v[p]);
+        storeChunk(x, output + offset, valid);
+      }
+    }
+  }
+}
+
+template <typename T>
+int64_t paddedTiles(int64_t positions) {
+  return paddedLength<T>(positions);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Training forward
+
+template <typename T>
+void planarTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan, int64_t c) {
+  const ChannelStats stats = planarStats(g, input, c);
+  const ChannelAffine affine = plan.fromStats(plan.context, c, stats.mean, stats.meanLow, stats.varSum);
   const Doubles center = Doubles::broadcast(affine.center), scale = Doubles::broadcast(affine.scale),
                 shift = Doubles::broadcast(affine.shift);
+  const int64_t stride = g.channels * g.spatial;
   for (int64_t b = 0; b < g.batch; ++b) {
     const int64_t offset = b * stride + c * g.spatial;
     mapRow(input + offset, output + offset, g.spatial, [&](Doubles x) { return fmadd(x - center, scale, shift); });
@@ -294,76 +545,22 @@ void planarTrainingForward(const Geometry& g, const T* input, T* output, const F
 }
 
 template <typename T>
-void interleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan, int64_t c0,
-                                int64_t c1) {
-  constexpr int lanes = Doubles::lanes;
-  const int64_t positions = (c1 - c0) * g.spatial;
-  const int64_t padded = paddedLength<T>(positions);
-  const int64_t stride = g.channels * g.spatial;
-  const int64_t first = c0 * g.spatial;
-  const double count = static_cast<double>(g.perChannel());
-  Scratch scratch(5, padded);
-  double* high = scratch.row(0);  // sums, then centers
-  double* low = scratch.row(1);   // compensation, then center low parts, then shifts
-  double* squares = scratch.row(2);
-  double* scale = scratch.row(3);
-  double* shift = scratch.row(4);
-  for (int64_t i = 0; i < padded; ++i) high[i] = low[i] = squares[i] = 0;
-
-  // Pass 1: per-position sums over the batch.
-  for (int64_t b = 0; b < g.batch; ++b) {
-    const T* row = input + b * stride + first;
-    int64_t i = 0;
-    forChunks(row, positions, [&](const Chunk<T>& x, int, int) {
-      for (int p = 0; p < Chunk<T>::parts; ++p, i += lanes) {
-        VectorSum<T> sum{Doubles::load(high + i), Doubles::load(low + i)};
-        sum.add(x.part[p]);
-        sum.high.store(high + i);
-        sum.low.store(low + i);
-      }
-    });
+void interleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan,
+                                const Block& block, ChannelStats* stats) {
+  Scratch scratch(4, paddedTiles<T>(block.positions));
+  blockStats(g, input, block, scratch, stats);
+  double* centers = scratch.row(0);
+  double* scales = scratch.row(1);
+  double* shifts = scratch.row(2);
+  for (int64_t c = block.c0; c < block.c1; ++c) {
+    const ChannelStats& s = stats[c - block.c0];
+    const ChannelAffine affine = plan.fromStats(plan.context, c, s.mean, s.meanLow, s.varSum);
+    const int64_t from = (c - block.c0) * g.spatial;
+    broadcastRow(centers, from, g.spatial, affine.center);
+    broadcastRow(scales, from, g.spatial, affine.scale);
+    broadcastRow(shifts, from, g.spatial, affine.shift);
   }
-  // Per channel: its S positions in order, then the mean; spread back over the positions.
-  for (int64_t c = c0; c < c1; ++c) {
-    const int64_t from = (c - c0) * g.spatial;
-    ScalarTwoSum total;
-    for (int64_t s = 0; s < g.spatial; ++s) total.add(high[from + s]);
-    for (int64_t s = 0; s < g.spatial; ++s) total.low += low[from + s];
-    double mean, meanLow;
-    meanOf(total, count, mean, meanLow);
-    broadcastRow(high, from, g.spatial, mean);
-    broadcastRow(low, from, g.spatial, meanLow);
-  }
-  // Pass 2: squared deviations (padding positions collect junk that is never read).
-  for (int64_t b = 0; b < g.batch; ++b) {
-    const T* row = input + b * stride + first;
-    int64_t i = 0;
-    forChunks(row, positions, [&](const Chunk<T>& x, int, int) {
-      for (int p = 0; p < Chunk<T>::parts; ++p, i += lanes) {
-        const Doubles d = (x.part[p] - Doubles::load(high + i)) - Doubles::load(low + i);
-        fmadd(d, d, Doubles::load(squares + i)).store(squares + i);
-      }
-    });
-  }
-  for (int64_t c = c0; c < c1; ++c) {
-    const int64_t from = (c - c0) * g.spatial;
-    double varSum = 0;
-    for (int64_t s = 0; s < g.spatial; ++s) varSum += squares[from + s];
-    const ChannelAffine affine = plan.fromStats(plan.context, c, high[from], low[from], varSum);
-    broadcastRow(high, from, g.spatial, affine.center);
-    broadcastRow(scale, from, g.spatial, affine.scale);
-    broadcastRow(shift, from, g.spatial, affine.shift);
-  }
-  // Pass 3: normalize.
-  for (int64_t b = 0; b < g.batch; ++b) {
-    const int64_t offset = b * stride + first;
-    int64_t i = 0;
-    mapRow(input + offset, output + offset, positions, [&](Doubles x) {
-      const Doubles y = fmadd(x - Doubles::load(high + i), Doubles::load(scale + i), Doubles::load(shift + i));
-      i += lanes;
-      return y;
-    });
-  }
+  normalizeBlock(g, input, output, block, centers, scales, shifts);
 }
 
 template <typename T>
@@ -372,10 +569,12 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
     const int64_t perBlock = blockChannels<T>(g);
     const int64_t blocks = (g.channels + perBlock - 1) / perBlock;
     auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t block = begin; block < end; ++block) {
-        const int64_t c0 = block * perBlock;
-        interleavedTrainingForward(g, input, output, plan, c0, minInt64(c0 + perBlock, g.channels));
+      ChannelStats* stats = new ChannelStats[static_cast<size_t>(perBlock)];
+      for (int64_t index = begin; index < end; ++index) {
+        const int64_t c0 = index * perBlock;
+        interleavedTrainingForward(g, input, output, plan, Block(g, c0, minInt64(c0 + perBlock, g.channels)), stats);
       }
+      delete[] stats;
     };
     parallelOver(blocks, g.perChannel() * perBlock, body);
   } else {
@@ -391,33 +590,23 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
 
 template <typename T>
 void affineForward(const Geometry& g, const T* input, T* output, const ChannelAffine* channels) {
-  constexpr int lanes = Doubles::lanes;
-  if (useInterleaved<T>(g)) {
+  // Without a reduction, rows of a few chunks already vectorize well with broadcast coefficients;
+  // only rows shorter than a chunk go across channels.
+  if (g.spatial < Chunk<T>::lanes) {
     const int64_t perBlock = blockChannels<T>(g);
     const int64_t blocks = (g.channels + perBlock - 1) / perBlock;
     auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t block = begin; block < end; ++block) {
-        const int64_t c0 = block * perBlock, c1 = minInt64(c0 + perBlock, g.channels);
-        const int64_t positions = (c1 - c0) * g.spatial;
-        Scratch scratch(3, paddedLength<T>(positions));
-        double* center = scratch.row(0);
-        double* scale = scratch.row(1);
-        double* shift = scratch.row(2);
-        for (int64_t c = c0; c < c1; ++c) {
-          const int64_t from = (c - c0) * g.spatial;
-          broadcastRow(center, from, g.spatial, channels[c].center);
-          broadcastRow(scale, from, g.spatial, channels[c].scale);
-          broadcastRow(shift, from, g.spatial, channels[c].shift);
+      for (int64_t index = begin; index < end; ++index) {
+        const int64_t c0 = index * perBlock;
+        const Block block(g, c0, minInt64(c0 + perBlock, g.channels));
+        Scratch scratch(3, paddedTiles<T>(block.positions));
+        for (int64_t c = block.c0; c < block.c1; ++c) {
+          const int64_t from = (c - block.c0) * g.spatial;
+          broadcastRow(scratch.row(0), from, g.spatial, channels[c].center);
+          broadcastRow(scratch.row(1), from, g.spatial, channels[c].scale);
+          broadcastRow(scratch.row(2), from, g.spatial, channels[c].shift);
         }
-        for (int64_t b = 0; b < g.batch; ++b) {
-          const int64_t offset = b * g.channels * g.spatial + c0 * g.spatial;
-          int64_t i = 0;
-          mapRow(input + offset, output + offset, positions, [&](Doubles x) {
-            const Doubles y = fmadd(x - Doubles::load(center + i), Doubles::load(scale + i), Doubles::load(shift + i));
-            i += lanes;
-            return y;
-          });
-        }
+        normalizeBlock(g, input, output, block, scratch.row(0), scratch.row(1), scratch.row(2));
       }
     };
     parallelOver(blocks, g.perChannel() * perBlock, body);
@@ -443,37 +632,39 @@ template <typename T>
 void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan,
                     int64_t c) {
   constexpr int parts = Chunk<T>::parts;
+  constexpr int lanes = Chunk<T>::lanes;
   const int64_t stride = g.channels * g.spatial;
   double sumDy = 0, dotp = 0;
   if (plan.needSums) {
     const Doubles center = Doubles::broadcast(plan.center[c]);
-    Doubles gradSums[parts], products[parts];
-    for (int p = 0; p < parts; ++p) gradSums[p] = products[p] = Doubles::zero();
+    Doubles gradSums[2 * parts], products[2 * parts];
+    for (int i = 0; i < 2 * parts; ++i) gradSums[i] = products[i] = Doubles::zero();
     for (int64_t b = 0; b < g.batch; ++b) {
       const int64_t offset = b * stride + c * g.spatial;
       const T* x = input + offset;
       const T* dy = gradOutput + offset;
-      constexpr int lanes = Chunk<T>::lanes;
       int64_t i = 0;
-      for (; i + lanes <= g.spatial; i += lanes) {
-        const Chunk<T> xs = Chunk<T>::load(x + i), dys = Chunk<T>::load(dy + i);
-        for (int p = 0; p < parts; ++p) {
-          gradSums[p] = gradSums[p] + dys.part[p];
-          products[p] = fmadd(xs.part[p] - center, dys.part[p], products[p]);
+      for (; i + 2 * lanes <= g.spatial; i += 2 * lanes) {
+        for (int slot = 0; slot < 2; ++slot) {
+          const Chunk<T> xs = Chunk<T>::load(x + i + slot * lanes), dys = Chunk<T>::load(dy + i + slot * lanes);
+          for (int p = 0; p < parts; ++p) {
+            gradSums[slot * parts + p] = gradSums[slot * parts + p] + dys.part[p];
+            products[slot * parts + p] = fmadd(xs.part[p] - center, dys.part[p], products[slot * parts + p]);
+          }
         }
       }
-      if (i < g.spatial) {
-        const int valid = static_cast<int>(g.spatial - i);
-        const Chunk<T> xs = Chunk<T>::loadFirst(x + i, valid), dys = Chunk<T>::loadFirst(dy + i, valid);
+      for (; i < g.spatial; i += lanes) {
+        const int valid = static_cast<int>(minInt64(lanes, g.spatial - i));
+        const Chunk<T> xs = loadChunk(x + i, valid), dys = loadChunk(dy + i, valid);
         for (int p = 0; p < parts; ++p) {
           gradSums[p] = gradSums[p] + dys.part[p];
           products[p] = products[p] + keepValid((xs.part[p] - center) * dys.part[p], p, valid);
         }
       }
     }
-    for (int p = 1; p < parts; ++p) {
-      gradSums[0] = gradSums[0] + gradSums[p];
-      products[0] = products[0] + products[p];
+    for (int i = 1; i < 2 * parts; ++i) {
+      gradSums[0] = gradSums[0] + gradSums[i];
+      products[0] = products[0] + products[i];
     }
     sumDy = gradSums[0].sum();
     dotp = products[0].sum();
@@ -496,70 +687,71 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
 
 template <typename T>
 void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput,
-                         const BackwardPlan& plan, int64_t c0, int64_t c1) {
-  constexpr int lanes = Doubles::lanes;
-  const int64_t positions = (c1 - c0) * g.spatial;
-  const int64_t padded = paddedLength<T>(positions);
-  const int64_t stride = g.channels * g.spatial;
-  const int64_t first = c0 * g.spatial;
-  Scratch scratch(4, padded);
-  double* center = scratch.row(0);
+                         const BackwardPlan& plan, const Block& block) {
+  constexpr int parts = Chunk<T>::parts;
+  constexpr int lanes = Chunk<T>::lanes;
+  Scratch scratch(4, paddedTiles<T>(block.positions));
+  double* centers = scratch.row(0);
   double* gradSums = scratch.row(1);    // then gradMean
   double* products = scratch.row(2);    // then projection
-  double* scale = scratch.row(3);
-  for (int64_t i = 0; i < padded; ++i) center[i] = gradSums[i] = products[i] = 0;
-  for (int64_t c = c0; c < c1; ++c) broadcastRow(center, (c - c0) * g.spatial, g.spatial, plan.center[c]);
+  double* scales = scratch.row(3);
+  for (int64_t c = block.c0; c < block.c1; ++c) broadcastRow(centers, (c - block.c0) * g.spatial, g.spatial, plan.center[c]);
 
   if (plan.needSums) {
+    for (int64_t i = 0; i < scratch.length(); ++i) gradSums[i] = products[i] = 0;
     for (int64_t b = 0; b < g.batch; ++b) {
-      const int64_t offset = b * stride + first;
-      int64_t i = 0;
-      const T* x = input + offset;
-      const T* dy = gradOutput + offset;
-      constexpr int chunkLanes = Chunk<T>::lanes;
-      for (int64_t at = 0; at < positions; at += chunkLanes) {
-        const int valid = static_cast<int>(minInt64(chunkLanes, positions - at));
-        const Chunk<T> xs = valid == chunkLanes ? Chunk<T>::load(x + at) : Chunk<T>::loadFirst(x + at, valid);
-        const Chunk<T> dys = valid == chunkLanes ? Chunk<T>::load(dy + at) : Chunk<T>::loadFirst(dy + at, valid);
-        for (int p = 0; p < Chunk<T>::parts; ++p, i += lanes) {
-          (Doubles::load(gradSums + i) + dys.part[p]).store(gradSums + i);
-          fmadd(xs.part[p] - Doubles::load(center + i), dys.part[p], Doubles::load(products + i)).store(products + i);
+      const int64_t offset = block.rowOffset(b);
+      for (int64_t at = 0; at < block.positions; at += lanes) {
+        const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
+        const Chunk<T> xs = loadChunk(input + offset + at, valid);
+        const Chunk<T> dys = loadChunk(gradOutput + offset + at, valid);
+        const auto center = ScratchChunk<T>::load(centers, at);
+        auto sum = ScratchChunk<T>::load(gradSums, at), product = ScratchChunk<T>::load(products, at);
+        for (int p = 0; p < parts; ++p) {
+          sum.v[p] = sum.v[p] + dys.part[p];
+          product.v[p] = fmadd(xs.part[p] - center.v[p], dys.part[p], product.v[p]);
         }
+        sum.store(gradSums, at);
+        product.store(products, at);
       }
     }
   }
   bool readsInput = false;
-  for (int64_t c = c0; c < c1; ++c) {
-    const int64_t from = (c - c0) * g.spatial;
+  for (int64_t c = block.c0; c < block.c1; ++c) {
+    const int64_t from = (c - block.c0) * g.spatial;
     double sumDy = 0, dotp = 0;
-    for (int64_t s = 0; s < g.spatial; ++s) {
-      sumDy += gradSums[from + s];
-      dotp += products[from + s];
+    if (plan.needSums) {
+      for (int64_t s = 0; s < g.spatial; ++s) {
+        sumDy += gradSums[from + s];
+        dotp += products[from + s];
+      }
     }
     const GradientAffine coef = plan.fromSums(plan.context, c, sumDy, dotp);
     readsInput = coef.readsInput;
-    broadcastRow(center, from, g.spatial, coef.center);
+    broadcastRow(centers, from, g.spatial, coef.center);
     broadcastRow(gradSums, from, g.spatial, coef.gradMean);
     broadcastRow(products, from, g.spatial, coef.projection);
-    broadcastRow(scale, from, g.spatial, coef.scale);
+    broadcastRow(scales, from, g.spatial, coef.scale);
   }
   if (gradInput == nullptr) return;
   for (int64_t b = 0; b < g.batch; ++b) {
-    const int64_t offset = b * stride + first;
-    int64_t i = 0;
-    if (readsInput) {
-      mapRow2(input + offset, gradOutput + offset, gradInput + offset, positions, [&](Doubles x, Doubles dy) {
-        const Doubles dx = (dy - Doubles::load(gradSums + i) - (x - Doubles::load(center + i)) * Doubles::load(products + i)) *
-                           Doubles::load(scale + i);
-        i += lanes;
-        return dx;
-      });
-    } else {
-      mapRow(gradOutput + offset, gradInput + offset, positions, [&](Doubles dy) {
-        const Doubles dx = dy * Doubles::load(scale + i);
-        i += lanes;
-        return dx;
-      });
+    const int64_t offset = block.rowOffset(b);
+    for (int64_t at = 0; at < block.positions; at += lanes) {
+      const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
+      const auto scale = ScratchChunk<T>::load(scales, at);
+      Chunk<T> dys = loadChunk(gradOutput + offset + at, valid);
+      if (readsInput) {
+        const auto center = ScratchChunk<T>::load(centers, at);
+        const auto gradMean = ScratchChunk<T>::load(gradSums, at);
+        const auto projection = ScratchChunk<T>::load(products, at);
+        const Chunk<T> xs = loadChunk(input + offset + at, valid);
+        for (int p = 0; p < parts; ++p) {
+          dys.part[p] = (dys.part[p] - gradMean.v[p] - (xs.part[p] - center.v[p]) * projection.v[p]) * scale.v[p];
+        }
+      } else {
+        for (int p = 0; p < parts; ++p) dys.part[p] = dys.part[p] * scale.v[p];
+      }
+      storeChunk(dys, gradInput + offset + at, valid);
     }
   }
 }
@@ -570,9 +762,9 @@ void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInp
     const int64_t perBlock = blockChannels<T>(g);
     const int64_t blocks = (g.channels + perBlock - 1) / perBlock;
     auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t block = begin; block < end; ++block) {
-        const int64_t c0 = block * perBlock;
-        interleavedBackward(g, input, gradOutput, gradInput, plan, c0, minInt64(c0 + perBlock, g.channels));
+      for (int64_t index = begin; index < end; ++index) {
+        const int64_t c0 = index * perBlock;
+        interleavedBackward(g, input, gradOutput, gradInput, plan, Block(g, c0, minInt64(c0 + perBlock, g.channels)));
       }
     };
     parallelOver(blocks, g.perChannel() * perBlock, body);

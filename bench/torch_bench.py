@@ -1,0 +1,53 @@
+#!/usr/bin/python3
+"""Times PyTorch's CPU batch norm for bench/run.mjs, in the same run: reads a JSON list of cases on stdin
+({shape, op, threads, budgetMs}) and prints {key: median milliseconds} as JSON. Forward goes through
+torch.nn.functional.batch_norm (what users call; it allocates its output, as ours does without `out`),
+backward through aten.native_batch_norm_backward."""
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def median_ms(fn, budget_ms, min_reps=5, max_reps=2000, batch=1):
+    fn()
+    samples = []
+    deadline = time.perf_counter() + budget_ms / 1000
+    while len(samples) < min_reps or (time.perf_counter() < deadline and len(samples) < max_reps):
+        start = time.perf_counter_ns()
+        for _ in range(batch):
+            fn()
+        samples.append((time.perf_counter_ns() - start) / 1e6 / batch)
+    return statistics.median(samples)
+
+
+def main():
+    cases = json.load(sys.stdin)
+    results = {}
+    for case in cases:
+        torch.set_num_threads(case["threads"])
+        shape = case["shape"]
+        c = shape[1]
+        x = torch.randn(shape)
+        dy = torch.randn(shape)
+        w, b = torch.rand(c) + 0.5, torch.randn(c)
+        rm, rv = torch.zeros(c), torch.ones(c)
+        batch = case.get("batch", 1)
+        if case["op"] == "eval":
+            fn = lambda: F.batch_norm(x, rm, rv, w, b, False)
+        elif case["op"] == "train":
+            fn = lambda: F.batch_norm(x, rm, rv, w, b, True)
+        else:
+            _, save_mean, save_invstd = torch.native_batch_norm(x, w, b, rm.clone(), rv.clone(), True, 0.1, 1e-5)
+            mask = [True, True, True]
+            fn = lambda: torch.ops.aten.native_batch_norm_backward(dy, x, w, rm, rv, save_mean, save_invstd, True,
+                                                                   1e-5, mask)
+        results[case["key"]] = median_ms(fn, case["budgetMs"], batch=batch)
+    json.dump({"torch": torch.__version__, "results": results}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
