@@ -94,6 +94,13 @@ describe(`kernel path ${cpuCapability()} against the scalar oracle`, () => {
   for (const channels of [1, 7, 8, 9, 16, 17, 33, 100, 1030]) {
     cases.push([`Float32Array (N=37, C=${channels}) train`, makeCase(random, Float32Array, 37, channels, 1, true)]);
   }
+  // Long (N, C) tensors, cut into row blocks whose partial sums are combined in order.
+  for (const ctor of [Float32Array, Float64Array]) {
+    for (const training of [true, false]) {
+      cases.push([`${ctor.name} (N=20011, C=5) ${training ? 'train' : 'eval'}`, makeCase(random, ctor, 20011, 5, 1, training)]);
+      cases.push([`${ctor.name} (N=3001, C=3, S=3) ${training ? 'train' : 'eval'}`, makeCase(random, ctor, 3001, 3, 3, training)]);
+    }
+  }
 
   it.each(cases)('%s', (_label, c) => {
     const ours = run(c, false);
@@ -117,6 +124,7 @@ describe('threads', () => {
     ['planar (8, 32, 32, 32)', 8, 32, 32 * 32],
     ['interleaved (4096, 256)', 4096, 256, 1],
     ['interleaved (64, 256, 7, 7)', 64, 256, 49],
+    ['interleaved in row blocks (100000, 8)', 100000, 8, 1],
   ] as const)('give bitwise identical results with 1 and 2 threads: %s', (_label, batch, channels, spatial) => {
     const previous = getNumThreads();
     try {

@@ -228,18 +228,6 @@ bool useInterleaved(const Geometry& g) {
   return g.spatial < 4 * Chunk<T>::lanes;
 }
 
-// Channels per interleaved block: enough input bytes to amortize, few enough to stay in L2, whole
-// vectors of positions where the shape allows.
-template <typename T>
-int64_t blockChannels(const Geometry& g) {
-  const int64_t bytesPerChannel = maxInt64(1, g.batch * g.spatial * static_cast<int64_t>(sizeof(T)));
-  int64_t channels = kBlockBytes / bytesPerChannel;
-  // At least four chunks per row segment, so rows are read in runs the prefetcher follows.
-  channels = maxInt64(channels, (4 * Chunk<T>::lanes + g.spatial - 1) / g.spatial);
-  channels = minInt64(channels, maxInt64(1, kMaxBlockPositions / g.spatial));
-  return maxInt64(1, minInt64(channels, g.channels));
-}
-
 template <typename F>
 void parallelOver(int64_t count, int64_t elementsPerItem, F& body) {
   const int64_t grain = maxInt64(1, kMinElementsPerTask / maxInt64(1, elementsPerItem));
@@ -268,13 +256,51 @@ inline void storeChunk(const Chunk<T>& chunk, T* p, int valid) {
   }
 }
 
-// A block of channels [c0, c1) of an interleaved traversal: rows of `positions` contiguous values.
+// A block of an interleaved traversal: channels [c0, c1) of rows [b0, b1), each row a run of
+// `positions` contiguous values.
 struct Block {
-  int64_t c0 = 0, c1 = 0, positions = 0, first = 0, stride = 0;
-  Block(const Geometry& g, int64_t from, int64_t to)
-      : c0(from), c1(to), positions((to - from) * g.spatial), first(from * g.spatial), stride(g.channels * g.spatial) {}
+  int64_t c0 = 0, c1 = 0, b0 = 0, b1 = 0, positions = 0, first = 0, stride = 0;
+  Block(const Geometry& g, int64_t fromChannel, int64_t toChannel, int64_t fromRow, int64_t toRow)
+      : c0(fromChannel),
+        c1(toChannel),
+        b0(fromRow),
+        b1(toRow),
+        positions((toChannel - fromChannel) * g.spatial),
+        first(fromChannel * g.spatial),
+        stride(g.channels * g.spatial) {}
   int64_t rowOffset(int64_t b) const { return b * stride + first; }
 };
+
+// How an interleaved traversal cuts the tensor: channel blocks of `channels`, row blocks of `rows`.
+// Both depend only on the shape, so the reduction order never depends on the thread count.
+struct Tiling {
+  int64_t channels = 1, channelBlocks = 1, rows = 1, rowBlocks = 1;
+  Block block(const Geometry& g, int64_t channelBlock, int64_t rowBlock) const {
+    const int64_t c0 = channelBlock * channels, b0 = rowBlock * rows;
+    return Block(g, c0, minInt64(c0 + channels, g.channels), b0, minInt64(b0 + rows, g.batch));
+  }
+};
+
+// Channel blocks: enough input bytes per row to read in runs the prefetcher follows (at least four
+// chunks), few enough positions to bound the scratch rows. Row blocks: all rows while a channel block
+// stays within kBlockBytes (its passes then run back to back in L2); otherwise fixed row blocks whose
+// partial sums are combined in order (channels-last and long (N, C) tensors).
+template <typename T>
+Tiling tilingFor(const Geometry& g) {
+  Tiling t;
+  const int64_t bytesPerChannel = maxInt64(1, g.batch * g.spatial * static_cast<int64_t>(sizeof(T)));
+  int64_t channels = kBlockBytes / bytesPerChannel;
+  channels = maxInt64(channels, (4 * Chunk<T>::lanes + g.spatial - 1) / g.spatial);
+  channels = minInt64(channels, maxInt64(1, kMaxBlockPositions / g.spatial));
+  t.channels = maxInt64(1, minInt64(channels, g.channels));
+  t.channelBlocks = (g.channels + t.channels - 1) / t.channels;
+  const int64_t rowBytes = t.channels * g.spatial * static_cast<int64_t>(sizeof(T));
+  t.rows = g.batch * rowBytes <= kBlockBytes ? maxInt64(1, g.batch) : maxInt64(2, kBlockBytes / rowBytes);
+  t.rows += t.rows % 2;  // whole row pairs, so every row block accumulates in the same pattern
+  t.rowBlocks = maxInt64(1, (g.batch + t.rows - 1) / t.rows);
+  return t;
+}
+
 
 // ---------------------------------------------------------------------------------------------------
 // Channel statistics
@@ -379,10 +405,10 @@ ChannelStats planarStats(const Geometry& g, const T* input, int64_t c) {
 // long contiguous runs; two rows share each load and store of the scratch accumulators.
 // `step.add(xs, rows, at)` gets the chunks at position `at` of `rows` (1 or 2) consecutive rows.
 template <typename T, typename Step>
-void accumulateBlock(const Geometry& g, const T* input, const Block& block, Step&& step) {
+void accumulateBlock(const T* input, const Block& block, Step&& step) {
   constexpr int lanes = Chunk<T>::lanes;
-  for (int64_t b = 0; b < g.batch; b += 2) {
-    const int rows = g.batch - b >= 2 ? 2 : 1;
+  for (int64_t b = block.b0; b < block.b1; b += 2) {
+    const int rows = block.b1 - b >= 2 ? 2 : 1;
     const T* first = input + block.rowOffset(b);
     const T* second = rows == 2 ? input + block.rowOffset(b + 1) : first;
     for (int64_t at = 0; at < block.positions; at += lanes) {
@@ -407,50 +433,37 @@ struct ScratchChunk {
   }
 };
 
-// Statistics of every channel of an interleaved block; scratch needs 4 rows of the padded positions.
+// Per-position partial sums over one block's rows, written to rows of `positions` doubles.
+// float32: sums and squares of x - pivot (pivot per position). float64: compensated sums (high, low),
+// then squares about the double-double mean.
 template <typename T>
-void blockStats(const Geometry& g, const T* input, const Block& block, const Scratch& scratch, ChannelStats* stats) {
+void shiftedPartials(const T* input, const Block& block, const double* pivots, double* sums, double* squares) {
   constexpr int parts = Chunk<T>::parts;
-  double* rowA = scratch.row(0);
-  double* rowB = scratch.row(1);
-  double* rowC = scratch.row(2);
-  double* rowD = scratch.row(3);
-  const int64_t spatial = g.spatial;
-  if (kShiftedStats<T>) {
-    // rowA: pivot per position; rowB, rowC: shifted sums and squares.
-    for (int64_t c = block.c0; c < block.c1; ++c)
-      broadcastRow(rowA, (c - block.c0) * spatial, spatial, static_cast<double>(input[c * spatial]));
-    struct {
-      const double* pivots;
-      double *sums, *squares;
-      void add(const Chunk<T>* xs, int rows, int64_t at) {
-        const auto pivot = ScratchChunk<T>::load(pivots, at);
-        auto sum = ScratchChunk<T>::load(sums, at), square = ScratchChunk<T>::load(squares, at);
-        for (int r = 0; r < rows; ++r) {
-          for (int p = 0; p < parts; ++p) {
-            const Doubles d = xs[r].part[p] - pivot.v[p];
-            sum.v[p] = sum.v[p] + d;
-            square.v[p] = fmadd(d, d, square.v[p]);
-          }
+  for (int64_t i = 0; i < paddedLength<T>(block.positions); ++i) sums[i] = squares[i] = 0;
+  struct {
+    const double* pivots;
+    double *sums, *squares;
+    void add(const Chunk<T>* xs, int rows, int64_t at) {
+      const auto pivot = ScratchChunk<T>::load(pivots, at);
+      auto sum = ScratchChunk<T>::load(sums, at), square = ScratchChunk<T>::load(squares, at);
+      for (int r = 0; r < rows; ++r) {
+        for (int p = 0; p < parts; ++p) {
+          const Doubles d = xs[r].part[p] - pivot.v[p];
+          sum.v[p] = sum.v[p] + d;
+          square.v[p] = fmadd(d, d, square.v[p]);
         }
-        sum.store(sums, at);
-        square.store(squares, at);
       }
-    } step{rowA, rowB, rowC};
-    for (int64_t i = 0; i < scratch.length(); ++i) rowB[i] = rowC[i] = 0;
-    accumulateBlock(g, input, block, step);
-    for (int64_t c = block.c0; c < block.c1; ++c) {
-      const int64_t from = (c - block.c0) * spatial;
-      double sum = 0, squares = 0;
-      for (int64_t s = 0; s < spatial; ++s) {
-        sum += rowB[from + s];
-        squares += rowC[from + s];
-      }
-      stats[c - block.c0] = fromShiftedSums(g, input, c, rowA[from], sum, squares);
+      sum.store(sums, at);
+      square.store(squares, at);
     }
-    return;
-  }
-  // float64: compensated sums (rowA high, rowB low), then squares about the mean (rowC, rowD its parts).
+  } step{pivots, sums, squares};
+  accumulateBlock(input, block, step);
+}
+
+template <typename T>
+void sumPartials(const T* input, const Block& block, double* highs, double* lows) {
+  constexpr int parts = Chunk<T>::parts;
+  for (int64_t i = 0; i < paddedLength<T>(block.positions); ++i) highs[i] = lows[i] = 0;
   struct {
     double *highs, *lows;
     void add(const Chunk<T>* xs, int rows, int64_t at) {
@@ -462,19 +475,15 @@ void blockStats(const Geometry& g, const T* input, const Block& block, const Scr
         sum.low.store(lows + offset);
       }
     }
-  } sumStep{rowA, rowB};
-  for (int64_t i = 0; i < scratch.length(); ++i) rowA[i] = rowB[i] = 0;
-  accumulateBlock(g, input, block, sumStep);
-  for (int64_t c = block.c0; c < block.c1; ++c) {
-    const int64_t from = (c - block.c0) * spatial;
-    ScalarTwoSum total;
-    for (int64_t s = 0; s < spatial; ++s) total.add(rowA[from + s]);
-    for (int64_t s = 0; s < spatial; ++s) total.low += rowB[from + s];
-    ChannelStats& channel = stats[c - block.c0];
-    meanOf(total, static_cast<double>(g.perChannel()), channel.mean, channel.meanLow);
-    broadcastRow(rowC, from, spatial, channel.mean);
-    broadcastRow(rowD, from, spatial, channel.meanLow);
-  }
+  } step{highs, lows};
+  accumulateBlock(input, block, step);
+}
+
+template <typename T>
+void squarePartials(const T* input, const Block& block, const double* meanHighs, const double* meanLows,
+                    double* squares) {
+  constexpr int parts = Chunk<T>::parts;
+  for (int64_t i = 0; i < paddedLength<T>(block.positions); ++i) squares[i] = 0;
   struct {
     const double *meanHighs, *meanLows;
     double* squares;
@@ -489,25 +498,108 @@ void blockStats(const Geometry& g, const T* input, const Block& block, const Scr
       }
       square.store(squares, at);
     }
-  } squareStep{rowC, rowD, rowA};
-  for (int64_t i = 0; i < scratch.length(); ++i) rowA[i] = 0;
-  accumulateBlock(g, input, block, squareStep);
-  for (int64_t c = block.c0; c < block.c1; ++c) {
-    const int64_t from = (c - block.c0) * spatial;
-    double varSum = 0;
-    for (int64_t s = 0; s < spatial; ++s) varSum += rowA[from + s];
-    stats[c - block.c0].varSum = varSum;
+  } step{meanHighs, meanLows, squares};
+  accumulateBlock(input, block, step);
+}
+
+// Rows of doubles for every (channel block, row block) task, allocated once per call.
+class TaskRows {
+ public:
+  TaskRows(const Tiling& tiling, int rowsPerTask, int64_t length)
+      : rowsPerTask_(rowsPerTask), length_(length),
+        data_(new double[static_cast<size_t>(tiling.channelBlocks * tiling.rowBlocks * rowsPerTask * length)]),
+        rowBlocks_(tiling.rowBlocks) {}
+  ~TaskRows() { delete[] data_; }
+  TaskRows(const TaskRows&) = delete;
+  TaskRows& operator=(const TaskRows&) = delete;
+  double* row(int64_t channelBlock, int64_t rowBlock, int index) const {
+    return data_ + ((channelBlock * rowBlocks_ + rowBlock) * rowsPerTask_ + index) * length_;
+  }
+
+ private:
+  int64_t rowsPerTask_, length_;
+  double* data_;
+  int64_t rowBlocks_;
+};
+
+// Runs body(channelBlock, rowBlock) over every task of the tiling, in parallel.
+template <typename F>
+void forEachTask(const Geometry& g, const Tiling& tiling, F&& body) {
+  auto run = [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) body(task / tiling.rowBlocks, task % tiling.rowBlocks);
+  };
+  parallelOver(tiling.channelBlocks * tiling.rowBlocks, tiling.channels * tiling.rows * g.spatial, run);
+}
+
+// Runs body(channelBlock) over the channel blocks, in parallel.
+template <typename F>
+void forEachChannelBlock(const Geometry& g, const Tiling& tiling, F&& body) {
+  auto run = [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) body(block);
+  };
+  parallelOver(tiling.channelBlocks, tiling.channels * g.perChannel(), run);
+}
+
+// The statistics of channel block `cb`: partial sums of its row blocks (already in `partials`, computed by
+// interleavedPartials) combined in row-block order, then per channel in position order.
+template <typename T>
+void combineStats(const Geometry& g, const T* input, const Tiling& tiling, const TaskRows& partials, int64_t cb,
+                  ChannelStats* stats) {
+  const Block first = tiling.block(g, cb, 0);
+  for (int64_t c = first.c0; c < first.c1; ++c) {
+    const int64_t from = (c - first.c0) * g.spatial;
+    if (kShiftedStats<T>) {
+      double sum = 0, squares = 0;
+      for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
+        const double* sums = partials.row(cb, rb, 0);
+        const double* squareRow = partials.row(cb, rb, 1);
+        for (int64_t s = 0; s < g.spatial; ++s) {
+          sum += sums[from + s];
+          squares += squareRow[from + s];
+        }
+      }
+      stats[c - first.c0] = fromShiftedSums(g, input, c, static_cast<double>(input[c * g.spatial]), sum, squares);
+    } else {
+      double varSum = 0;
+      for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
+        const double* squareRow = partials.row(cb, rb, 2);
+        for (int64_t s = 0; s < g.spatial; ++s) varSum += squareRow[from + s];
+      }
+      stats[c - first.c0].varSum = varSum;
+    }
+  }
+}
+
+// float64 only: the channel means of block `cb` from the compensated partial sums, spread over the
+// positions of `meanHighs` / `meanLows`.
+template <typename T>
+void combineMeans(const Geometry& g, const Tiling& tiling, const TaskRows& partials, int64_t cb, ChannelStats* stats,
+                  double* meanHighs, double* meanLows) {
+  const Block first = tiling.block(g, cb, 0);
+  for (int64_t c = first.c0; c < first.c1; ++c) {
+    const int64_t from = (c - first.c0) * g.spatial;
+    ScalarTwoSum total;
+    for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
+      const double* highs = partials.row(cb, rb, 0);
+      const double* lows = partials.row(cb, rb, 1);
+      for (int64_t s = 0; s < g.spatial; ++s) total.add(highs[from + s]);
+      for (int64_t s = 0; s < g.spatial; ++s) total.low += lows[from + s];
+    }
+    ChannelStats& channel = stats[c - first.c0];
+    meanOf(total, static_cast<double>(g.perChannel()), channel.mean, channel.meanLow);
+    broadcastRow(meanHighs, from, g.spatial, channel.mean);
+    broadcastRow(meanLows, from, g.spatial, channel.meanLow);
   }
 }
 
 // y = (x - center) * scale + shift over a block, coefficients per position in three scratch rows.
 template <typename T>
-void normalizeBlock(const Geometry& g, const T* input, T* output, const Block& block, const double* centers,
+void normalizeBlock(const T* input, T* output, const Block& block, const double* centers,
                     const double* scales, const double* shifts) {
   constexpr int parts = Chunk<T>::parts;
   constexpr int lanes = Chunk<T>::lanes;
-  for (int64_t b = 0; b < g.batch; b += 2) {
-    const int rows = g.batch - b >= 2 ? 2 : 1;
+  for (int64_t b = block.b0; b < block.b1; b += 2) {
+    const int rows = block.b1 - b >= 2 ? 2 : 1;
     for (int64_t at = 0; at < block.positions; at += lanes) {
       const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
       const auto center = ScratchChunk<T>::load(centers, at);
@@ -544,39 +636,82 @@ void planarTrainingForward(const Geometry& g, const T* input, T* output, const F
   }
 }
 
+// Interleaved training forward. A task is one (channel block, row block); with a single row block per
+// channel block, one task runs every phase of its block while the block is in cache.
 template <typename T>
-void interleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan,
-                                const Block& block, ChannelStats* stats) {
-  Scratch scratch(4, paddedTiles<T>(block.positions));
-  blockStats(g, input, block, scratch, stats);
-  double* centers = scratch.row(0);
-  double* scales = scratch.row(1);
-  double* shifts = scratch.row(2);
-  for (int64_t c = block.c0; c < block.c1; ++c) {
-    const ChannelStats& s = stats[c - block.c0];
-    const ChannelAffine affine = plan.fromStats(plan.context, c, s.mean, s.meanLow, s.varSum);
-    const int64_t from = (c - block.c0) * g.spatial;
-    broadcastRow(centers, from, g.spatial, affine.center);
-    broadcastRow(scales, from, g.spatial, affine.scale);
-    broadcastRow(shifts, from, g.spatial, affine.shift);
+void interleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan) {
+  const Tiling tiling = tilingFor<T>(g);
+  const int64_t padded = paddedLength<T>(tiling.channels * g.spatial);
+  // Per task: partial rows (float32: sums, squares; float64: highs, lows, squares) and a pivot/mean row.
+  TaskRows partials(tiling, 3, padded);
+  // Per channel block: center, scale, shift; for float64 first the mean's high and low parts.
+  TaskRows coefficients(Tiling{tiling.channels, tiling.channelBlocks, 1, 1}, 3, padded);
+
+  auto firstPass = [&](int64_t cb, int64_t rb) {
+    const Block block = tiling.block(g, cb, rb);
+    if (kShiftedStats<T>) {
+      double* pivots = partials.row(cb, rb, 2);
+      for (int64_t c = block.c0; c < block.c1; ++c)
+        broadcastRow(pivots, (c - block.c0) * g.spatial, g.spatial, static_cast<double>(input[c * g.spatial]));
+      shiftedPartials(input, block, pivots, partials.row(cb, rb, 0), partials.row(cb, rb, 1));
+    } else {
+      sumPartials(input, block, partials.row(cb, rb, 0), partials.row(cb, rb, 1));
+    }
+  };
+  // float64: the means, then the squares about them.
+  auto meanPass = [&](int64_t cb, ChannelStats* stats) {
+    combineMeans<T>(g, tiling, partials, cb, stats, coefficients.row(cb, 0, 0), coefficients.row(cb, 0, 1));
+  };
+  auto squarePass = [&](int64_t cb, int64_t rb) {
+    squarePartials(input, tiling.block(g, cb, rb), coefficients.row(cb, 0, 0), coefficients.row(cb, 0, 1),
+                   partials.row(cb, rb, 2));
+  };
+  auto finishStats = [&](int64_t cb, ChannelStats* stats) {
+    combineStats(g, input, tiling, partials, cb, stats);
+    const Block first = tiling.block(g, cb, 0);
+    for (int64_t c = first.c0; c < first.c1; ++c) {
+      const ChannelStats& st = stats[c - first.c0];
+      const ChannelAffine affine = plan.fromStats(plan.context, c, st.mean, st.meanLow, st.varSum);
+      const int64_t from = (c - first.c0) * g.spatial;
+      broadcastRow(coefficients.row(cb, 0, 0), from, g.spatial, affine.center);
+      broadcastRow(coefficients.row(cb, 0, 1), from, g.spatial, affine.scale);
+      broadcastRow(coefficients.row(cb, 0, 2), from, g.spatial, affine.shift);
+    }
+  };
+  auto normalizePass = [&](int64_t cb, int64_t rb) {
+    normalizeBlock(input, output, tiling.block(g, cb, rb), coefficients.row(cb, 0, 0), coefficients.row(cb, 0, 1),
+                   coefficients.row(cb, 0, 2));
+  };
+
+  if (tiling.rowBlocks == 1) {
+    forEachChannelBlock(g, tiling, [&](int64_t cb) {
+      ChannelStats* stats = new ChannelStats[static_cast<size_t>(tiling.channels)];
+      firstPass(cb, 0);
+      if (!kShiftedStats<T>) {
+        meanPass(cb, stats);
+        squarePass(cb, 0);
+      }
+      finishStats(cb, stats);
+      normalizePass(cb, 0);
+      delete[] stats;
+    });
+    return;
   }
-  normalizeBlock(g, input, output, block, centers, scales, shifts);
+  ChannelStats* stats = new ChannelStats[static_cast<size_t>(tiling.channels * tiling.channelBlocks)];
+  forEachTask(g, tiling, firstPass);
+  if (!kShiftedStats<T>) {
+    forEachChannelBlock(g, tiling, [&](int64_t cb) { meanPass(cb, stats + cb * tiling.channels); });
+    forEachTask(g, tiling, squarePass);
+  }
+  forEachChannelBlock(g, tiling, [&](int64_t cb) { finishStats(cb, stats + cb * tiling.channels); });
+  forEachTask(g, tiling, normalizePass);
+  delete[] stats;
 }
 
 template <typename T>
 void trainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan) {
   if (useInterleaved<T>(g)) {
-    const int64_t perBlock = blockChannels<T>(g);
-    const int64_t blocks = (g.channels + perBlock - 1) / perBlock;
-    auto body = [&](int64_t begin, int64_t end) {
-      ChannelStats* stats = new ChannelStats[static_cast<size_t>(perBlock)];
-      for (int64_t index = begin; index < end; ++index) {
-        const int64_t c0 = index * perBlock;
-        interleavedTrainingForward(g, input, output, plan, Block(g, c0, minInt64(c0 + perBlock, g.channels)), stats);
-      }
-      delete[] stats;
-    };
-    parallelOver(blocks, g.perChannel() * perBlock, body);
+    interleavedTrainingForward(g, input, output, plan);
   } else {
     auto body = [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) planarTrainingForward(g, input, output, plan, c);
@@ -593,23 +728,18 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
   // Without a reduction, rows of a few chunks already vectorize well with broadcast coefficients;
   // only rows shorter than a chunk go across channels.
   if (g.spatial < Chunk<T>::lanes) {
-    const int64_t perBlock = blockChannels<T>(g);
-    const int64_t blocks = (g.channels + perBlock - 1) / perBlock;
-    auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t index = begin; index < end; ++index) {
-        const int64_t c0 = index * perBlock;
-        const Block block(g, c0, minInt64(c0 + perBlock, g.channels));
-        Scratch scratch(3, paddedTiles<T>(block.positions));
-        for (int64_t c = block.c0; c < block.c1; ++c) {
-          const int64_t from = (c - block.c0) * g.spatial;
-          broadcastRow(scratch.row(0), from, g.spatial, channels[c].center);
-          broadcastRow(scratch.row(1), from, g.spatial, channels[c].scale);
-          broadcastRow(scratch.row(2), from, g.spatial, channels[c].shift);
-        }
-        normalizeBlock(g, input, output, block, scratch.row(0), scratch.row(1), scratch.row(2));
+    const Tiling tiling = tilingFor<T>(g);
+    forEachTask(g, tiling, [&](int64_t cb, int64_t rb) {
+      const Block block = tiling.block(g, cb, rb);
+      Scratch scratch(3, paddedLength<T>(block.positions));
+      for (int64_t c = block.c0; c < block.c1; ++c) {
+        const int64_t from = (c - block.c0) * g.spatial;
+        broadcastRow(scratch.row(0), from, g.spatial, channels[c].center);
+        broadcastRow(scratch.row(1), from, g.spatial, channels[c].scale);
+        broadcastRow(scratch.row(2), from, g.spatial, channels[c].shift);
       }
-    };
-    parallelOver(blocks, g.perChannel() * perBlock, body);
+      normalizeBlock(input, output, block, scratch.row(0), scratch.row(1), scratch.row(2));
+    });
     return;
   }
   // Planar: one (batch item, channel) row at a time.
@@ -685,21 +815,33 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
   }
 }
 
+// Interleaved backward: partial sums per (channel block, row block), combined per channel in order, then
+// the gradient; fused per channel block when it has a single row block.
 template <typename T>
 void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput,
-                         const BackwardPlan& plan, const Block& block) {
+                         const BackwardPlan& plan) {
   constexpr int parts = Chunk<T>::parts;
   constexpr int lanes = Chunk<T>::lanes;
-  Scratch scratch(4, paddedTiles<T>(block.positions));
-  double* centers = scratch.row(0);
-  double* gradSums = scratch.row(1);    // then gradMean
-  double* products = scratch.row(2);    // then projection
-  double* scales = scratch.row(3);
-  for (int64_t c = block.c0; c < block.c1; ++c) broadcastRow(centers, (c - block.c0) * g.spatial, g.spatial, plan.center[c]);
+  const Tiling tiling = tilingFor<T>(g);
+  const int64_t padded = paddedLength<T>(tiling.channels * g.spatial);
+  TaskRows partials(tiling, 2, padded);  // sum(dy), sum((x - center) dy)
+  // Per channel block: center, gradMean, projection, scale.
+  TaskRows coefficients(Tiling{tiling.channels, tiling.channelBlocks, 1, 1}, 4, padded);
+  bool* readsInput = new bool[static_cast<size_t>(tiling.channelBlocks)];
 
-  if (plan.needSums) {
-    for (int64_t i = 0; i < scratch.length(); ++i) gradSums[i] = products[i] = 0;
-    for (int64_t b = 0; b < g.batch; ++b) {
+  auto fillCenters = [&](int64_t cb) {
+    const Block first = tiling.block(g, cb, 0);
+    double* centers = coefficients.row(cb, 0, 0);
+    for (int64_t c = first.c0; c < first.c1; ++c) broadcastRow(centers, (c - first.c0) * g.spatial, g.spatial, plan.center[c]);
+  };
+  auto sumPass = [&](int64_t cb, int64_t rb) {
+    const Block block = tiling.block(g, cb, rb);
+    double* gradSums = partials.row(cb, rb, 0);
+    double* products = partials.row(cb, rb, 1);
+    const double* centers = coefficients.row(cb, 0, 0);
+    for (int64_t i = 0; i < padded; ++i) gradSums[i] = products[i] = 0;
+    if (!plan.needSums) return;
+    for (int64_t b = block.b0; b < block.b1; ++b) {
       const int64_t offset = block.rowOffset(b);
       for (int64_t at = 0; at < block.positions; at += lanes) {
         const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
@@ -715,59 +857,77 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
         product.store(products, at);
       }
     }
-  }
-  bool readsInput = false;
-  for (int64_t c = block.c0; c < block.c1; ++c) {
-    const int64_t from = (c - block.c0) * g.spatial;
-    double sumDy = 0, dotp = 0;
-    if (plan.needSums) {
-      for (int64_t s = 0; s < g.spatial; ++s) {
-        sumDy += gradSums[from + s];
-        dotp += products[from + s];
-      }
-    }
-    const GradientAffine coef = plan.fromSums(plan.context, c, sumDy, dotp);
-    readsInput = coef.readsInput;
-    broadcastRow(centers, from, g.spatial, coef.center);
-    broadcastRow(gradSums, from, g.spatial, coef.gradMean);
-    broadcastRow(products, from, g.spatial, coef.projection);
-    broadcastRow(scales, from, g.spatial, coef.scale);
-  }
-  if (gradInput == nullptr) return;
-  for (int64_t b = 0; b < g.batch; ++b) {
-    const int64_t offset = block.rowOffset(b);
-    for (int64_t at = 0; at < block.positions; at += lanes) {
-      const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
-      const auto scale = ScratchChunk<T>::load(scales, at);
-      Chunk<T> dys = loadChunk(gradOutput + offset + at, valid);
-      if (readsInput) {
-        const auto center = ScratchChunk<T>::load(centers, at);
-        const auto gradMean = ScratchChunk<T>::load(gradSums, at);
-        const auto projection = ScratchChunk<T>::load(products, at);
-        const Chunk<T> xs = loadChunk(input + offset + at, valid);
-        for (int p = 0; p < parts; ++p) {
-          dys.part[p] = (dys.part[p] - gradMean.v[p] - (xs.part[p] - center.v[p]) * projection.v[p]) * scale.v[p];
+  };
+  auto combine = [&](int64_t cb) {
+    const Block first = tiling.block(g, cb, 0);
+    for (int64_t c = first.c0; c < first.c1; ++c) {
+      const int64_t from = (c - first.c0) * g.spatial;
+      double sumDy = 0, dotp = 0;
+      for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
+        const double* gradSums = partials.row(cb, rb, 0);
+        const double* products = partials.row(cb, rb, 1);
+        for (int64_t s = 0; s < g.spatial; ++s) {
+          sumDy += gradSums[from + s];
+          dotp += products[from + s];
         }
-      } else {
-        for (int p = 0; p < parts; ++p) dys.part[p] = dys.part[p] * scale.v[p];
       }
-      storeChunk(dys, gradInput + offset + at, valid);
+      const GradientAffine coef = plan.fromSums(plan.context, c, sumDy, dotp);
+      readsInput[cb] = coef.readsInput;
+      broadcastRow(coefficients.row(cb, 0, 0), from, g.spatial, coef.center);
+      broadcastRow(coefficients.row(cb, 0, 1), from, g.spatial, coef.gradMean);
+      broadcastRow(coefficients.row(cb, 0, 2), from, g.spatial, coef.projection);
+      broadcastRow(coefficients.row(cb, 0, 3), from, g.spatial, coef.scale);
     }
+  };
+  auto applyPass = [&](int64_t cb, int64_t rb) {
+    if (gradInput == nullptr) return;
+    const Block block = tiling.block(g, cb, rb);
+    const double* centers = coefficients.row(cb, 0, 0);
+    const double* gradMeans = coefficients.row(cb, 0, 1);
+    const double* projections = coefficients.row(cb, 0, 2);
+    const double* scales = coefficients.row(cb, 0, 3);
+    for (int64_t b = block.b0; b < block.b1; ++b) {
+      const int64_t offset = block.rowOffset(b);
+      for (int64_t at = 0; at < block.positions; at += lanes) {
+        const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
+        const auto scale = ScratchChunk<T>::load(scales, at);
+        Chunk<T> dys = loadChunk(gradOutput + offset + at, valid);
+        if (readsInput[cb]) {
+          const auto center = ScratchChunk<T>::load(centers, at);
+          const auto gradMean = ScratchChunk<T>::load(gradMeans, at);
+          const auto projection = ScratchChunk<T>::load(projections, at);
+          const Chunk<T> xs = loadChunk(input + offset + at, valid);
+          for (int p = 0; p < parts; ++p) {
+            dys.part[p] = (dys.part[p] - gradMean.v[p] - (xs.part[p] - center.v[p]) * projection.v[p]) * scale.v[p];
+          }
+        } else {
+          for (int p = 0; p < parts; ++p) dys.part[p] = dys.part[p] * scale.v[p];
+        }
+        storeChunk(dys, gradInput + offset + at, valid);
+      }
+    }
+  };
+
+  if (tiling.rowBlocks == 1) {
+    forEachChannelBlock(g, tiling, [&](int64_t cb) {
+      fillCenters(cb);
+      sumPass(cb, 0);
+      combine(cb);
+      applyPass(cb, 0);
+    });
+  } else {
+    forEachChannelBlock(g, tiling, fillCenters);
+    forEachTask(g, tiling, sumPass);
+    forEachChannelBlock(g, tiling, combine);
+    forEachTask(g, tiling, applyPass);
   }
+  delete[] readsInput;
 }
 
 template <typename T>
 void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan) {
   if (useInterleaved<T>(g)) {
-    const int64_t perBlock = blockChannels<T>(g);
-    const int64_t blocks = (g.channels + perBlock - 1) / perBlock;
-    auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t index = begin; index < end; ++index) {
-        const int64_t c0 = index * perBlock;
-        interleavedBackward(g, input, gradOutput, gradInput, plan, Block(g, c0, minInt64(c0 + perBlock, g.channels)));
-      }
-    };
-    parallelOver(blocks, g.perChannel() * perBlock, body);
+    interleavedBackward(g, input, gradOutput, gradInput, plan);
   } else {
     auto body = [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) planarBackward(g, input, gradOutput, gradInput, plan, c);
