@@ -27,7 +27,9 @@ const SHAPES = [
   [8, 32, 128, 128],
   [4096, 256],
   [2, 4],
-];
+].map((shape) => ({ shape, format: 'contiguous' }));
+// Channels-last (NHWC) rows, compared with the contiguous rows of the same shape.
+SHAPES.push(...[[32, 64, 56, 56], [256, 256, 7, 7]].map((shape) => ({ shape, format: 'channelsLast' })));
 const OPS = ['eval', 'train', 'backward'];
 const native = nativeModule.native();
 
@@ -61,13 +63,13 @@ function randomArray(length, seed) {
   return array;
 }
 
-function benchCase(shape, op, threads) {
+function benchCase({ shape, format }, op, threads) {
   bn.setNumThreads(threads);
   const length = shape.reduce((a, b) => a * b, 1);
   const channels = shape[1];
   const batch = length < 4096 ? 2000 : 1;
-  const x = { data: randomArray(length, 1), shape };
-  const dy = { data: randomArray(length, 2), shape };
+  const x = { data: randomArray(length, 1), shape, memoryFormat: format };
+  const dy = { data: randomArray(length, 2), shape, memoryFormat: format };
   const weight = randomArray(channels, 3).map((v) => v + 1.5);
   const bias = randomArray(channels, 4);
   const runningMean = new Float32Array(channels);
@@ -96,15 +98,16 @@ function benchCase(shape, op, threads) {
   const copy = measure(() => native.copy(copyTarget, x.data), batch);
   const ours = measure(intoOut, batch);
   const oursAllocating = measure(allocating, batch);
-  return { shape, op, threads, batch, oursMs: ours, copyMs: copy, oursAllocatingMs: oursAllocating };
+  return { shape, format, op, threads, batch, oursMs: ours, copyMs: copy, oursAllocatingMs: oursAllocating };
 }
 
 function torchTimes(cases) {
   const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.status !== 0) return null;
   const input = cases.map((c) => ({
-    key: `${c.shape.join('x')}/${c.op}/${c.threads}`,
+    key: `${c.shape.join('x')}/${c.format}/${c.op}/${c.threads}`,
     shape: c.shape,
+    channelsLast: c.format === 'channelsLast',
     op: c.op,
     threads: c.threads,
     batch: c.batch,
@@ -129,8 +132,14 @@ for (const threads of threadCounts) {
 const torch = torchTimes(cases);
 for (const c of cases) {
   c.copyRatio = c.oursMs / c.copyMs;
-  const key = `${c.shape.join('x')}/${c.op}/${c.threads}`;
+  const key = `${c.shape.join('x')}/${c.format}/${c.op}/${c.threads}`;
   c.torchMs = torch?.results[key] ?? null;
+  if (c.format === 'channelsLast') {
+    const contiguous = cases.find(
+      (o) => o.format === 'contiguous' && o.op === c.op && o.threads === c.threads && o.shape.join() === c.shape.join(),
+    );
+    c.vsContiguous = contiguous ? c.oursMs / contiguous.oursMs : null;
+  }
   c.speedupVsTorch = c.torchMs === null ? null : c.torchMs / c.oursMs;
 }
 
@@ -153,9 +162,9 @@ if (json) {
     'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call (V8 zero-fills it);\n' +
       'PyTorch: F.batch_norm / native_batch_norm_backward (PyTorch allocates from its own allocator)',
   );
-  const header = ['shape', 'op', 'thr', 'ours', 'memcpy', 'ours/memcpy', 'ours+alloc', 'PyTorch', 'PyTorch/ours'];
+  const header = ['shape', 'op', 'thr', 'ours', 'memcpy', 'ours/memcpy', 'ours+alloc', 'PyTorch', 'PyTorch/ours', 'NHWC/NCHW'];
   const rows = cases.map((c) => [
-    `(${c.shape.join(',')})`,
+    `(${c.shape.join(',')})${c.format === 'channelsLast' ? ' NHWC' : ''}`,
     c.op,
     String(c.threads),
     fmt(c.oursMs),
@@ -164,6 +173,7 @@ if (json) {
     fmt(c.oursAllocatingMs),
     c.torchMs === null ? '-' : fmt(c.torchMs),
     c.speedupVsTorch === null ? '-' : `${c.speedupVsTorch.toFixed(2)}x`,
+    c.vsContiguous == null ? '' : `${c.vsContiguous.toFixed(2)}x`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells) => `| ${cells.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;

@@ -33,6 +33,9 @@ def main():
         c = shape[1]
         x = torch.randn(shape)
         dy = torch.randn(shape)
+        if case.get("channelsLast"):
+            x = x.contiguous(memory_format=torch.channels_last)
+            dy = dy.contiguous(memory_format=torch.channels_last)
         w, b = torch.rand(c) + 0.5, torch.randn(c)
         rm, rv = torch.zeros(c), torch.ones(c)
         batch = case.get("batch", 1)

@@ -179,7 +179,7 @@ export abstract class BatchNormBase {
     const counted = updatesRunningStats ? this.numBatchesTracked + 1 : this.numBatchesTracked;
     const factor = this.momentum ?? (updatesRunningStats ? 1 / counted : 0);
     const result = batchNorm(
-      { data: x.data, shape: x.shape },
+      { data: x.data, shape: x.shape, memoryFormat: x.memoryFormat },
       {
         weight: this.weight?.data ?? null,
         bias: this.bias?.data ?? null,
@@ -226,8 +226,8 @@ export abstract class BatchNormBase {
       );
     }
     const grads = batchNormBackward(
-      { data: dy.data, shape: dy.shape },
-      { data: saved.input.data, shape: saved.input.shape },
+      { data: dy.data, shape: dy.shape, memoryFormat: dy.memoryFormat },
+      { data: saved.input.data, shape: saved.input.shape, memoryFormat: saved.input.memoryFormat },
       {
         weight: saved.weight,
         runningMean: saved.runningMean,

@@ -176,9 +176,9 @@ export function batchNorm(input: Tensor, options?: BatchNormOptions): BatchNormR
   native().forward(
     x.data,
     output,
-    x.batch,
+    x.kernelBatch,
     x.channels,
-    x.spatial,
+    x.kernelSpatial,
     weight,
     bias,
     runningMean,
@@ -222,7 +222,8 @@ export function batchNormBackward(
   }
   if (dy.memoryFormat !== x.memoryFormat) {
     throw new RangeError(
-      `gradOutput.memoryFormat '${dy.memoryFormat}' must equal input.memoryFormat '${x.memoryFormat}'`,
+      `gradOutput.memoryFormat '${dy.memoryFormat}' must equal input.memoryFormat '${x.memoryFormat}' ` +
+        '(convert one with toChannelsLast / toContiguous)',
     );
   }
   const opts = checkOptions(options, 'options', BACKWARD_KEYS, true);
@@ -277,9 +278,9 @@ export function batchNormBackward(
   native().backward(
     dy.data,
     x.data,
-    x.batch,
+    x.kernelBatch,
     x.channels,
-    x.spatial,
+    x.kernelSpatial,
     weight,
     runningMean,
     runningVar,

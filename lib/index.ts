@@ -12,4 +12,5 @@ export type { LoadStateDictOptions, LoadStateDictResult, StateDict, StateDictInp
 export { fromSafetensors, loadSafetensors, saveSafetensors, toSafetensors } from './safetensors';
 export type { KerasBatchNormConfig, KerasBatchNormWeights } from './keras';
 export { fromKerasWeights, toKerasWeights } from './keras';
+export { toChannelsLast, toContiguous } from './layout';
 export { BatchNormLoadError } from './native';

@@ -13,7 +13,10 @@ export type MemoryFormat = 'contiguous' | 'channelsLast';
 export interface Tensor {
   data: FloatArray;
   shape: readonly number[];
-  /** `'contiguous'` (NCHW, the default) or `'channelsLast'` (NHWC / NDHWC; not supported yet). */
+  /**
+   * `'contiguous'` (NCHW, row-major over the logical shape; the default) or `'channelsLast'` (rank 4/5
+   * stored as N, *spatial, C: NHWC / NDHWC, as PyTorch's `torch.channels_last`). The shape stays logical.
+   */
   memoryFormat?: MemoryFormat;
 }
 
@@ -28,6 +31,12 @@ export interface CheckedTensor {
   channels: number;
   /** Product of the spatial dimensions (1 for a rank-2 tensor). */
   spatial: number;
+  /**
+   * The (batch, channels, spatial) the kernels traverse: the logical sizes for a contiguous tensor; for a
+   * channels-last one (N * spatial, C, 1), since its memory is exactly a contiguous (N * spatial, C) matrix.
+   */
+  kernelBatch: number;
+  kernelSpatial: number;
 }
 
 export function isFloatArray(value: unknown): value is FloatArray {
@@ -77,11 +86,15 @@ export function checkTensor(value: unknown, name: string): CheckedTensor {
   if (memoryFormat !== undefined && memoryFormat !== 'contiguous' && memoryFormat !== 'channelsLast') {
     throw invalidType(`${name}.memoryFormat`, "'contiguous' or 'channelsLast'", memoryFormat);
   }
-  if (memoryFormat === 'channelsLast') {
-    throw new RangeError(`${name}.memoryFormat 'channelsLast' is not supported yet; use 'contiguous' (NCHW) data`);
+  if (memoryFormat === 'channelsLast' && sizes.length !== 4 && sizes.length !== 5) {
+    throw new RangeError(
+      `${name}.memoryFormat 'channelsLast' needs a rank-4 or rank-5 shape (N, C, H, W) or (N, C, D, H, W) but ` +
+        `${name}.shape is ${formatShape(sizes)}`,
+    );
   }
   let spatial = 1;
   for (let i = 2; i < sizes.length; i++) spatial *= sizes[i]!;
+  const channelsLast = memoryFormat === 'channelsLast';
   return {
     data,
     shape: sizes,
@@ -89,6 +102,8 @@ export function checkTensor(value: unknown, name: string): CheckedTensor {
     batch: sizes[0]!,
     channels: sizes[1]!,
     spatial,
+    kernelBatch: channelsLast ? sizes[0]! * spatial : sizes[0]!,
+    kernelSpatial: channelsLast ? 1 : spatial,
   };
 }
 

@@ -41,6 +41,9 @@ describe(`module sequences from PyTorch (${sequences.length})`, () => {
     expect(new Set(sequences.map((s) => String(s.options.momentum)))).toEqual(new Set(['0.1', '0.5', 'null']));
     expect(new Set(sequences.map((s) => s.options.affine)).size).toBe(2);
     expect(new Set(sequences.map((s) => s.options.trackRunningStats)).size).toBe(2);
+    expect(sequences.filter((s) => s.memoryFormat === 'channelsLast').map((s) => s.className)).toEqual(
+      expect.arrayContaining(['BatchNorm2d', 'BatchNorm3d']),
+    );
   });
 
   it.each(sequences.map((s) => [s.name, s] as const))('%s', (_name, sequence) => {
@@ -51,9 +54,12 @@ describe(`module sequences from PyTorch (${sequences.length})`, () => {
       const label = `step ${index} (${step.training ? 'train' : 'eval'})`;
       module.train(step.training);
       if (step.zeroGradBefore) module.zeroGrad();
-      const output = module.forward({ data: decode(step.input)!, shape: sequence.shape });
+      const format = sequence.memoryFormat;
+      const output = module.forward({ data: decode(step.input)!, shape: sequence.shape, memoryFormat: format });
+      expect(output.memoryFormat).toBe(format);
       expectClose(output.data, decode(step.output), rtol, `${label}: output`);
-      const gradInput = module.backward({ data: decode(step.gradOutput)!, shape: sequence.shape });
+      const gradInput = module.backward({ data: decode(step.gradOutput)!, shape: sequence.shape, memoryFormat: format });
+      expect(gradInput.memoryFormat).toBe(format);
       expectClose(gradInput.data, decode(step.gradInput), rtol, `${label}: gradInput`);
       expectClose(module.weight?.grad ?? null, decode(step.weightGrad), rtol, `${label}: weight.grad`);
       expectClose(module.bias?.grad ?? null, decode(step.biasGrad), rtol, `${label}: bias.grad`);

@@ -45,7 +45,7 @@ function gradInputTermScale(fixture: FixtureCase): number {
 function runForward(fixture: FixtureCase) {
   const inputs = fixture.inputs();
   const result = batchNorm(
-    { data: inputs.input!, shape: fixture.shape },
+    { data: inputs.input!, shape: fixture.shape, memoryFormat: fixture.memoryFormat },
     {
       weight: inputs.weight,
       bias: inputs.bias,
@@ -62,8 +62,8 @@ function runForward(fixture: FixtureCase) {
 function runBackward(fixture: FixtureCase) {
   const inputs = fixture.inputs();
   return batchNormBackward(
-    { data: inputs.gradOutput!, shape: fixture.shape },
-    { data: inputs.input!, shape: fixture.shape },
+    { data: inputs.gradOutput!, shape: fixture.shape, memoryFormat: fixture.memoryFormat },
+    { data: inputs.input!, shape: fixture.shape, memoryFormat: fixture.memoryFormat },
     {
       weight: inputs.weight,
       runningMean: inputs.runningMean,
@@ -78,7 +78,8 @@ function runBackward(fixture: FixtureCase) {
 }
 
 describe(`parity with PyTorch (${cases.length} cases, kernel path ${cpuCapability()})`, () => {
-  it('has fixtures covering every rank, both dtypes and both modes', () => {
+  it('has fixtures covering every rank, both dtypes, both modes and both memory formats', () => {
+    expect(new Set(cases.map((c) => c.memoryFormat))).toEqual(new Set(['contiguous', 'channelsLast']));
     const ranks = new Set(cases.map((c) => c.shape.length));
     expect([...ranks].sort()).toEqual([2, 3, 4, 5]);
     expect(new Set(cases.map((c) => c.dtype)).size).toBe(2);
@@ -91,6 +92,7 @@ describe(`parity with PyTorch (${cases.length} cases, kernel path ${cpuCapabilit
     it('forward matches the float64 answer', () => {
       const result = runForward(fixture);
       expect(result.output.shape).toEqual(fixture.shape);
+      expect(result.output.memoryFormat).toBe(fixture.memoryFormat);
       expect(result.output.data.constructor.name).toBe(fixture.dtype === 'float32' ? 'Float32Array' : 'Float64Array');
       expectClose(result.output.data, fixture.expected.output, rtol, 'output');
       expectClose(result.runningMean, fixture.expected.runningMean, rtol, 'runningMean');

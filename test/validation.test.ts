@@ -75,9 +75,9 @@ describe('batchNorm argument validation', () => {
       structuredClone(data.buffer, { transfer: [data.buffer] });
       return batchNorm({ data, shape: [2, 3, 2] }, training(s));
     }, RangeError, 'describes 12 elements but input.data has 0 (is its ArrayBuffer detached?)'],
-    ['channelsLast (not yet)', (s) => () =>
-      batchNorm({ data: new Float32Array(24), shape: [2, 3, 2, 2], memoryFormat: 'channelsLast' }, training(s)),
-      RangeError, "input.memoryFormat 'channelsLast' is not supported yet"],
+    ['channelsLast on a rank-3 tensor', (s) => () =>
+      batchNorm({ ...s.input, memoryFormat: 'channelsLast' }, training(s)),
+      RangeError, "input.memoryFormat 'channelsLast' needs a rank-4 or rank-5 shape (N, C, H, W) or (N, C, D, H, W) but input.shape is [2, 3, 2]"],
     ['unknown memory format', (s) => () =>
       batchNorm({ ...s.input, memoryFormat: 'nhwc' as never }, training(s)), TypeError,
       "Expected 'contiguous' or 'channelsLast' for input.memoryFormat"],
@@ -170,8 +170,9 @@ describe('batchNormBackward argument validation', () => {
         RangeError, 'gradOutput.shape [2, 6] must equal input.shape [2, 3, 2]'],
       ['gradOutput dtype', (b) => batchNormBackward({ data: new Float64Array(12), shape: [2, 3, 2] }, b.s.input,
         b.options), TypeError, "Expected a Float32Array for gradOutput.data (the input's dtype is float32)"],
-      ['gradOutput format', (b) => batchNormBackward({ ...b.gradOutput, memoryFormat: 'channelsLast' }, b.s.input,
-        b.options), RangeError, "gradOutput.memoryFormat 'channelsLast' is not supported yet"],
+      ['gradOutput format', (b) => batchNormBackward({ data: new Float32Array(12), shape: [2, 3, 2, 1], memoryFormat: 'channelsLast' },
+        { ...b.s.input, shape: [2, 3, 2, 1] }, b.options), RangeError,
+        "gradOutput.memoryFormat 'channelsLast' must equal input.memoryFormat 'contiguous' (convert one with toChannelsLast / toContiguous)"],
       ['options missing', (b) => batchNormBackward(b.gradOutput, b.s.input, undefined as never), TypeError,
         'Expected an options object for options but received undefined'],
       ['training missing', (b) => batchNormBackward(b.gradOutput, b.s.input, { ...b.options, training: undefined as never }),

@@ -30,6 +30,7 @@ interface EncodedCase {
   momentum: number;
   eps: number;
   outputMask: [boolean, boolean, boolean];
+  memoryFormat: 'contiguous' | 'channelsLast';
   inputs: EncodedSet<InputKey>;
   expected: EncodedSet<ResultKey>;
   torch: EncodedSet<ResultKey>;
@@ -98,6 +99,7 @@ export interface ModuleSequence {
   className: 'BatchNorm1d' | 'BatchNorm2d' | 'BatchNorm3d';
   dtype: 'float32' | 'float64';
   shape: number[];
+  memoryFormat: 'contiguous' | 'channelsLast';
   options: { momentum: number | null; affine: boolean; trackRunningStats: boolean; eps: number };
   initialState: EncodedState;
   steps: ModuleStep[];

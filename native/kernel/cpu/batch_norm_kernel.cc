@@ -288,13 +288,16 @@ struct Tiling {
 template <typename T>
 Tiling tilingFor(const Geometry& g) {
   Tiling t;
-  const int64_t bytesPerChannel = maxInt64(1, g.batch * g.spatial * static_cast<int64_t>(sizeof(T)));
+  const int64_t element = static_cast<int64_t>(sizeof(T));
+  const int64_t bytesPerChannel = maxInt64(1, g.batch * g.spatial * element);
+  const int64_t minChannels = (4 * Chunk<T>::lanes + g.spatial - 1) / g.spatial;
+  const int64_t maxChannels = maxInt64(1, kMaxBlockPositions / g.spatial);
   int64_t channels = kBlockBytes / bytesPerChannel;
-  channels = maxInt64(channels, (4 * Chunk<T>::lanes + g.spatial - 1) / g.spatial);
-  channels = minInt64(channels, maxInt64(1, kMaxBlockPositions / g.spatial));
-  t.channels = maxInt64(1, minInt64(channels, g.channels));
+  // When rows must be split anyway, take the widest row segments: longer contiguous runs per row.
+  if (channels < minChannels) channels = maxChannels;
+  t.channels = maxInt64(1, minInt64(minInt64(channels, maxChannels), g.channels));
   t.channelBlocks = (g.channels + t.channels - 1) / t.channels;
-  const int64_t rowBytes = t.channels * g.spatial * static_cast<int64_t>(sizeof(T));
+  const int64_t rowBytes = t.channels * g.spatial * element;
   t.rows = g.batch * rowBytes <= kBlockBytes ? maxInt64(1, g.batch) : maxInt64(2, kBlockBytes / rowBytes);
   t.rows += t.rows % 2;  // whole row pairs, so every row block accumulates in the same pattern
   t.rowBlocks = maxInt64(1, (g.batch + t.rows - 1) / t.rows);
@@ -598,8 +601,9 @@ void normalizeBlock(const T* input, T* output, const Block& block, const double*
                     const double* scales, const double* shifts) {
   constexpr int parts = Chunk<T>::parts;
   constexpr int lanes = Chunk<T>::lanes;
-  for (int64_t b = block.b0; b < block.b1; b += 2) {
-    const int rows = block.b1 - b >= 2 ? 2 : 1;
+  // Four rows per load of the coefficients.
+  for (int64_t b = block.b0; b < block.b1; b += 4) {
+    const int rows = static_cast<int>(minInt64(4, block.b1 - b));
     for (int64_t at = 0; at < block.positions; at += lanes) {
       const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
       const auto center = ScratchChunk<T>::load(centers, at);
