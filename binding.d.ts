@@ -55,6 +55,15 @@ export interface NativeBinding {
     eps: number,
   ): void;
 
+  /**
+   * forward() on the libuv thread pool. Checks run synchronously (and throw); the promise resolves when
+   * the outputs are written. Every array argument is kept alive until then.
+   */
+  forwardAsync(...args: Parameters<NativeBinding['forward']>): Promise<void>;
+
+  /** backward() on the libuv thread pool (see forwardAsync). */
+  backwardAsync(...args: Parameters<NativeBinding['backward']>): Promise<void>;
+
   /** forward() on the portable scalar oracle instead of the dispatched kernels (tests only). */
   forwardReference: NativeBinding['forward'];
 

@@ -1,5 +1,15 @@
 import { formatShape, invalidType, invalidValue } from './errors';
-import { DEFAULT_EPS, DEFAULT_MOMENTUM, batchNorm, batchNormBackward, checkBatchSizeForTraining } from './functional';
+import {
+  type BatchNormBackwardResult,
+  type BatchNormResult,
+  DEFAULT_EPS,
+  DEFAULT_MOMENTUM,
+  batchNorm,
+  batchNormAsync,
+  batchNormBackward,
+  batchNormBackwardAsync,
+  checkBatchSizeForTraining,
+} from './functional';
 import {
   type LoadStateDictOptions,
   type LoadStateDictResult,
@@ -122,6 +132,7 @@ export abstract class BatchNormBase {
 
   /** running_mean = 0, running_var = 1, num_batches_tracked = 0. */
   resetRunningStats(): void {
+    this.checkIdle('resetRunningStats');
     this.runningMean?.fill(0);
     this.runningVar?.fill(1);
     this.numBatchesTracked = 0;
@@ -141,6 +152,7 @@ export abstract class BatchNormBase {
 
   /** Sets every parameter's gradient back to null. */
   zeroGrad(): void {
+    this.checkIdle('zeroGrad');
     for (const parameter of this.parameters()) parameter.grad = null;
   }
 
@@ -170,37 +182,27 @@ export abstract class BatchNormBase {
    * Remembers what {@link backward} needs; `input.data` must not change until then.
    */
   forward(input: Tensor): Tensor {
-    const x = this.checkInput(input, 'input');
-    const usedBatchStats = this.training || !this.trackRunningStats;
-    const updatesRunningStats = this.training && this.trackRunningStats;
-    if (usedBatchStats) checkBatchSizeForTraining(x);
-
-    // PyTorch counts the batch first, so momentum null averages over batches including this one.
-    const counted = updatesRunningStats ? this.numBatchesTracked + 1 : this.numBatchesTracked;
-    const factor = this.momentum ?? (updatesRunningStats ? 1 / counted : 0);
-    const result = batchNorm(
-      { data: x.data, shape: x.shape, memoryFormat: x.memoryFormat },
-      {
-        weight: this.weight?.data ?? null,
-        bias: this.bias?.data ?? null,
-        runningMean: usedBatchStats && !updatesRunningStats ? null : this.runningMean,
-        runningVar: usedBatchStats && !updatesRunningStats ? null : this.runningVar,
-        training: usedBatchStats,
-        momentum: factor,
-        eps: this.eps,
-      },
-    );
-    this.numBatchesTracked = counted;
-    this.saved = {
-      input: x,
-      weight: this.weight?.data.slice() ?? null,
-      usedBatchStats,
-      saveMean: result.saveMean,
-      saveInvstd: result.saveInvstd,
-      runningMean: usedBatchStats ? null : this.runningMean!.slice(),
-      runningVar: usedBatchStats ? null : this.runningVar!.slice(),
-    };
+    this.checkIdle('forward');
+    const plan = this.planForward(input, this.training);
+    const result = batchNorm(plan.input, plan.options);
+    this.commitForward(plan, result);
     return result.output;
+  }
+
+  /**
+   * {@link forward} on the libuv thread pool, so a large batch does not block the event loop. Async calls
+   * on one module run one after another in call order (each sees the state the previous one left);
+   * calls on different modules run in parallel. Until they settle, synchronous calls that use or change
+   * the module's state throw, and the input's data must not change.
+   */
+  forwardAsync(input: Tensor): Promise<Tensor> {
+    const training = this.training;
+    return this.enqueue(async () => {
+      const plan = this.planForward(input, training);
+      const result = await batchNormAsync(plan.input, plan.options);
+      this.commitForward(plan, result);
+      return result.output;
+    });
   }
 
   /**
@@ -209,6 +211,92 @@ export abstract class BatchNormBase {
    * `bias.grad`, as PyTorch's autograd accumulates them. Each forward allows one backward.
    */
   backward(gradOutput: Tensor): Tensor {
+    this.checkIdle('backward');
+    const plan = this.planBackward(gradOutput);
+    const grads = batchNormBackward(plan.gradOutput, plan.input, plan.options);
+    return this.commitBackward(grads);
+  }
+
+  /** {@link backward} on the libuv thread pool, queued after this module's pending async calls. */
+  backwardAsync(gradOutput: Tensor): Promise<Tensor> {
+    return this.enqueue(async () => {
+      const plan = this.planBackward(gradOutput);
+      const grads = await batchNormBackwardAsync(plan.gradOutput, plan.input, plan.options);
+      return this.commitBackward(grads);
+    });
+  }
+
+  /** Async calls on this module that have not settled yet. */
+  get pendingAsyncCalls(): number {
+    return this.pending;
+  }
+
+  private pending = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private enqueue<R>(task: () => Promise<R>): Promise<R> {
+    this.pending++;
+    const run = this.queue.then(task);
+    this.queue = run.then(
+      () => this.pending--,
+      () => this.pending--,
+    );
+    return run;
+  }
+
+  /** Synchronous calls that read or change state must not interleave with queued async calls. */
+  protected checkIdle(method: string): void {
+    if (this.pending > 0) {
+      throw new Error(
+        `${this.className}.${method}() was called while ${this.pending} async call(s) on this module are pending; ` +
+          'await them first (or use the async variant, which queues behind them)',
+      );
+    }
+  }
+
+  /** Everything forward decides before touching state; throws (changing nothing) on bad input. */
+  private planForward(input: Tensor, training: boolean) {
+    const x = this.checkInput(input, 'input');
+    const usedBatchStats = training || !this.trackRunningStats;
+    const updatesRunningStats = training && this.trackRunningStats;
+    if (usedBatchStats) checkBatchSizeForTraining(x);
+    // PyTorch counts the batch first, so momentum null averages over batches including this one.
+    const counted = updatesRunningStats ? this.numBatchesTracked + 1 : this.numBatchesTracked;
+    const factor = this.momentum ?? (updatesRunningStats ? 1 / counted : 0);
+    return {
+      x,
+      usedBatchStats,
+      counted,
+      input: { data: x.data, shape: x.shape, memoryFormat: x.memoryFormat },
+      options: {
+        weight: this.weight?.data ?? null,
+        bias: this.bias?.data ?? null,
+        runningMean: usedBatchStats && !updatesRunningStats ? null : this.runningMean,
+        runningVar: usedBatchStats && !updatesRunningStats ? null : this.runningVar,
+        training: usedBatchStats,
+        momentum: factor,
+        eps: this.eps,
+      },
+      weightAtForward: this.weight?.data.slice() ?? null,
+      runningMeanAtForward: usedBatchStats ? null : this.runningMean!.slice(),
+      runningVarAtForward: usedBatchStats ? null : this.runningVar!.slice(),
+    };
+  }
+
+  private commitForward(plan: ReturnType<BatchNormBase['planForward']>, result: BatchNormResult): void {
+    this.numBatchesTracked = plan.counted;
+    this.saved = {
+      input: plan.x,
+      weight: plan.weightAtForward,
+      usedBatchStats: plan.usedBatchStats,
+      saveMean: result.saveMean,
+      saveInvstd: result.saveInvstd,
+      runningMean: plan.runningMeanAtForward,
+      runningVar: plan.runningVarAtForward,
+    };
+  }
+
+  private planBackward(gradOutput: Tensor) {
     const saved = this.saved;
     if (saved === null) {
       throw new Error(`${this.className}.backward() needs a preceding forward() (each forward allows one backward)`);
@@ -225,10 +313,12 @@ export abstract class BatchNormBase {
         `gradOutput.memoryFormat '${dy.memoryFormat}' must equal the forward input's '${saved.input.memoryFormat}'`,
       );
     }
-    const grads = batchNormBackward(
-      { data: dy.data, shape: dy.shape, memoryFormat: dy.memoryFormat },
-      { data: saved.input.data, shape: saved.input.shape, memoryFormat: saved.input.memoryFormat },
-      {
+    // One backward per forward: claimed now, so a second (even queued) backward fails clearly.
+    this.saved = null;
+    return {
+      gradOutput: { data: dy.data, shape: dy.shape, memoryFormat: dy.memoryFormat },
+      input: { data: saved.input.data, shape: saved.input.shape, memoryFormat: saved.input.memoryFormat },
+      options: {
         weight: saved.weight,
         runningMean: saved.runningMean,
         runningVar: saved.runningVar,
@@ -236,10 +326,12 @@ export abstract class BatchNormBase {
         saveInvstd: saved.saveInvstd,
         training: saved.usedBatchStats,
         eps: this.eps,
-        outputMask: [true, this.affine, this.affine],
+        outputMask: [true, this.affine, this.affine] as [boolean, boolean, boolean],
       },
-    );
-    this.saved = null;
+    };
+  }
+
+  private commitBackward(grads: BatchNormBackwardResult): Tensor {
     if (this.weight !== null && this.bias !== null) {
       accumulate(this.weight, grads.gradWeight!);
       accumulate(this.bias, grads.gradBias!);
@@ -272,6 +364,7 @@ export abstract class BatchNormBase {
    * `num_batches_tracked` counts as 0.
    */
   loadStateDict(stateDict: StateDictInput, options?: LoadStateDictOptions): LoadStateDictResult {
+    this.checkIdle('loadStateDict');
     return loadIntoModule(this, stateDict, options);
   }
 

@@ -136,6 +136,26 @@ export function checkBatchSizeForTraining(input: CheckedTensor): void {
  * const { output } = batchNorm(x, { training: true, runningMean, runningVar });
  */
 export function batchNorm(input: Tensor, options?: BatchNormOptions): BatchNormResult {
+  const call = prepareForward(input, options);
+  native().forward(...call.args);
+  return call.result;
+}
+
+/**
+ * {@link batchNorm} on the libuv thread pool, so a large tensor does not block the event loop. Arguments
+ * are checked before the promise is created (a bad call rejects and changes nothing). The arrays must
+ * not be modified, transferred or reused by another call until the promise settles.
+ */
+export async function batchNormAsync(input: Tensor, options?: BatchNormOptions): Promise<BatchNormResult> {
+  const call = prepareForward(input, options);
+  await native().forwardAsync(...call.args);
+  return call.result;
+}
+
+type ForwardArgs = Parameters<ReturnType<typeof native>['forward']>;
+type BackwardArgs = Parameters<ReturnType<typeof native>['backward']>;
+
+function prepareForward(input: Tensor, options: BatchNormOptions | undefined): { args: ForwardArgs; result: BatchNormResult } {
   const x = checkTensor(input, 'input');
   const opts = checkOptions(options, 'options', FORWARD_KEYS);
   const training = checkBoolean(opts.training, 'options.training', false);
@@ -173,7 +193,7 @@ export function batchNorm(input: Tensor, options?: BatchNormOptions): BatchNormR
   const output = out ?? newLike(x.data, x.data.length);
   const empty = x.data instanceof Float32Array ? EMPTY_FLOAT32 : EMPTY_FLOAT64;
   const [saveMean, saveInvstd] = training ? newSavedStats(x.data, x.channels) : [empty, empty];
-  native().forward(
+  const args: ForwardArgs = [
     x.data,
     output,
     x.kernelBatch,
@@ -188,8 +208,8 @@ export function batchNorm(input: Tensor, options?: BatchNormOptions): BatchNormR
     training,
     momentum,
     eps,
-  );
-  return { output: { data: output, shape: x.shape, memoryFormat: x.memoryFormat }, saveMean, saveInvstd };
+  ];
+  return { args, result: { output: { data: output, shape: x.shape, memoryFormat: x.memoryFormat }, saveMean, saveInvstd } };
 }
 
 function checkOutputMask(value: unknown): readonly [boolean, boolean, boolean] {
@@ -212,6 +232,27 @@ export function batchNormBackward(
   input: Tensor,
   options: BatchNormBackwardOptions,
 ): BatchNormBackwardResult {
+  const call = prepareBackward(gradOutput, input, options);
+  native().backward(...call.args);
+  return call.result;
+}
+
+/** {@link batchNormBackward} on the libuv thread pool (see {@link batchNormAsync}). */
+export async function batchNormBackwardAsync(
+  gradOutput: Tensor,
+  input: Tensor,
+  options: BatchNormBackwardOptions,
+): Promise<BatchNormBackwardResult> {
+  const call = prepareBackward(gradOutput, input, options);
+  await native().backwardAsync(...call.args);
+  return call.result;
+}
+
+function prepareBackward(
+  gradOutput: Tensor,
+  input: Tensor,
+  options: BatchNormBackwardOptions,
+): { args: BackwardArgs; result: BatchNormBackwardResult } {
   const dy = checkTensor(gradOutput, 'gradOutput');
   const x = checkTensor(input, 'input');
   checkSameDtype(dy.data, 'gradOutput.data', x.data);
@@ -275,7 +316,7 @@ export function batchNormBackward(
     { name: 'options.out.gradWeight', array: gradWeight, written: true },
     { name: 'options.out.gradBias', array: gradBias, written: true },
   ]);
-  native().backward(
+  const args: BackwardArgs = [
     dy.data,
     x.data,
     x.kernelBatch,
@@ -291,11 +332,14 @@ export function batchNormBackward(
     gradBias,
     training,
     eps,
-  );
+  ];
   return {
-    gradInput: gradInput === null ? null : { data: gradInput, shape: x.shape, memoryFormat: x.memoryFormat },
-    gradWeight,
-    gradBias,
+    args,
+    result: {
+      gradInput: gradInput === null ? null : { data: gradInput, shape: x.shape, memoryFormat: x.memoryFormat },
+      gradWeight,
+      gradBias,
+    },
   };
 }
 

@@ -5,7 +5,15 @@ export type {
   BatchNormOptions,
   BatchNormResult,
 } from './functional';
-export { batchNorm, batchNormBackward, cpuCapability, getNumThreads, setNumThreads } from './functional';
+export {
+  batchNorm,
+  batchNormAsync,
+  batchNormBackward,
+  batchNormBackwardAsync,
+  cpuCapability,
+  getNumThreads,
+  setNumThreads,
+} from './functional';
 export type { BatchNormModuleOptions, DType, Parameter } from './batchnorm';
 export { BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormBase } from './batchnorm';
 export type { LoadStateDictOptions, LoadStateDictResult, StateDict, StateDictInput } from './state-dict';

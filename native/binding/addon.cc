@@ -1,9 +1,12 @@
-// The N-API surface: argument re-checks, then a synchronous call into the C++ core.
+// The N-API surface: argument re-checks, then a call into the C++ core, synchronous or on the libuv
+// thread pool.
 // The positional contract of each function is documented in binding.d.ts.
 #include <napi.h>
 
 #include <cstring>
+#include <exception>
 #include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "binding/arguments.h"
@@ -39,140 +42,236 @@ void requireNoHarmfulOverlap(Napi::Env env, std::initializer_list<NamedView> vie
   }
 }
 
-template <typename T>
-void runForward(const Geometry& geometry, const FloatView& input, const FloatView& output, const FloatView& weight,
-                const FloatView& bias, const FloatView& runningMean, const FloatView& runningVar,
-                const FloatView& saveMean, const FloatView& saveInvstd, bool training, double momentum, double eps,
-                bool useReference) {
-  ForwardArgs<T> args;
-  args.input = input.as<T>();
-  args.output = output.as<T>();
-  args.weight = weight.as<T>();
-  args.bias = bias.as<T>();
-  args.runningMean = runningMean.as<T>();
-  args.runningVar = runningVar.as<T>();
-  args.saveMean = saveMean.as<T>();
-  args.saveInvstd = saveInvstd.as<T>();
-  args.training = training;
-  args.momentum = momentum;
-  args.eps = eps;
-  args.useReference = useReference;
-  batchNormForward<T>(geometry, args);
-}
+// A forward call with every argument checked, ready to run on any thread.
+struct ForwardCall {
+  DType dtype = DType::Float32;
+  Geometry geometry;
+  FloatView input, output, weight, bias, runningMean, runningVar, saveMean, saveInvstd;
+  bool training = false;
+  double momentum = 0.1, eps = 1e-5;
+  bool useReference = false;
+
+  template <typename T>
+  void runAs() const {
+    ForwardArgs<T> args;
+    args.input = input.as<T>();
+    args.output = output.as<T>();
+    args.weight = weight.as<T>();
+    args.bias = bias.as<T>();
+    args.runningMean = runningMean.as<T>();
+    args.runningVar = runningVar.as<T>();
+    args.saveMean = saveMean.as<T>();
+    args.saveInvstd = saveInvstd.as<T>();
+    args.training = training;
+    args.momentum = momentum;
+    args.eps = eps;
+    args.useReference = useReference;
+    batchNormForward<T>(geometry, args);
+  }
+  void run() const { dtype == DType::Float32 ? runAs<float>() : runAs<double>(); }
+};
 
 // forward(input, output, batch, channels, spatial, weight, bias, runningMean, runningVar,
-//         saveMean, saveInvstd, training, momentum, eps): undefined
-Napi::Value ForwardWith(const Napi::CallbackInfo& info, bool useReference) {
+//         saveMean, saveInvstd, training, momentum, eps)
+ForwardCall parseForward(const Napi::CallbackInfo& info, bool useReference) {
   Napi::Env env = info.Env();
-  const DType dtype = requireFloatDType(info[0], "input");
-  const Geometry geometry = requireGeometry(info, 2);
-  const auto elements = static_cast<size_t>(geometry.elements());
-  const auto channels = static_cast<size_t>(geometry.channels);
-  const bool training = requireBoolean(info[11], "training");
-  const double momentum = requireNumber(info[12], "momentum");
-  const double eps = requireNumber(info[13], "eps");
-
-  const FloatView input = requireFloatArray(info[0], "input", dtype, elements);
-  const FloatView output = requireFloatArray(info[1], "output", dtype, elements);
-  const FloatView weight = optionalFloatArray(info[5], "weight", dtype, channels);
-  const FloatView bias = optionalFloatArray(info[6], "bias", dtype, channels);
-  const FloatView runningMean = training ? optionalFloatArray(info[7], "runningMean", dtype, channels)
-                                         : requireFloatArray(info[7], "runningMean", dtype, channels);
-  const FloatView runningVar = training ? optionalFloatArray(info[8], "runningVar", dtype, channels)
-                                        : requireFloatArray(info[8], "runningVar", dtype, channels);
-  const FloatView saveMean = training ? requireFloatArray(info[9], "saveMean", dtype, channels) : FloatView{};
-  const FloatView saveInvstd = training ? requireFloatArray(info[10], "saveInvstd", dtype, channels) : FloatView{};
+  ForwardCall call;
+  call.useReference = useReference;
+  call.dtype = requireFloatDType(info[0], "input");
+  call.geometry = requireGeometry(info, 2);
+  const auto elements = static_cast<size_t>(call.geometry.elements());
+  const auto channels = static_cast<size_t>(call.geometry.channels);
+  const DType dtype = call.dtype;
+  const bool training = call.training = requireBoolean(info[11], "training");
+  call.momentum = requireNumber(info[12], "momentum");
+  call.eps = requireNumber(info[13], "eps");
+  call.input = requireFloatArray(info[0], "input", dtype, elements);
+  call.output = requireFloatArray(info[1], "output", dtype, elements);
+  call.weight = optionalFloatArray(info[5], "weight", dtype, channels);
+  call.bias = optionalFloatArray(info[6], "bias", dtype, channels);
+  call.runningMean = training ? optionalFloatArray(info[7], "runningMean", dtype, channels)
+                              : requireFloatArray(info[7], "runningMean", dtype, channels);
+  call.runningVar = training ? optionalFloatArray(info[8], "runningVar", dtype, channels)
+                             : requireFloatArray(info[8], "runningVar", dtype, channels);
+  call.saveMean = training ? requireFloatArray(info[9], "saveMean", dtype, channels) : FloatView{};
+  call.saveInvstd = training ? requireFloatArray(info[10], "saveInvstd", dtype, channels) : FloatView{};
   requireNoHarmfulOverlap(env,
-                          {{&input, "input", false},
-                           {&output, "output", true},
-                           {&weight, "weight", false},
-                           {&bias, "bias", false},
-                           {&runningMean, "runningMean", training},
-                           {&runningVar, "runningVar", training},
-                           {&saveMean, "saveMean", true},
-                           {&saveInvstd, "saveInvstd", true}},
-                          &output, &input);
+                          {{&call.input, "input", false},
+                           {&call.output, "output", true},
+                           {&call.weight, "weight", false},
+                           {&call.bias, "bias", false},
+                           {&call.runningMean, "runningMean", training},
+                           {&call.runningVar, "runningVar", training},
+                           {&call.saveMean, "saveMean", true},
+                           {&call.saveInvstd, "saveInvstd", true}},
+                          &call.output, &call.input);
+  return call;
+}
 
-  if (dtype == DType::Float32) {
-    runForward<float>(geometry, input, output, weight, bias, runningMean, runningVar, saveMean, saveInvstd, training,
-                      momentum, eps, useReference);
-  } else {
-    runForward<double>(geometry, input, output, weight, bias, runningMean, runningVar, saveMean, saveInvstd, training,
-                       momentum, eps, useReference);
+struct BackwardCall {
+  DType dtype = DType::Float32;
+  Geometry geometry;
+  FloatView gradOutput, input, weight, runningMean, runningVar, saveMean, saveInvstd, gradInput, gradWeight, gradBias;
+  bool training = false;
+  double eps = 1e-5;
+  bool useReference = false;
+
+  template <typename T>
+  void runAs() const {
+    BackwardArgs<T> args;
+    args.gradOutput = gradOutput.as<T>();
+    args.input = input.as<T>();
+    args.weight = weight.as<T>();
+    args.runningMean = runningMean.as<T>();
+    args.runningVar = runningVar.as<T>();
+    args.saveMean = saveMean.as<T>();
+    args.saveInvstd = saveInvstd.as<T>();
+    args.gradInput = gradInput.as<T>();
+    args.gradWeight = gradWeight.as<T>();
+    args.gradBias = gradBias.as<T>();
+    args.training = training;
+    args.eps = eps;
+    args.useReference = useReference;
+    batchNormBackward<T>(geometry, args);
   }
-  return env.Undefined();
-}
-
-Napi::Value Forward(const Napi::CallbackInfo& info) { return ForwardWith(info, false); }
-Napi::Value ForwardReference(const Napi::CallbackInfo& info) { return ForwardWith(info, true); }
-
-template <typename T>
-void runBackward(const Geometry& geometry, const FloatView& gradOutput, const FloatView& input,
-                 const FloatView& weight, const FloatView& runningMean, const FloatView& runningVar,
-                 const FloatView& saveMean, const FloatView& saveInvstd, const FloatView& gradInput,
-                 const FloatView& gradWeight, const FloatView& gradBias, bool training, double eps, bool useReference) {
-  BackwardArgs<T> args;
-  args.gradOutput = gradOutput.as<T>();
-  args.input = input.as<T>();
-  args.weight = weight.as<T>();
-  args.runningMean = runningMean.as<T>();
-  args.runningVar = runningVar.as<T>();
-  args.saveMean = saveMean.as<T>();
-  args.saveInvstd = saveInvstd.as<T>();
-  args.gradInput = gradInput.as<T>();
-  args.gradWeight = gradWeight.as<T>();
-  args.gradBias = gradBias.as<T>();
-  args.training = training;
-  args.eps = eps;
-  args.useReference = useReference;
-  batchNormBackward<T>(geometry, args);
-}
+  void run() const { dtype == DType::Float32 ? runAs<float>() : runAs<double>(); }
+};
 
 // backward(gradOutput, input, batch, channels, spatial, weight, runningMean, runningVar, saveMean,
-//          saveInvstd, gradInput, gradWeight, gradBias, training, eps): undefined
-Napi::Value BackwardWith(const Napi::CallbackInfo& info, bool useReference) {
+//          saveInvstd, gradInput, gradWeight, gradBias, training, eps)
+BackwardCall parseBackward(const Napi::CallbackInfo& info, bool useReference) {
   Napi::Env env = info.Env();
-  const DType dtype = requireFloatDType(info[1], "input");
-  const Geometry geometry = requireGeometry(info, 2);
-  const auto elements = static_cast<size_t>(geometry.elements());
-  const auto channels = static_cast<size_t>(geometry.channels);
-  const bool training = requireBoolean(info[13], "training");
-  const double eps = requireNumber(info[14], "eps");
-
-  const FloatView gradOutput = requireFloatArray(info[0], "gradOutput", dtype, elements);
-  const FloatView input = requireFloatArray(info[1], "input", dtype, elements);
-  const FloatView weight = optionalFloatArray(info[5], "weight", dtype, channels);
-  const FloatView runningMean = training ? FloatView{} : requireFloatArray(info[6], "runningMean", dtype, channels);
-  const FloatView runningVar = training ? FloatView{} : requireFloatArray(info[7], "runningVar", dtype, channels);
-  const FloatView saveMean = training ? requireFloatArray(info[8], "saveMean", dtype, channels) : FloatView{};
-  const FloatView saveInvstd = training ? requireFloatArray(info[9], "saveInvstd", dtype, channels) : FloatView{};
-  const FloatView gradInput = optionalFloatArray(info[10], "gradInput", dtype, elements);
-  const FloatView gradWeight = optionalFloatArray(info[11], "gradWeight", dtype, channels);
-  const FloatView gradBias = optionalFloatArray(info[12], "gradBias", dtype, channels);
+  BackwardCall call;
+  call.useReference = useReference;
+  const DType dtype = call.dtype = requireFloatDType(info[1], "input");
+  call.geometry = requireGeometry(info, 2);
+  const auto elements = static_cast<size_t>(call.geometry.elements());
+  const auto channels = static_cast<size_t>(call.geometry.channels);
+  const bool training = call.training = requireBoolean(info[13], "training");
+  call.eps = requireNumber(info[14], "eps");
+  call.gradOutput = requireFloatArray(info[0], "gradOutput", dtype, elements);
+  call.input = requireFloatArray(info[1], "input", dtype, elements);
+  call.weight = optionalFloatArray(info[5], "weight", dtype, channels);
+  call.runningMean = training ? FloatView{} : requireFloatArray(info[6], "runningMean", dtype, channels);
+  call.runningVar = training ? FloatView{} : requireFloatArray(info[7], "runningVar", dtype, channels);
+  call.saveMean = training ? requireFloatArray(info[8], "saveMean", dtype, channels) : FloatView{};
+  call.saveInvstd = training ? requireFloatArray(info[9], "saveInvstd", dtype, channels) : FloatView{};
+  call.gradInput = optionalFloatArray(info[10], "gradInput", dtype, elements);
+  call.gradWeight = optionalFloatArray(info[11], "gradWeight", dtype, channels);
+  call.gradBias = optionalFloatArray(info[12], "gradBias", dtype, channels);
   requireNoHarmfulOverlap(env,
-                          {{&gradOutput, "gradOutput", false},
-                           {&input, "input", false},
-                           {&weight, "weight", false},
-                           {&runningMean, "runningMean", false},
-                           {&runningVar, "runningVar", false},
-                           {&saveMean, "saveMean", false},
-                           {&saveInvstd, "saveInvstd", false},
-                           {&gradInput, "gradInput", true},
-                           {&gradWeight, "gradWeight", true},
-                           {&gradBias, "gradBias", true}},
+                          {{&call.gradOutput, "gradOutput", false},
+                           {&call.input, "input", false},
+                           {&call.weight, "weight", false},
+                           {&call.runningMean, "runningMean", false},
+                           {&call.runningVar, "runningVar", false},
+                           {&call.saveMean, "saveMean", false},
+                           {&call.saveInvstd, "saveInvstd", false},
+                           {&call.gradInput, "gradInput", true},
+                           {&call.gradWeight, "gradWeight", true},
+                           {&call.gradBias, "gradBias", true}},
                           nullptr, nullptr);
-  if (dtype == DType::Float32) {
-    runBackward<float>(geometry, gradOutput, input, weight, runningMean, runningVar, saveMean, saveInvstd, gradInput,
-                       gradWeight, gradBias, training, eps, useReference);
-  } else {
-    runBackward<double>(geometry, gradOutput, input, weight, runningMean, runningVar, saveMean, saveInvstd, gradInput,
-                        gradWeight, gradBias, training, eps, useReference);
-  }
-  return env.Undefined();
+  return call;
 }
 
-Napi::Value Backward(const Napi::CallbackInfo& info) { return BackwardWith(info, false); }
-Napi::Value BackwardReference(const Napi::CallbackInfo& info) { return BackwardWith(info, true); }
+Napi::Value Forward(const Napi::CallbackInfo& info) {
+  parseForward(info, false).run();
+  return info.Env().Undefined();
+}
+Napi::Value ForwardReference(const Napi::CallbackInfo& info) {
+  parseForward(info, true).run();
+  return info.Env().Undefined();
+}
+Napi::Value Backward(const Napi::CallbackInfo& info) {
+  parseBackward(info, false).run();
+  return info.Env().Undefined();
+}
+Napi::Value BackwardReference(const Napi::CallbackInfo& info) {
+  parseBackward(info, true).run();
+  return info.Env().Undefined();
+}
+
+// Runs a checked call on the libuv thread pool. Every typed-array argument is held by a reference until
+// the work completes, so the garbage collector cannot free memory the kernels use. Detaching a buffer
+// (transferring it) while the work runs cannot be prevented through N-API; it is reported as an error.
+template <typename Call>
+class KernelWorker : public Napi::AsyncWorker {
+ public:
+  KernelWorker(Napi::Env env, Call call, const Napi::CallbackInfo& info, size_t arguments)
+      : Napi::AsyncWorker(env, "batchnorm"), call_(call), deferred_(Napi::Promise::Deferred::New(env)) {
+    for (size_t i = 0; i < arguments; ++i) {
+      if (info[i].IsTypedArray()) kept_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+    }
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      call_.run();
+    } catch (const std::exception& error) {
+      error_ = error.what();
+      failed_ = true;
+    }
+  }
+
+  // Replaces node-addon-api's completion, whose handle scope throws a C++ exception (and so terminates
+  // the process) when the environment is being torn down, e.g. a worker thread terminated mid-call.
+  // Here nothing may throw: if JavaScript can no longer run, the promise is simply dropped.
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    napi_handle_scope scope = nullptr;
+    if (status != napi_cancelled && napi_open_handle_scope(env, &scope) == napi_ok) {
+      try {
+        settle(env);
+      } catch (...) {
+        // The environment is shutting down; there is no one left to tell.
+      }
+      napi_close_handle_scope(env, scope);
+    }
+    Destroy();
+  }
+
+ private:
+  void settle(Napi::Env env) {
+    if (failed_) {
+      deferred_.Reject(Napi::Error::New(env, error_).Value());
+      return;
+    }
+    for (Napi::ObjectReference& reference : kept_) {
+      bool detached = false;
+      const Napi::TypedArray array = reference.Value().As<Napi::TypedArray>();
+      napi_is_detached_arraybuffer(env, array.ArrayBuffer(), &detached);
+      if (detached) {
+        deferred_.Reject(Napi::Error::New(env, "an array passed to an async batchnorm call was detached (transferred) "
+                                               "before the call completed; its result is undefined").Value());
+        return;
+      }
+    }
+    deferred_.Resolve(env.Undefined());
+  }
+
+  Call call_;
+  std::string error_;
+  bool failed_ = false;
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::ObjectReference> kept_;
+};
+
+// forwardAsync(...same arguments as forward): Promise<undefined>
+Napi::Value ForwardAsync(const Napi::CallbackInfo& info) {
+  auto* worker = new KernelWorker<ForwardCall>(info.Env(), parseForward(info, false), info, 14);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+// backwardAsync(...same arguments as backward): Promise<undefined>
+Napi::Value BackwardAsync(const Napi::CallbackInfo& info) {
+  auto* worker = new KernelWorker<BackwardCall>(info.Env(), parseBackward(info, false), info, 15);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
 
 // setNumThreads(threads): undefined
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
@@ -211,6 +310,8 @@ Napi::Object InitBatchnorm(Napi::Env env, Napi::Object exports) {
   using namespace batchnorm::binding;
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("backward", Napi::Function::New(env, Backward, "backward"));
+  exports.Set("forwardAsync", Napi::Function::New(env, ForwardAsync, "forwardAsync"));
+  exports.Set("backwardAsync", Napi::Function::New(env, BackwardAsync, "backwardAsync"));
   exports.Set("forwardReference", Napi::Function::New(env, ForwardReference, "forwardReference"));
   exports.Set("backwardReference", Napi::Function::New(env, BackwardReference, "backwardReference"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
