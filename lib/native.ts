@@ -22,6 +22,12 @@ export function native(): NativeBinding {
 function load(): NativeBinding {
   // lib/*.ts (tests) and dist/*.js (the package) both sit one level below the package root.
   const root = path.join(__dirname, '..');
+  // A specific build, e.g. the sanitizer build of `npm run test:sanitize`.
+  const override = process.env.BATCHNORM_ADDON_PATH;
+  if (override !== undefined && override !== '') {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(path.resolve(override)) as NativeBinding;
+  }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeBinding;

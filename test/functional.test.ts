@@ -72,6 +72,15 @@ describe('memory semantics', () => {
     expect(arena.subarray(offset + 24)).toEqual(new Float64Array(80 - offset - 24).fill(-777));
   });
 
+  it('works on SharedArrayBuffer-backed arrays, in and out', () => {
+    const values = [1, 2, 3, 4, 5, 7, 11, 13];
+    const shared = new Float64Array(new SharedArrayBuffer(8 * 8));
+    shared.set(values);
+    const out = new Float64Array(new SharedArrayBuffer(8 * 8));
+    batchNorm({ data: shared, shape: [4, 2] }, { training: true, out });
+    expect(Array.from(out)).toEqual(Array.from(batchNorm({ data: Float64Array.from(values), shape: [4, 2] }, { training: true }).output.data));
+  });
+
   it('returns ordinary JS-owned arrays for new outputs', () => {
     const result = batchNorm({ data: new Float32Array([1, 2, 3, 5]), shape: [2, 2] }, { training: true });
     expect(result.output.data).toBeInstanceOf(Float32Array);
