@@ -10,7 +10,15 @@ export class BatchNormLoadError extends Error {
 
 let binding: NativeBinding | undefined;
 
-/** The native module, loaded once on first use (prebuilds/ first, then build/Release). */
+/** The C library, for load errors: prebuilds exist for glibc only. */
+function libc(): string {
+  if (process.platform !== 'linux') return process.platform;
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  const glibc = report?.header?.glibcVersionRuntime;
+  return glibc ? `glibc ${glibc}` : 'musl or another non-glibc libc';
+}
+
+/** The native module, loaded once on first use (a local build/Release first, then prebuilds/). */
 export function native(): NativeBinding {
   if (binding === undefined) {
     binding = load();
@@ -25,8 +33,16 @@ function load(): NativeBinding {
   // A specific build, e.g. the sanitizer build of `npm run test:sanitize`.
   const override = process.env.BATCHNORM_ADDON_PATH;
   if (override !== undefined && override !== '') {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require(path.resolve(override)) as NativeBinding;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      return require(path.resolve(override)) as NativeBinding;
+    } catch (cause) {
+      throw new BatchNormLoadError(
+        `batchnorm: BATCHNORM_ADDON_PATH=${override} could not be loaded (${cause instanceof Error ? cause.message : String(cause)}); ` +
+          'unset it to use the package\'s own build',
+        { cause },
+      );
+    }
   }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -35,11 +51,11 @@ function load(): NativeBinding {
   } catch (cause) {
     const detail = cause instanceof Error ? cause.message : String(cause);
     throw new BatchNormLoadError(
-      `batchnorm: could not load the native addon for ${process.platform}-${process.arch} ` +
-        `(Node ${process.versions.node}, N-API ${process.versions.napi}). Looked in ${path.join(root, 'prebuilds')} ` +
-        `and ${path.join(root, 'build', 'Release')}: ${detail}\n` +
-        'Fix: run `npm rebuild batchnorm` (needs cmake >= 3.15 and a C++17 compiler), or set ' +
-        'BATCHNORM_BUILD_FROM_SOURCE=1 and reinstall.',
+      `batchnorm: could not load the native addon for ${process.platform}-${process.arch} (${libc()}, ` +
+        `Node ${process.versions.node}, N-API ${process.versions.napi}). Tried ${path.join(root, 'build', 'Release')} ` +
+        `(a local build) and ${path.join(root, 'prebuilds', `${process.platform}-${process.arch}`)} (prebuilt): ${detail}\n` +
+        'Fix: build it from source with `npm rebuild batchnorm` (needs cmake >= 3.15 and a C++17 compiler; ' +
+        'BATCHNORM_BUILD_FROM_SOURCE=1 forces a source build even where a prebuild exists).',
       { cause },
     );
   }

@@ -11,6 +11,15 @@ function runNode(args: string[]): string {
 }
 
 describe('package entry points', () => {
+  it('explains a binary that cannot be loaded with a BatchNormLoadError', () => {
+    const out = execFileSync(
+      process.execPath,
+      ['-e', "try { require('batchnorm').cpuCapability() } catch (e) { console.log(e.name + ': ' + e.message) }"],
+      { cwd: root, encoding: 'utf8', env: { ...process.env, BATCHNORM_ADDON_PATH: '/nonexistent/batchnorm.node' } },
+    );
+    expect(out).toMatch(/^BatchNormLoadError: batchnorm: BATCHNORM_ADDON_PATH=\/nonexistent\/batchnorm.node could not be loaded/);
+  });
+
   it('loads with require', () => {
     const out = runNode([
       '-e',

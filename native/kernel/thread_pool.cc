@@ -1,50 +1,145 @@
+// The kernels' thread pool, on POSIX threads directly: no std::thread / std::mutex /
+// std::condition_variable, whose libstdc++ entry points would raise the GLIBCXX and glibc versions a
+// prebuilt binary needs (see glibc_compat.h). Windows uses the equivalent std primitives.
 #include "kernel/thread_pool.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "kernel/glibc_compat.h"
+
+#if defined(_WIN32)
 #include <condition_variable>
 #include <mutex>
 #include <thread>
-#include <vector>
+#else
+#include <pthread.h>
+#endif
 
 namespace batchnorm {
 namespace {
 
 constexpr int kMaxThreads = 256;
 
+#if defined(_WIN32)
+class Mutex {
+ public:
+  void lock() { mutex_.lock(); }
+  bool tryLock() { return mutex_.try_lock(); }
+  void unlock() { mutex_.unlock(); }
+  std::mutex& native() { return mutex_; }
+
+ private:
+  std::mutex mutex_;
+};
+class Condition {
+ public:
+  void wait(Mutex& mutex) {
+    std::unique_lock<std::mutex> lock(mutex.native(), std::adopt_lock);
+    condition_.wait(lock);
+    lock.release();
+  }
+  void signalAll() { condition_.notify_all(); }
+
+ private:
+  std::condition_variable condition_;
+};
+class Thread {
+ public:
+  bool start(void* (*entry)(void*), void* argument) {
+    thread_ = std::thread([entry, argument] { entry(argument); });
+    return true;
+  }
+  void join() { thread_.join(); }
+
+ private:
+  std::thread thread_;
+};
+#else
+class Mutex {
+ public:
+  Mutex() { pthread_mutex_init(&mutex_, nullptr); }
+  ~Mutex() { pthread_mutex_destroy(&mutex_); }
+  void lock() { pthread_mutex_lock(&mutex_); }
+  bool tryLock() { return pthread_mutex_trylock(&mutex_) == 0; }
+  void unlock() { pthread_mutex_unlock(&mutex_); }
+  pthread_mutex_t* native() { return &mutex_; }
+
+ private:
+  pthread_mutex_t mutex_;
+};
+class Condition {
+ public:
+  Condition() { pthread_cond_init(&condition_, nullptr); }
+  ~Condition() { pthread_cond_destroy(&condition_); }
+  void wait(Mutex& mutex) { pthread_cond_wait(&condition_, mutex.native()); }
+  void signalAll() { pthread_cond_broadcast(&condition_); }
+
+ private:
+  pthread_cond_t condition_;
+};
+class Thread {
+ public:
+  bool start(void* (*entry)(void*), void* argument) { return pthread_create(&thread_, nullptr, entry, argument) == 0; }
+  void join() { pthread_join(thread_, nullptr); }
+
+ private:
+  pthread_t thread_{};
+};
+#endif
+
+class Lock {
+ public:
+  explicit Lock(Mutex& mutex) : mutex_(mutex) { mutex_.lock(); }
+  ~Lock() { mutex_.unlock(); }
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+ private:
+  Mutex& mutex_;
+};
+
 class ThreadPool {
  public:
   ~ThreadPool() { stopWorkers(); }
 
   int threads() {
-    std::lock_guard<std::mutex> dispatch(dispatch_);
+    Lock dispatch(dispatch_);
     return static_cast<int>(workers_.size()) + 1;
   }
 
   void resize(int threads) {
-    std::lock_guard<std::mutex> dispatch(dispatch_);
+    Lock dispatch(dispatch_);
     stopWorkers();
-    uint64_t current;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      Lock lock(mutex_);
       stop_ = false;
-      current = generation_;
     }
-    // New workers wait for the next job, not the last one (whose context is gone).
+    starts_.assign(static_cast<size_t>(threads - 1), WorkerStart{});
+    workers_.assign(static_cast<size_t>(threads - 1), Thread{});
     for (int index = 0; index + 1 < threads; ++index) {
-      workers_.emplace_back([this, index, current] { workerLoop(index, current); });
+      // New workers wait for the next job, not the last one (whose context is gone).
+      starts_[static_cast<size_t>(index)] = WorkerStart{this, index, generation_};
+      if (!workers_[static_cast<size_t>(index)].start(&ThreadPool::entry, &starts_[static_cast<size_t>(index)])) {
+        std::fprintf(stderr, "batchnorm: could not start kernel thread %d; using %d\n", index + 1, index + 1);
+        workers_.resize(static_cast<size_t>(index));
+        break;
+      }
     }
   }
 
   void run(int64_t count, int64_t grain, ParallelBody body, void* context) {
-    std::unique_lock<std::mutex> dispatch(dispatch_, std::try_to_lock);
-    const int64_t maxTasks = dispatch.owns_lock() ? static_cast<int64_t>(workers_.size()) + 1 : 1;
+    const bool owned = dispatch_.tryLock();
+    const int64_t maxTasks = owned ? static_cast<int64_t>(workers_.size()) + 1 : 1;
     const int64_t tasks = std::min(maxTasks, std::max<int64_t>(1, count / std::max<int64_t>(1, grain)));
     if (tasks <= 1) {
       body(context, 0, count);
+      if (owned) dispatch_.unlock();
       return;
     }
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      Lock lock(mutex_);
       body_ = body;
       context_ = context;
       count_ = count;
@@ -52,48 +147,71 @@ class ThreadPool {
       pending_ = tasks - 1;
       ++generation_;
     }
-    wake_.notify_all();
+    wake_.signalAll();
     body(context, 0, rangeEnd(0));
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    {
+      Lock lock(mutex_);
+      while (pending_ != 0) done_.wait(mutex_);
+    }
+    dispatch_.unlock();
   }
 
  private:
+  struct WorkerStart {
+    ThreadPool* pool = nullptr;
+    int index = 0;
+    uint64_t seen = 0;
+  };
+
+  static void* entry(void* argument) {
+    const WorkerStart start = *static_cast<WorkerStart*>(argument);
+    start.pool->workerLoop(start.index, start.seen);
+    return nullptr;
+  }
+
   int64_t rangeEnd(int64_t task) const { return count_ * (task + 1) / tasks_; }
 
   void workerLoop(int index, uint64_t seen) {
     for (;;) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
+      mutex_.lock();
+      while (!stop_ && generation_ == seen) wake_.wait(mutex_);
+      if (stop_) {
+        mutex_.unlock();
+        return;
+      }
       seen = generation_;
       const int64_t task = index + 1;
-      if (task >= tasks_) continue;
+      if (task >= tasks_) {
+        mutex_.unlock();
+        continue;
+      }
       const ParallelBody body = body_;
       void* const context = context_;
       const int64_t begin = count_ * task / tasks_;
       const int64_t end = rangeEnd(task);
-      lock.unlock();
+      mutex_.unlock();
       body(context, begin, end);
-      lock.lock();
-      if (--pending_ == 0) done_.notify_one();
+      mutex_.lock();
+      if (--pending_ == 0) done_.signalAll();
+      mutex_.unlock();
     }
   }
 
   void stopWorkers() {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      Lock lock(mutex_);
       stop_ = true;
     }
-    wake_.notify_all();
-    for (std::thread& worker : workers_) worker.join();
+    wake_.signalAll();
+    for (Thread& worker : workers_) worker.join();
     workers_.clear();
   }
 
-  std::mutex dispatch_;  // one parallelFor (or resize) at a time
-  std::mutex mutex_;     // guards the job fields below
-  std::condition_variable wake_, done_;
-  std::vector<std::thread> workers_;
+  Mutex dispatch_;  // one parallelFor (or resize) at a time
+  Mutex mutex_;     // guards the job fields below
+  Condition wake_, done_;
+  std::vector<Thread> workers_;
+  std::vector<WorkerStart> starts_;
   ParallelBody body_ = nullptr;
   void* context_ = nullptr;
   int64_t count_ = 0, tasks_ = 0, pending_ = 0;
