@@ -11,7 +11,12 @@
 namespace batchnorm {
 namespace {
 
+// On AArch64 the default path is built over NEON (baseline there) and is reported as such.
+#if defined(__aarch64__)
+const char* const kNames[] = {"neon", "avx2", "avx512"};
+#else
 const char* const kNames[] = {"default", "avx2", "avx512"};
+#endif
 
 CpuCapability chooseCapability() {
   const CpuFeatures features = detectCpuFeatures();
@@ -33,8 +38,8 @@ CpuCapability chooseCapability() {
     }
     return static_cast<CpuCapability>(i);
   }
-  std::fprintf(stderr, "batchnorm: ignoring BATCHNORM_CPU_CAPABILITY=%s (expected default, avx2 or avx512)\n",
-               requested);
+  std::fprintf(stderr, "batchnorm: ignoring BATCHNORM_CPU_CAPABILITY=%s (expected %s, avx2 or avx512)\n", requested,
+               kNames[0]);
   return best;
 }
 

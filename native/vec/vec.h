@@ -12,6 +12,8 @@
 #include "vec/vec_avx512.h"
 #elif defined(BATCHNORM_CPU_AVX2)
 #include "vec/vec_avx2.h"
+#elif defined(BATCHNORM_CPU_NEON)
+#include "vec/vec_neon.h"
 #else
 #include "vec/vec_base.h"
 #endif

@@ -1,0 +1,66 @@
+// NEON vector types for AArch64, where NEON is baseline: 2 doubles, 4 floats. Used by the default path
+// of arm64 builds (BATCHNORM_CPU_NEON).
+#pragma once
+
+#include <arm_neon.h>
+
+namespace batchnorm::vec {
+inline namespace neon {
+
+struct Doubles {
+  static constexpr int lanes = 2;
+  float64x2_t v;
+
+  static Doubles zero() { return {vdupq_n_f64(0.0)}; }
+  static Doubles broadcast(double value) { return {vdupq_n_f64(value)}; }
+  static Doubles load(const double* p) { return {vld1q_f64(p)}; }
+  static Doubles loadFirst(const double* p, int count) {
+    double lanesIn[lanes] = {0.0, 0.0};
+    for (int i = 0; i < count && i < lanes; ++i) lanesIn[i] = p[i];
+    return {vld1q_f64(lanesIn)};
+  }
+  void store(double* p) const { vst1q_f64(p, v); }
+  void storeFirst(double* p, int count) const {
+    double lanesOut[lanes];
+    vst1q_f64(lanesOut, v);
+    for (int i = 0; i < count && i < lanes; ++i) p[i] = lanesOut[i];
+  }
+  double sum() const { return vgetq_lane_f64(v, 0) + vgetq_lane_f64(v, 1); }
+};
+
+inline Doubles operator+(Doubles a, Doubles b) { return {vaddq_f64(a.v, b.v)}; }
+inline Doubles operator-(Doubles a, Doubles b) { return {vsubq_f64(a.v, b.v)}; }
+inline Doubles operator*(Doubles a, Doubles b) { return {vmulq_f64(a.v, b.v)}; }
+inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return {vfmaq_f64(c.v, a.v, b.v)}; }
+inline Doubles keepFirst(Doubles a, int count) {
+  if (count >= Doubles::lanes) return a;
+  if (count <= 0) return Doubles::zero();
+  return {vsetq_lane_f64(0.0, a.v, 1)};
+}
+
+struct Floats {
+  static constexpr int lanes = 4;
+  float32x4_t v;
+
+  static Floats load(const float* p) { return {vld1q_f32(p)}; }
+  static Floats loadFirst(const float* p, int count) {
+    float lanesIn[lanes] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < count && i < lanes; ++i) lanesIn[i] = p[i];
+    return {vld1q_f32(lanesIn)};
+  }
+  void store(float* p) const { vst1q_f32(p, v); }
+  void storeFirst(float* p, int count) const {
+    float lanesOut[lanes];
+    vst1q_f32(lanesOut, v);
+    for (int i = 0; i < count && i < lanes; ++i) p[i] = lanesOut[i];
+  }
+};
+
+inline void widen(Floats f, Doubles& low, Doubles& high) {
+  low.v = vcvt_f64_f32(vget_low_f32(f.v));
+  high.v = vcvt_high_f64_f32(f.v);
+}
+inline Floats narrow(Doubles low, Doubles high) { return {vcvt_high_f32_f64(vcvt_f32_f64(low.v), high.v)}; }
+
+}  // namespace neon
+}  // namespace batchnorm::vec
