@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,14 @@
 
 namespace batchnorm::binding {
 namespace {
+
+// Per-environment state (the main thread and each worker thread have their own): the kernels' thread pool.
+// Shared with in-flight async calls, so a pool outlives an environment torn down mid-call.
+struct AddonData {
+  std::shared_ptr<ThreadPool> pool;
+};
+
+std::shared_ptr<ThreadPool> poolOf(Napi::Env env) { return env.GetInstanceData<AddonData>()->pool; }
 
 struct NamedView {
   const FloatView* view;
@@ -174,22 +183,19 @@ BackwardCall parseBackward(const Napi::CallbackInfo& info, bool useReference) {
   return call;
 }
 
-Napi::Value Forward(const Napi::CallbackInfo& info) {
-  parseForward(info, false).run();
+// Runs a checked call on this thread with the environment's pool.
+template <typename Call>
+Napi::Value runHere(const Napi::CallbackInfo& info, const Call& call) {
+  const std::shared_ptr<ThreadPool> pool = poolOf(info.Env());
+  const ScopedPool scope(pool.get());
+  call.run();
   return info.Env().Undefined();
 }
-Napi::Value ForwardReference(const Napi::CallbackInfo& info) {
-  parseForward(info, true).run();
-  return info.Env().Undefined();
-}
-Napi::Value Backward(const Napi::CallbackInfo& info) {
-  parseBackward(info, false).run();
-  return info.Env().Undefined();
-}
-Napi::Value BackwardReference(const Napi::CallbackInfo& info) {
-  parseBackward(info, true).run();
-  return info.Env().Undefined();
-}
+
+Napi::Value Forward(const Napi::CallbackInfo& info) { return runHere(info, parseForward(info, false)); }
+Napi::Value ForwardReference(const Napi::CallbackInfo& info) { return runHere(info, parseForward(info, true)); }
+Napi::Value Backward(const Napi::CallbackInfo& info) { return runHere(info, parseBackward(info, false)); }
+Napi::Value BackwardReference(const Napi::CallbackInfo& info) { return runHere(info, parseBackward(info, true)); }
 
 // Runs a checked call on the libuv thread pool. Every typed-array argument is held by a reference until
 // the work completes, so the garbage collector cannot free memory the kernels use. Detaching a buffer
@@ -198,7 +204,10 @@ template <typename Call>
 class KernelWorker : public Napi::AsyncWorker {
  public:
   KernelWorker(Napi::Env env, Call call, const Napi::CallbackInfo& info, size_t arguments)
-      : Napi::AsyncWorker(env, "batchnorm"), call_(call), deferred_(Napi::Promise::Deferred::New(env)) {
+      : Napi::AsyncWorker(env, "batchnorm"),
+        call_(call),
+        pool_(poolOf(env)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
     for (size_t i = 0; i < arguments; ++i) {
       if (info[i].IsTypedArray()) kept_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
     }
@@ -208,6 +217,7 @@ class KernelWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
+      const ScopedPool scope(pool_.get());
       call_.run();
     } catch (const std::exception& error) {
       error_ = error.what();
@@ -251,6 +261,7 @@ class KernelWorker : public Napi::AsyncWorker {
   }
 
   Call call_;
+  std::shared_ptr<ThreadPool> pool_;
   std::string error_;
   bool failed_ = false;
   Napi::Promise::Deferred deferred_;
@@ -279,11 +290,13 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   if (!(threads >= 1 && threads <= 256) || threads != static_cast<double>(static_cast<int>(threads))) {
     throw Napi::RangeError::New(info.Env(), "threads must be an integer from 1 to 256");
   }
-  setNumThreads(static_cast<int>(threads));
+  setNumThreads(*poolOf(info.Env()), static_cast<int>(threads));
   return info.Env().Undefined();
 }
 
-Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getNumThreads()); }
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), getNumThreads(*poolOf(info.Env())));
+}
 
 // copy(destination, source): undefined. A plain memcpy of equal-sized float arrays: the benchmark's
 // roofline unit, measured the same way as the kernels (same call path, same arrays).
@@ -308,6 +321,8 @@ namespace {
 
 Napi::Object InitBatchnorm(Napi::Env env, Napi::Object exports) {
   using namespace batchnorm::binding;
+  env.SetInstanceData(new AddonData{std::shared_ptr<batchnorm::ThreadPool>(batchnorm::createThreadPool(1),
+                                                                          batchnorm::destroyThreadPool)});
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("backward", Napi::Function::New(env, Backward, "backward"));
   exports.Set("forwardAsync", Napi::Function::New(env, ForwardAsync, "forwardAsync"));

@@ -100,6 +100,8 @@ class Lock {
   Mutex& mutex_;
 };
 
+}  // namespace
+
 class ThreadPool {
  public:
   ~ThreadPool() { stopWorkers(); }
@@ -219,20 +221,35 @@ class ThreadPool {
   bool stop_ = false;
 };
 
-ThreadPool& pool() {
-  static ThreadPool instance;
-  return instance;
-}
+namespace {
+
+thread_local ThreadPool* currentPool = nullptr;
 
 }  // namespace
 
-void parallelFor(int64_t count, int64_t grain, ParallelBody body, void* context) {
-  if (count <= 0) return;
-  pool().run(count, grain, body, context);
+ThreadPool* createThreadPool(int threads) {
+  auto* pool = new ThreadPool();
+  pool->resize(std::clamp(threads, 1, kMaxThreads));
+  return pool;
 }
 
-void setNumThreads(int threads) { pool().resize(std::clamp(threads, 1, kMaxThreads)); }
+void destroyThreadPool(ThreadPool* pool) { delete pool; }
 
-int getNumThreads() { return pool().threads(); }
+void setNumThreads(ThreadPool& pool, int threads) { pool.resize(std::clamp(threads, 1, kMaxThreads)); }
+
+int getNumThreads(ThreadPool& pool) { return pool.threads(); }
+
+ScopedPool::ScopedPool(ThreadPool* pool) : previous_(currentPool) { currentPool = pool; }
+
+ScopedPool::~ScopedPool() { currentPool = previous_; }
+
+void parallelFor(int64_t count, int64_t grain, ParallelBody body, void* context) {
+  if (count <= 0) return;
+  if (currentPool == nullptr) {
+    body(context, 0, count);
+    return;
+  }
+  currentPool->run(count, grain, body, context);
+}
 
 }  // namespace batchnorm

@@ -1,9 +1,12 @@
-// A persistent pool of worker threads for the kernels (compiled once, without ISA flags).
+// Pools of worker threads for the kernels (compiled once, without ISA flags).
 //
-// parallelFor takes a plain function pointer and context rather than std::function: a template
-// instantiated inside an ISA-specific translation unit could otherwise become the copy the linker keeps
-// for every caller. Work is split into contiguous ranges; callers make results independent of the split
-// (each reduction runs whole inside one range, in a fixed order), so any thread count gives identical bits.
+// Each Node environment (the main thread, every worker thread) owns its pool; a call into the core
+// names the pool its kernels may use with a ScopedPool on the thread that runs it, and parallelFor finds
+// it there (no pool: serial). parallelFor takes a plain function pointer and context rather than
+// std::function: a template instantiated inside an ISA-specific translation unit could otherwise
+// become the copy the linker keeps for every caller. Work is split into contiguous ranges; callers make
+// results independent of the split (each reduction runs whole inside one range, in a fixed order), so
+// any thread count gives identical bits.
 #pragma once
 
 #include <cstdint>
@@ -12,13 +15,29 @@ namespace batchnorm {
 
 using ParallelBody = void (*)(void* context, int64_t begin, int64_t end);
 
-// Runs body over [0, count) in at most getNumThreads() contiguous ranges of at least `grain` items;
-// the calling thread takes the first range. A call made while the pool is busy (another JS thread)
-// runs serially on its own thread.
-void parallelFor(int64_t count, int64_t grain, ParallelBody body, void* context);
+class ThreadPool;
 
-// Threads used by parallelFor, including the calling thread (1 = no workers). Clamped to [1, 256].
-void setNumThreads(int threads);
-int getNumThreads();
+// A pool with `threads` threads in all, counting the caller (1 to 256; 1 = no workers).
+ThreadPool* createThreadPool(int threads);
+void destroyThreadPool(ThreadPool* pool);
+void setNumThreads(ThreadPool& pool, int threads);
+int getNumThreads(ThreadPool& pool);
+
+// Makes `pool` the one parallelFor uses on this thread until the scope ends.
+class ScopedPool {
+ public:
+  explicit ScopedPool(ThreadPool* pool);
+  ~ScopedPool();
+  ScopedPool(const ScopedPool&) = delete;
+  ScopedPool& operator=(const ScopedPool&) = delete;
+
+ private:
+  ThreadPool* previous_;
+};
+
+// Runs body over [0, count) in at most the current pool's thread count of contiguous ranges of at least
+// `grain` items; the calling thread takes the first range. Without a current pool, or while the pool is
+// busy with another call, it runs serially on the calling thread.
+void parallelFor(int64_t count, int64_t grain, ParallelBody body, void* context);
 
 }  // namespace batchnorm
