@@ -19,7 +19,7 @@ const char* const kNames[] = {"default", "avx2", "avx512"};
 #endif
 
 CpuCapability chooseCapability() {
-  const CpuFeatures features = detectCpuFeatures();
+  [[maybe_unused]] const CpuFeatures features = detectCpuFeatures();
   CpuCapability best = CpuCapability::Default;
 #if defined(BATCHNORM_HAVE_AVX512)
   if (features.avx512) best = CpuCapability::Avx512;
