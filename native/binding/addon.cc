@@ -6,7 +6,7 @@
 #include <cstring>
 #include <exception>
 #include <initializer_list>
-#include <memory>
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -18,13 +18,36 @@
 namespace batchnorm::binding {
 namespace {
 
+// A counted reference to a kernel thread pool. (std::shared_ptr would do, but GCC 12's libstdc++ makes it
+// consult glibc 2.32's __libc_single_threaded, raising the glibc a prebuilt binary needs.)
+class PoolHandle {
+ public:
+  explicit PoolHandle(ThreadPool* pool) : shared_(new Shared{pool, {1}}) {}
+  PoolHandle(const PoolHandle& other) : shared_(other.shared_) { shared_->references.fetch_add(1); }
+  PoolHandle& operator=(const PoolHandle&) = delete;
+  ~PoolHandle() {
+    if (shared_->references.fetch_sub(1) == 1) {
+      destroyThreadPool(shared_->pool);
+      delete shared_;
+    }
+  }
+  ThreadPool* get() const { return shared_->pool; }
+
+ private:
+  struct Shared {
+    ThreadPool* pool;
+    std::atomic<int> references;
+  };
+  Shared* shared_;
+};
+
 // Per-environment state (the main thread and each worker thread have their own): the kernels' thread pool.
 // Shared with in-flight async calls, so a pool outlives an environment torn down mid-call.
 struct AddonData {
-  std::shared_ptr<ThreadPool> pool;
+  PoolHandle pool;
 };
 
-std::shared_ptr<ThreadPool> poolOf(Napi::Env env) { return env.GetInstanceData<AddonData>()->pool; }
+PoolHandle poolOf(Napi::Env env) { return env.GetInstanceData<AddonData>()->pool; }
 
 struct NamedView {
   const FloatView* view;
@@ -186,7 +209,7 @@ BackwardCall parseBackward(const Napi::CallbackInfo& info, bool useReference) {
 // Runs a checked call on this thread with the environment's pool.
 template <typename Call>
 Napi::Value runHere(const Napi::CallbackInfo& info, const Call& call) {
-  const std::shared_ptr<ThreadPool> pool = poolOf(info.Env());
+  const PoolHandle pool = poolOf(info.Env());
   const ScopedPool scope(pool.get());
   call.run();
   return info.Env().Undefined();
@@ -261,7 +284,7 @@ class KernelWorker : public Napi::AsyncWorker {
   }
 
   Call call_;
-  std::shared_ptr<ThreadPool> pool_;
+  PoolHandle pool_;
   std::string error_;
   bool failed_ = false;
   Napi::Promise::Deferred deferred_;
@@ -290,12 +313,12 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   if (!(threads >= 1 && threads <= 256) || threads != static_cast<double>(static_cast<int>(threads))) {
     throw Napi::RangeError::New(info.Env(), "threads must be an integer from 1 to 256");
   }
-  setNumThreads(*poolOf(info.Env()), static_cast<int>(threads));
+  setNumThreads(*poolOf(info.Env()).get(), static_cast<int>(threads));
   return info.Env().Undefined();
 }
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), getNumThreads(*poolOf(info.Env())));
+  return Napi::Number::New(info.Env(), getNumThreads(*poolOf(info.Env()).get()));
 }
 
 // copy(destination, source): undefined. A plain memcpy of equal-sized float arrays: the benchmark's
@@ -321,8 +344,7 @@ namespace {
 
 Napi::Object InitBatchnorm(Napi::Env env, Napi::Object exports) {
   using namespace batchnorm::binding;
-  env.SetInstanceData(new AddonData{std::shared_ptr<batchnorm::ThreadPool>(batchnorm::createThreadPool(1),
-                                                                          batchnorm::destroyThreadPool)});
+  env.SetInstanceData(new AddonData{PoolHandle(batchnorm::createThreadPool(1))});
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("backward", Napi::Function::New(env, Backward, "backward"));
   exports.Set("forwardAsync", Napi::Function::New(env, ForwardAsync, "forwardAsync"));

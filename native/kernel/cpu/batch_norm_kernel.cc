@@ -845,17 +845,21 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     const double* centers = coefficients.row(cb, 0, 0);
     for (int64_t i = 0; i < padded; ++i) gradSums[i] = products[i] = 0;
     if (!plan.needSums) return;
-    for (int64_t b = block.b0; b < block.b1; ++b) {
-      const int64_t offset = block.rowOffset(b);
+    // Two rows per load and store of the accumulators, added in row order.
+    for (int64_t b = block.b0; b < block.b1; b += 2) {
+      const int rows = block.b1 - b >= 2 ? 2 : 1;
       for (int64_t at = 0; at < block.positions; at += lanes) {
         const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
-        const Chunk<T> xs = loadChunk(input + offset + at, valid);
-        const Chunk<T> dys = loadChunk(gradOutput + offset + at, valid);
         const auto center = ScratchChunk<T>::load(centers, at);
         auto sum = ScratchChunk<T>::load(gradSums, at), product = ScratchChunk<T>::load(products, at);
-        for (int p = 0; p < parts; ++p) {
-          sum.v[p] = sum.v[p] + dys.part[p];
-          product.v[p] = fmadd(xs.part[p] - center.v[p], dys.part[p], product.v[p]);
+        for (int r = 0; r < rows; ++r) {
+          const int64_t offset = block.rowOffset(b + r) + at;
+          const Chunk<T> xs = loadChunk(input + offset, valid);
+          const Chunk<T> dys = loadChunk(gradOutput + offset, valid);
+          for (int p = 0; p < parts; ++p) {
+            sum.v[p] = sum.v[p] + dys.part[p];
+            product.v[p] = fmadd(xs.part[p] - center.v[p], dys.part[p], product.v[p]);
+          }
         }
         sum.store(gradSums, at);
         product.store(products, at);
@@ -890,24 +894,29 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     const double* gradMeans = coefficients.row(cb, 0, 1);
     const double* projections = coefficients.row(cb, 0, 2);
     const double* scales = coefficients.row(cb, 0, 3);
-    for (int64_t b = block.b0; b < block.b1; ++b) {
-      const int64_t offset = block.rowOffset(b);
+    const bool training = readsInput[cb];
+    // Four rows per load of the coefficients.
+    for (int64_t b = block.b0; b < block.b1; b += 4) {
+      const int rows = static_cast<int>(minInt64(4, block.b1 - b));
       for (int64_t at = 0; at < block.positions; at += lanes) {
         const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
         const auto scale = ScratchChunk<T>::load(scales, at);
-        Chunk<T> dys = loadChunk(gradOutput + offset + at, valid);
-        if (readsInput[cb]) {
-          const auto center = ScratchChunk<T>::load(centers, at);
-          const auto gradMean = ScratchChunk<T>::load(gradMeans, at);
-          const auto projection = ScratchChunk<T>::load(projections, at);
-          const Chunk<T> xs = loadChunk(input + offset + at, valid);
-          for (int p = 0; p < parts; ++p) {
-            dys.part[p] = (dys.part[p] - gradMean.v[p] - (xs.part[p] - center.v[p]) * projection.v[p]) * scale.v[p];
+        const auto center = ScratchChunk<T>::load(centers, at);
+        const auto gradMean = ScratchChunk<T>::load(gradMeans, at);
+        const auto projection = ScratchChunk<T>::load(projections, at);
+        for (int r = 0; r < rows; ++r) {
+          const int64_t offset = block.rowOffset(b + r) + at;
+          Chunk<T> dys = loadChunk(gradOutput + offset, valid);
+          if (training) {
+            const Chunk<T> xs = loadChunk(input + offset, valid);
+            for (int p = 0; p < parts; ++p) {
+              dys.part[p] = (dys.part[p] - gradMean.v[p] - (xs.part[p] - center.v[p]) * projection.v[p]) * scale.v[p];
+            }
+          } else {
+            for (int p = 0; p < parts; ++p) dys.part[p] = dys.part[p] * scale.v[p];
           }
-        } else {
-          for (int p = 0; p < parts; ++p) dys.part[p] = dys.part[p] * scale.v[p];
+          storeChunk(dys, gradInput + offset, valid);
         }
-        storeChunk(dys, gradInput + offset + at, valid);
       }
     }
   };
