@@ -114,6 +114,32 @@ describe(`kernel path ${cpuCapability()} against the scalar oracle`, () => {
   });
 });
 
+describe('large outputs, written with non-temporal stores', () => {
+  // Above 16 MB outputs are streamed once the row reaches vector alignment; a view one element into
+  // its buffer makes every row start misaligned.
+  it.each([true, false])('match the oracle with misaligned destinations, training=%s', (training) => {
+    const random = seeded(77);
+    const [batch, channels, spatial] = [4, 8, 131073];
+    const c = makeCase(random, Float32Array, batch, channels, spatial, training);
+    const n = c.x.length;
+    const binding = native();
+    const outputs = [false, true].map((reference) => {
+      const output = new Float32Array(n + 1).subarray(1);
+      const gradInput = new Float32Array(n + 3).subarray(3);
+      const save = [new Float32Array(training ? channels : 0), new Float32Array(training ? channels : 0)];
+      const forward = reference ? binding.forwardReference : binding.forward;
+      const backward = reference ? binding.backwardReference : binding.backward;
+      forward(c.x, output, batch, channels, spatial, c.weight, c.bias, c.runningMean.slice(), c.runningVar.slice(),
+        training ? save[0]! : null, training ? save[1]! : null, training, 0.1, 1e-5);
+      backward(c.dy, c.x, batch, channels, spatial, c.weight, c.runningMean, c.runningVar,
+        training ? save[0]! : null, training ? save[1]! : null, gradInput, null, null, training, 1e-5);
+      return [output, gradInput] as const;
+    });
+    expectClose(outputs[0]![0], outputs[1]![0], 1e-6, 'output');
+    expectClose(outputs[0]![1], outputs[1]![1], 1e-6, 'gradInput', scaleOf(c.dy) * 10);
+  });
+});
+
 describe('threads', () => {
   /** One hex digest-like string per array, so large results compare quickly and exactly. */
   function bytesOf(arrays: FloatArray[]): string[] {

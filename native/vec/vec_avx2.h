@@ -27,6 +27,8 @@ struct Doubles {
   static Doubles loadFirst(const double* p, int count) { return {_mm256_maskload_pd(p, firstLanes64(count))}; }
   void store(double* p) const { _mm256_storeu_pd(p, v); }
   void storeFirst(double* p, int count) const { _mm256_maskstore_pd(p, firstLanes64(count), v); }
+  // Non-temporal store; p must be 32-byte aligned.
+  void stream(double* p) const { _mm256_stream_pd(p, v); }
   // Fixed order: (l0 + l2) + (l1 + l3).
   double sum() const {
     const __m128d pairs = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
@@ -50,7 +52,12 @@ struct Floats {
   static Floats loadFirst(const float* p, int count) { return {_mm256_maskload_ps(p, firstLanes32(count))}; }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   void storeFirst(float* p, int count) const { _mm256_maskstore_ps(p, firstLanes32(count), v); }
+  // Non-temporal store; p must be 32-byte aligned.
+  void stream(float* p) const { _mm256_stream_ps(p, v); }
 };
+
+// Orders earlier non-temporal stores before later stores (end of a streaming pass).
+inline void streamFence() { _mm_sfence(); }
 
 inline void widen(Floats f, Doubles& low, Doubles& high) {
   low.v = _mm256_cvtps_pd(_mm256_castps256_ps128(f.v));

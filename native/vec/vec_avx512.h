@@ -20,6 +20,8 @@ struct Doubles {
   static Doubles loadFirst(const double* p, int count) { return {_mm512_maskz_loadu_pd(firstLanes8(count), p)}; }
   void store(double* p) const { _mm512_storeu_pd(p, v); }
   void storeFirst(double* p, int count) const { _mm512_mask_storeu_pd(p, firstLanes8(count), v); }
+  // Non-temporal store; p must be 64-byte aligned.
+  void stream(double* p) const { _mm512_stream_pd(p, v); }
   // Fixed order: halves, then quarters, then pairs (the same tree on every call).
   double sum() const {
     const __m256d half = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
@@ -42,7 +44,12 @@ struct Floats {
   static Floats loadFirst(const float* p, int count) { return {_mm512_maskz_loadu_ps(firstLanes16(count), p)}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void storeFirst(float* p, int count) const { _mm512_mask_storeu_ps(p, firstLanes16(count), v); }
+  // Non-temporal store; p must be 64-byte aligned.
+  void stream(float* p) const { _mm512_stream_ps(p, v); }
 };
+
+// Orders earlier non-temporal stores before later stores (end of a streaming pass).
+inline void streamFence() { _mm_sfence(); }
 
 inline void widen(Floats f, Doubles& low, Doubles& high) {
   low.v = _mm512_cvtps_pd(_mm512_castps512_ps256(f.v));

@@ -33,6 +33,7 @@ struct Doubles {
   void storeFirst(double* p, int count) const {
     for (int i = 0; i < count; ++i) p[i] = v[i];
   }
+  void stream(double* p) const { store(p); }  // no portable non-temporal store
   double sum() const { return v[0] + v[1]; }
 };
 
@@ -75,7 +76,10 @@ struct Floats {
   void storeFirst(float* p, int count) const {
     for (int i = 0; i < count; ++i) p[i] = v[i];
   }
+  void stream(float* p) const { store(p); }
 };
+
+inline void streamFence() {}
 
 inline void widen(Floats f, Doubles& low, Doubles& high) {
   for (int i = 0; i < Doubles::lanes; ++i) {

@@ -25,6 +25,7 @@ struct Doubles {
     vst1q_f64(lanesOut, v);
     for (int i = 0; i < count && i < lanes; ++i) p[i] = lanesOut[i];
   }
+  void stream(double* p) const { store(p); }
   double sum() const { return vgetq_lane_f64(v, 0) + vgetq_lane_f64(v, 1); }
 };
 
@@ -54,7 +55,10 @@ struct Floats {
     vst1q_f32(lanesOut, v);
     for (int i = 0; i < count && i < lanes; ++i) p[i] = lanesOut[i];
   }
+  void stream(float* p) const { store(p); }
 };
+
+inline void streamFence() {}
 
 inline void widen(Floats f, Doubles& low, Doubles& high) {
   low.v = vcvt_f64_f32(vget_low_f32(f.v));

@@ -64,6 +64,7 @@ struct Chunk<float> {
   }
   void store(float* p) const { narrow(part[0], part[1]).store(p); }
   void storeFirst(float* p, int count) const { narrow(part[0], part[1]).storeFirst(p, count); }
+  void stream(float* p) const { narrow(part[0], part[1]).stream(p); }
 };
 
 template <>
@@ -84,6 +85,7 @@ struct Chunk<double> {
   }
   void store(double* p) const { part[0].store(p); }
   void storeFirst(double* p, int count) const { part[0].storeFirst(p, count); }
+  void stream(double* p) const { part[0].stream(p); }
 };
 
 // Zeroes the lanes of part `p` that lie at or beyond `count` valid elements of the chunk.
@@ -108,44 +110,76 @@ inline void forChunks(const T* row, int64_t length, Visit&& visit) {
   }
 }
 
-// out[i] = f(in[i]) over a row, for elementwise passes (out may alias in).
+// Outputs of at least this many bytes are written with non-temporal stores: they are not read again
+// soon, and streaming them spares the read-for-ownership and keeps the inputs of later channels cached.
+constexpr int64_t kStreamBytes = int64_t{16} << 20;
+
+// Elements before `out` reaches the alignment a streaming store of a whole chunk needs.
+template <typename T>
+inline int64_t headBeforeAlignment(const T* out, int64_t length) {
+  const auto alignment = static_cast<uintptr_t>(Chunk<T>::lanes) * sizeof(T);
+  const uintptr_t misalignment = reinterpret_cast<uintptr_t>(out) % alignment;
+  const auto head = static_cast<int64_t>(misalignment == 0 ? 0 : (alignment - misalignment) / sizeof(T));
+  return head < length ? head : length;
+}
+
+// out[i] = f(in[i]) over a row, for elementwise passes (out may alias in). With `streaming`, whole
+// chunks are stored non-temporally once out is aligned (the caller fences at the end of its pass).
 template <typename T, typename Map>
-inline void mapRow(const T* in, T* out, int64_t length, Map&& map) {
+inline void mapRow(const T* in, T* out, int64_t length, Map&& map, bool streaming = false) {
   constexpr int lanes = Chunk<T>::lanes;
+  auto partial = [&](int64_t at, int count) {
+    const Chunk<T> x = Chunk<T>::loadFirst(in + at, count);
+    Chunk<T> y;
+    for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p]);
+    y.storeFirst(out + at, count);
+  };
   int64_t i = 0;
+  if (streaming) {
+    // Fewer than a chunk's lanes, by construction.
+    i = headBeforeAlignment(out, length);
+    if (i > 0) partial(0, static_cast<int>(i));
+  }
   for (; i + lanes <= length; i += lanes) {
     const Chunk<T> x = Chunk<T>::load(in + i);
     Chunk<T> y;
     for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p]);
-    y.store(out + i);
+    if (streaming) {
+      y.stream(out + i);
+    } else {
+      y.store(out + i);
+    }
   }
-  if (i < length) {
-    const int count = static_cast<int>(length - i);
-    const Chunk<T> x = Chunk<T>::loadFirst(in + i, count);
-    Chunk<T> y;
-    for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p]);
-    y.storeFirst(out + i, count);
-  }
+  if (i < length) partial(i, static_cast<int>(length - i));
 }
 
-// out[i] = f(a[i], b[i]) over a row.
+// out[i] = f(a[i], b[i]) over a row (see mapRow).
 template <typename T, typename Map>
-inline void mapRow2(const T* a, const T* b, T* out, int64_t length, Map&& map) {
+inline void mapRow2(const T* a, const T* b, T* out, int64_t length, Map&& map, bool streaming = false) {
   constexpr int lanes = Chunk<T>::lanes;
+  auto partial = [&](int64_t at, int count) {
+    const Chunk<T> x = Chunk<T>::loadFirst(a + at, count);
+    Chunk<T> y = Chunk<T>::loadFirst(b + at, count);
+    for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p], y.part[p]);
+    y.storeFirst(out + at, count);
+  };
   int64_t i = 0;
+  if (streaming) {
+    // Fewer than a chunk's lanes, by construction.
+    i = headBeforeAlignment(out, length);
+    if (i > 0) partial(0, static_cast<int>(i));
+  }
   for (; i + lanes <= length; i += lanes) {
     const Chunk<T> x = Chunk<T>::load(a + i);
     Chunk<T> y = Chunk<T>::load(b + i);
     for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p], y.part[p]);
-    y.store(out + i);
+    if (streaming) {
+      y.stream(out + i);
+    } else {
+      y.store(out + i);
+    }
   }
-  if (i < length) {
-    const int count = static_cast<int>(length - i);
-    const Chunk<T> x = Chunk<T>::loadFirst(a + i, count);
-    Chunk<T> y = Chunk<T>::loadFirst(b + i, count);
-    for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p], y.part[p]);
-    y.storeFirst(out + i, count);
-  }
+  if (i < length) partial(i, static_cast<int>(length - i));
 }
 
 // A scalar sum as high + low (Knuth's TwoSum on every addition).
@@ -633,27 +667,33 @@ int64_t paddedTiles(int64_t positions) {
 // centered form, which its 1e-10 contract needs when |mean| >> std; non-finite coefficients keep it too,
 // so special values propagate as before.
 template <typename T>
-inline void affineRow(const T* in, T* out, int64_t length, const ChannelAffine& affine) {
+inline void affineRow(const T* in, T* out, int64_t length, const ChannelAffine& affine, bool streaming) {
   const Doubles scale = Doubles::broadcast(affine.scale);
   const double folded = affine.shift - affine.center * affine.scale;
   if (std::is_same<T, float>::value && std::isfinite(folded) && std::isfinite(affine.scale)) {
     const Doubles shift = Doubles::broadcast(folded);
-    mapRow(in, out, length, [&](Doubles x) { return fmadd(x, scale, shift); });
+    mapRow(in, out, length, [&](Doubles x) { return fmadd(x, scale, shift); }, streaming);
     return;
   }
   const Doubles center = Doubles::broadcast(affine.center), shift = Doubles::broadcast(affine.shift);
-  mapRow(in, out, length, [&](Doubles x) { return fmadd(x - center, scale, shift); });
+  mapRow(in, out, length, [&](Doubles x) { return fmadd(x - center, scale, shift); }, streaming);
 }
 
 template <typename T>
-void planarTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan, int64_t c) {
+void planarTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan, int64_t c,
+                           bool streaming) {
   const ChannelStats stats = planarStats(g, input, c);
   const ChannelAffine affine = plan.fromStats(plan.context, c, stats.mean, stats.meanLow, stats.varSum);
   const int64_t stride = g.channels * g.spatial;
   for (int64_t b = 0; b < g.batch; ++b) {
     const int64_t offset = b * stride + c * g.spatial;
-    affineRow(input + offset, output + offset, g.spatial, affine);
+    affineRow(input + offset, output + offset, g.spatial, affine, streaming);
   }
+}
+
+template <typename T>
+bool streamsOutput(const Geometry& g) {
+  return g.elements() * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
 }
 
 // Interleaved training forward. A task is one (channel block, row block); with a single row block per
@@ -733,8 +773,10 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
   if (useInterleaved<T>(g)) {
     interleavedTrainingForward(g, input, output, plan);
   } else {
+    const bool streaming = streamsOutput<T>(g);
     auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) planarTrainingForward(g, input, output, plan, c);
+      for (int64_t c = begin; c < end; ++c) planarTrainingForward(g, input, output, plan, c, streaming);
+      if (streaming) vec::streamFence();
     };
     parallelOver(g.channels, g.perChannel(), body);
   }
@@ -763,11 +805,13 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
     return;
   }
   // Planar: one (batch item, channel) row at a time.
+  const bool streaming = streamsOutput<T>(g);
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t rowIndex = begin; rowIndex < end; ++rowIndex) {
       const int64_t offset = rowIndex * g.spatial;
-      affineRow(input + offset, output + offset, g.spatial, channels[rowIndex % g.channels]);
+      affineRow(input + offset, output + offset, g.spatial, channels[rowIndex % g.channels], streaming);
     }
+    if (streaming) vec::streamFence();
   };
   parallelOver(g.batch * g.channels, g.spatial, body);
 }
@@ -777,7 +821,7 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
 
 template <typename T>
 void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan,
-                    int64_t c) {
+                    int64_t c, bool streaming) {
   constexpr int parts = Chunk<T>::parts;
   constexpr int lanes = Chunk<T>::lanes;
   const int64_t stride = g.channels * g.spatial;
@@ -830,15 +874,15 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
   for (int64_t b = 0; b < g.batch; ++b) {
     const int64_t offset = b * stride + c * g.spatial;
     if (coef.readsInput && folded) {
-      mapRow2(input + offset, gradOutput + offset, gradInput + offset, g.spatial, [&](Doubles x, Doubles dy) {
-        return fmadd(dy, scale, fmadd(x, xFactorV, constantV));
-      });
+      mapRow2(
+          input + offset, gradOutput + offset, gradInput + offset, g.spatial,
+          [&](Doubles x, Doubles dy) { return fmadd(dy, scale, fmadd(x, xFactorV, constantV)); }, streaming);
     } else if (coef.readsInput) {
-      mapRow2(input + offset, gradOutput + offset, gradInput + offset, g.spatial, [&](Doubles x, Doubles dy) {
-        return (dy - gradMean - (x - center) * projection) * scale;
-      });
+      mapRow2(
+          input + offset, gradOutput + offset, gradInput + offset, g.spatial,
+          [&](Doubles x, Doubles dy) { return (dy - gradMean - (x - center) * projection) * scale; }, streaming);
     } else {
-      mapRow(gradOutput + offset, gradInput + offset, g.spatial, [&](Doubles dy) { return dy * scale; });
+      mapRow(gradOutput + offset, gradInput + offset, g.spatial, [&](Doubles dy) { return dy * scale; }, streaming);
     }
   }
 }
@@ -966,8 +1010,10 @@ void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInp
   if (useInterleaved<T>(g)) {
     interleavedBackward(g, input, gradOutput, gradInput, plan);
   } else {
+    const bool streaming = streamsOutput<T>(g);
     auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) planarBackward(g, input, gradOutput, gradInput, plan, c);
+      for (int64_t c = begin; c < end; ++c) planarBackward(g, input, gradOutput, gradInput, plan, c, streaming);
+      if (streaming) vec::streamFence();
     };
     parallelOver(g.channels, g.perChannel(), body);
   }
