@@ -685,7 +685,9 @@ void planarTrainingForward(const Geometry& g, const T* input, T* output, const F
   const ChannelStats stats = planarStats(g, input, c);
   const ChannelAffine affine = plan.fromStats(plan.context, c, stats.mean, stats.meanLow, stats.varSum);
   const int64_t stride = g.channels * g.spatial;
-  for (int64_t b = 0; b < g.batch; ++b) {
+  // Last rows first: they are the ones the statistics pass left in cache, so a channel larger than the
+  // cache still finds most of itself there (in order, each row would evict the next one needed).
+  for (int64_t b = g.batch - 1; b >= 0; --b) {
     const int64_t offset = b * stride + c * g.spatial;
     affineRow(input + offset, output + offset, g.spatial, affine, streaming);
   }
@@ -871,7 +873,8 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
   const bool folded = std::is_same<T, float>::value && std::isfinite(xFactor) && std::isfinite(constant) &&
                       std::isfinite(coef.scale);
   const Doubles xFactorV = Doubles::broadcast(xFactor), constantV = Doubles::broadcast(constant);
-  for (int64_t b = 0; b < g.batch; ++b) {
+  // Last rows first, as in planarTrainingForward: they are still cached from the reduction.
+  for (int64_t b = g.batch - 1; b >= 0; --b) {
     const int64_t offset = b * stride + c * g.spatial;
     if (coef.readsInput && folded) {
       mapRow2(
