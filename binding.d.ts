@@ -1,4 +1,4 @@
-// Types of the raw native module (build/Release/batchnorm.node or prebuilds/<platform>-<arch>/).
+// Types of the raw native module (build/Release/batchnorm.node or prebuilds/<platform>-<arch>/*.node).
 // Only lib/native.ts loads it; the public API never exposes it. lib/ validates every argument before
 // calling in; the native side re-checks kinds, dtypes, lengths and overlaps and throws TypeError or
 // RangeError rather than touching memory it should not.
@@ -77,6 +77,6 @@ export interface NativeBinding {
   /** memcpy of `source` into `destination` (same dtype and length, disjoint): the benchmark's baseline. */
   copy(destination: NativeFloatArray, source: NativeFloatArray): void;
 
-  /** Name of the kernel path chosen at load: "default", "avx2" or "avx512". */
+  /** Name of the kernel path chosen at load: "default", "avx2" or "avx512" (x86-64), "neon" (arm64). */
   cpuCapability(): string;
 }

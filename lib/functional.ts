@@ -344,11 +344,12 @@ function prepareBackward(
 }
 
 /**
- * Name of the native kernel path in use: `'avx512'`, `'avx2'` or `'default'` (portable C++), chosen at
- * load from the CPU, or forced lower with the environment variable `BATCHNORM_CPU_CAPABILITY`.
+ * Name of the native kernel path in use: `'avx512'`, `'avx2'` or `'default'` (portable C++) on x86-64,
+ * `'neon'` on arm64; chosen at load from the CPU, or forced lower with the environment variable
+ * `BATCHNORM_CPU_CAPABILITY`.
  */
-export function cpuCapability(): 'default' | 'avx2' | 'avx512' {
-  return native().cpuCapability() as 'default' | 'avx2' | 'avx512';
+export function cpuCapability(): 'default' | 'avx2' | 'avx512' | 'neon' {
+  return native().cpuCapability() as 'default' | 'avx2' | 'avx512' | 'neon';
 }
 
 /**
