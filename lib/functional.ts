@@ -161,10 +161,10 @@ function prepareForward(input: Tensor, options: BatchNormOptions | undefined): {
   const training = checkBoolean(opts.training, 'options.training', false);
   const momentum = checkFiniteNumber(opts.momentum, 'options.momentum', DEFAULT_MOMENTUM);
   const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
-  const weight = checkChannelArray(opts.weight, 'weight', x, false);
-  const bias = checkChannelArray(opts.bias, 'bias', x, false);
-  const runningMean = checkChannelArray(opts.runningMean, 'runningMean', x, false);
-  const runningVar = checkChannelArray(opts.runningVar, 'runningVar', x, false);
+  const weight = checkChannelArray(opts.weight, 'weight', x);
+  const bias = checkChannelArray(opts.bias, 'bias', x);
+  const runningMean = checkChannelArray(opts.runningMean, 'runningMean', x);
+  const runningVar = checkChannelArray(opts.runningVar, 'runningVar', x);
   if (!training) {
     if (runningMean === null) throw missingRunningStat('runningMean');
     if (runningVar === null) throw missingRunningStat('runningVar');
@@ -271,21 +271,21 @@ function prepareBackward(
   const training = checkBoolean(opts.training, 'options.training', undefined);
   const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
   const [wantInput, wantWeight, wantBias] = checkOutputMask(opts.outputMask);
-  const weight = checkChannelArray(opts.weight, 'weight', x, false);
+  const weight = checkChannelArray(opts.weight, 'weight', x);
   let runningMean: FloatArray | null = null;
   let runningVar: FloatArray | null = null;
   let saveMean: FloatArray | null = null;
   let saveInvstd: FloatArray | null = null;
   if (training) {
-    saveMean = checkChannelArray(opts.saveMean, 'saveMean', x, false);
-    saveInvstd = checkChannelArray(opts.saveInvstd, 'saveInvstd', x, false);
+    saveMean = checkChannelArray(opts.saveMean, 'saveMean', x);
+    saveInvstd = checkChannelArray(opts.saveInvstd, 'saveInvstd', x);
     if (saveMean === null || saveInvstd === null) {
       const name = saveMean === null ? 'saveMean' : 'saveInvstd';
       throw new TypeError(`${name} must be defined when training is true (pass the ${name} returned by batchNorm)`);
     }
   } else {
-    runningMean = checkChannelArray(opts.runningMean, 'runningMean', x, false);
-    runningVar = checkChannelArray(opts.runningVar, 'runningVar', x, false);
+    runningMean = checkChannelArray(opts.runningMean, 'runningMean', x);
+    runningVar = checkChannelArray(opts.runningVar, 'runningVar', x);
     if (runningMean === null) throw missingRunningStat('runningMean');
     if (runningVar === null) throw missingRunningStat('runningVar');
   }

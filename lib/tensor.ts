@@ -108,23 +108,8 @@ export function checkTensor(value: unknown, name: string): CheckedTensor {
 }
 
 /** Checks an optional per-channel array (weight, bias, running stats): dtype of the input, length C. */
-export function checkChannelArray(
-  value: unknown,
-  name: string,
-  input: CheckedTensor,
-  required: false,
-): FloatArray | null;
-export function checkChannelArray(value: unknown, name: string, input: CheckedTensor, required: true): FloatArray;
-export function checkChannelArray(
-  value: unknown,
-  name: string,
-  input: CheckedTensor,
-  required: boolean,
-): FloatArray | null {
-  if (value === undefined || value === null) {
-    if (required) throw invalidType(name, `a ${input.data.constructor.name} of ${input.channels} elements`, value);
-    return null;
-  }
+export function checkChannelArray(value: unknown, name: string, input: CheckedTensor): FloatArray | null {
+  if (value === undefined || value === null) return null;
   checkSameDtype(value, name, input.data);
   if (value.length !== input.channels) {
     throw new RangeError(`${name} should contain ${input.channels} elements not ${value.length}`);

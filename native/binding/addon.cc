@@ -59,9 +59,9 @@ struct NamedView {
 // friendlier message); `output` may be exactly `input` (in place).
 void requireNoHarmfulOverlap(Napi::Env env, std::initializer_list<NamedView> views, const FloatView* inPlaceOutput,
                              const FloatView* inPlaceInput) {
-  const std::vector<NamedView> all(views);
-  for (size_t i = 0; i < all.size(); ++i) {
-    for (size_t j = i + 1; j < all.size(); ++j) {
+  const NamedView* all = views.begin();  // no copy: this runs on every call
+  for (size_t i = 0; i < views.size(); ++i) {
+    for (size_t j = i + 1; j < views.size(); ++j) {
       if (!all[i].written && !all[j].written) continue;
       const bool inPlacePair = (all[i].view == inPlaceOutput && all[j].view == inPlaceInput) ||
                                (all[i].view == inPlaceInput && all[j].view == inPlaceOutput);

@@ -114,6 +114,10 @@ inline void forChunks(const T* row, int64_t length, Visit&& visit) {
 // soon, and streaming them spares the read-for-ownership and keeps the inputs of later channels cached.
 constexpr int64_t kStreamBytes = int64_t{16} << 20;
 
+template <typename T>
+inline Chunk<T> loadChunk(const T* p, int valid) {
+  return valid == Chunk<T>::lanes ? Chunk<T>::load(p) : Chunk<T>::loadFirst(p, valid);
+}
 // Elements before `out` reaches the alignment a streaming store of a whole chunk needs.
 template <typename T>
 inline int64_t headBeforeAlignment(const T* out, int64_t length) {
@@ -123,63 +127,53 @@ inline int64_t headBeforeAlignment(const T* out, int64_t length) {
   return head < length ? head : length;
 }
 
-// out[i] = f(in[i]) over a row, for elementwise passes (out may alias in). With `streaming`, whole
-// chunks are stored non-temporally once out is aligned (the caller fences at the end of its pass).
-template <typename T, typename Map>
-inline void mapRow(const T* in, T* out, int64_t length, Map&& map, bool streaming = false) {
+// Walks a row of `length` elements a chunk at a time: step(at, count, stream) handles elements
+// [at, at + count), count < lanes only for the partial chunks. With `streaming`, whole chunks are
+// stored non-temporally (stream = true) once out is aligned; the caller fences at the end of its pass.
+template <typename T, typename Step>
+inline void forRowChunks(T* out, int64_t length, bool streaming, Step&& step) {
   constexpr int lanes = Chunk<T>::lanes;
-  auto partial = [&](int64_t at, int count) {
-    const Chunk<T> x = Chunk<T>::loadFirst(in + at, count);
-    Chunk<T> y;
-    for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p]);
-    y.storeFirst(out + at, count);
-  };
   int64_t i = 0;
   if (streaming) {
     // Fewer than a chunk's lanes, by construction.
     i = headBeforeAlignment(out, length);
-    if (i > 0) partial(0, static_cast<int>(i));
+    if (i > 0) step(int64_t{0}, static_cast<int>(i), false);
   }
-  for (; i + lanes <= length; i += lanes) {
-    const Chunk<T> x = Chunk<T>::load(in + i);
+  for (; i + lanes <= length; i += lanes) step(i, lanes, streaming);
+  if (i < length) step(i, static_cast<int>(length - i), false);
+}
+
+template <typename T>
+inline void putChunk(const Chunk<T>& y, T* out, int count, bool stream) {
+  if (count < Chunk<T>::lanes) {
+    y.storeFirst(out, count);
+  } else if (stream) {
+    y.stream(out);
+  } else {
+    y.store(out);
+  }
+}
+
+// out[i] = f(in[i]) over a row, for elementwise passes (out may alias in).
+template <typename T, typename Map>
+inline void mapRow(const T* in, T* out, int64_t length, Map&& map, bool streaming = false) {
+  forRowChunks(out, length, streaming, [&](int64_t at, int count, bool stream) {
+    const Chunk<T> x = loadChunk(in + at, count);
     Chunk<T> y;
     for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p]);
-    if (streaming) {
-      y.stream(out + i);
-    } else {
-      y.store(out + i);
-    }
-  }
-  if (i < length) partial(i, static_cast<int>(length - i));
+    putChunk(y, out + at, count, stream);
+  });
 }
 
 // out[i] = f(a[i], b[i]) over a row (see mapRow).
 template <typename T, typename Map>
 inline void mapRow2(const T* a, const T* b, T* out, int64_t length, Map&& map, bool streaming = false) {
-  constexpr int lanes = Chunk<T>::lanes;
-  auto partial = [&](int64_t at, int count) {
-    const Chunk<T> x = Chunk<T>::loadFirst(a + at, count);
-    Chunk<T> y = Chunk<T>::loadFirst(b + at, count);
+  forRowChunks(out, length, streaming, [&](int64_t at, int count, bool stream) {
+    const Chunk<T> x = loadChunk(a + at, count);
+    Chunk<T> y = loadChunk(b + at, count);
     for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p], y.part[p]);
-    y.storeFirst(out + at, count);
-  };
-  int64_t i = 0;
-  if (streaming) {
-    // Fewer than a chunk's lanes, by construction.
-    i = headBeforeAlignment(out, length);
-    if (i > 0) partial(0, static_cast<int>(i));
-  }
-  for (; i + lanes <= length; i += lanes) {
-    const Chunk<T> x = Chunk<T>::load(a + i);
-    Chunk<T> y = Chunk<T>::load(b + i);
-    for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p], y.part[p]);
-    if (streaming) {
-      y.stream(out + i);
-    } else {
-      y.store(out + i);
-    }
-  }
-  if (i < length) partial(i, static_cast<int>(length - i));
+    putChunk(y, out + at, count, stream);
+  });
 }
 
 // A scalar sum as high + low (Knuth's TwoSum on every addition).
@@ -244,7 +238,6 @@ class Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   double* row(int index) const { return data_ + index * length_; }
-  int64_t length() const { return length_; }
 
  private:
   int64_t length_;
@@ -277,10 +270,6 @@ inline const double* broadcastRow(double* row, int64_t from, int64_t count, doub
 // ---------------------------------------------------------------------------------------------------
 // Shared pieces of the interleaved traversal
 
-template <typename T>
-inline Chunk<T> loadChunk(const T* p, int valid) {
-  return valid == Chunk<T>::lanes ? Chunk<T>::load(p) : Chunk<T>::loadFirst(p, valid);
-}
 template <typename T>
 inline void storeChunk(const Chunk<T>& chunk, T* p, int valid) {
   if (valid == Chunk<T>::lanes) {
@@ -651,11 +640,6 @@ void normalizeBlock(const T* input, T* output, const Block& block, const double*
       }
     }
   }
-}
-
-template <typename T>
-int64_t paddedTiles(int64_t positions) {
-  return paddedLength<T>(positions);
 }
 
 // ---------------------------------------------------------------------------------------------------
