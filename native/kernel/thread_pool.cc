@@ -4,6 +4,8 @@
 #include "kernel/thread_pool.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <vector>
 
@@ -21,6 +23,34 @@ namespace batchnorm {
 namespace {
 
 constexpr int kMaxThreads = 256;
+
+// How long a worker keeps polling for the next job, and the caller for the workers' completion, before
+// blocking. Waking a thread blocked in the kernel costs tens of microseconds (more in a virtual machine),
+// as much as a whole small batch-norm call; training loops call the kernels back to back, so a short
+// poll catches the next job, and an idle pool still goes to sleep soon after.
+constexpr auto kSpinTime = std::chrono::microseconds(200);
+
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Polls until ready() or kSpinTime has passed; true if ready() became true.
+template <typename Ready>
+bool spinUntil(Ready ready) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + kSpinTime;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+      cpuRelax();
+    }
+    if (Clock::now() >= deadline) return ready();
+  }
+}
 
 #if defined(_WIN32)
 class Mutex {
@@ -140,20 +170,22 @@ class ThreadPool {
       if (owned) dispatch_.unlock();
       return;
     }
+    bool anyAsleep = false;
     {
       Lock lock(mutex_);
+      anyAsleep = sleepers_ > 0;
       body_ = body;
       context_ = context;
       count_ = count;
       tasks_ = tasks;
-      pending_ = tasks - 1;
-      ++generation_;
+      pending_.store(tasks - 1, std::memory_order_relaxed);
+      generation_.store(generation_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
-    wake_.signalAll();
+    if (anyAsleep) wake_.signalAll();
     body(context, 0, rangeEnd(0));
-    {
+    if (!spinUntil([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
       Lock lock(mutex_);
-      while (pending_ != 0) done_.wait(mutex_);
+      while (pending_.load(std::memory_order_acquire) != 0) done_.wait(mutex_);
     }
     dispatch_.unlock();
   }
@@ -175,13 +207,18 @@ class ThreadPool {
 
   void workerLoop(int index, uint64_t seen) {
     for (;;) {
+      spinUntil([&] { return generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed); });
       mutex_.lock();
-      while (!stop_ && generation_ == seen) wake_.wait(mutex_);
+      while (!stop_ && generation_.load(std::memory_order_relaxed) == seen) {
+        ++sleepers_;
+        wake_.wait(mutex_);
+        --sleepers_;
+      }
       if (stop_) {
         mutex_.unlock();
         return;
       }
-      seen = generation_;
+      seen = generation_.load(std::memory_order_relaxed);
       const int64_t task = index + 1;
       if (task >= tasks_) {
         mutex_.unlock();
@@ -193,9 +230,12 @@ class ThreadPool {
       const int64_t end = rangeEnd(task);
       mutex_.unlock();
       body(context, begin, end);
-      mutex_.lock();
-      if (--pending_ == 0) done_.signalAll();
-      mutex_.unlock();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        // Taking the mutex orders this signal after a caller that gave up polling starts waiting.
+        mutex_.lock();
+        mutex_.unlock();
+        done_.signalAll();
+      }
     }
   }
 
@@ -216,9 +256,12 @@ class ThreadPool {
   std::vector<WorkerStart> starts_;
   ParallelBody body_ = nullptr;
   void* context_ = nullptr;
-  int64_t count_ = 0, tasks_ = 0, pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  int64_t count_ = 0, tasks_ = 0;
+  int sleepers_ = 0;  // workers blocked on wake_
+  // Written under mutex_, also polled without it.
+  std::atomic<int64_t> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
 };
 
 namespace {

@@ -48,6 +48,7 @@ struct Floats {
   static constexpr int lanes = 8;
   __m256 v;
 
+  static Floats broadcast(float value) { return {_mm256_set1_ps(value)}; }
   static Floats load(const float* p) { return {_mm256_loadu_ps(p)}; }
   static Floats loadFirst(const float* p, int count) { return {_mm256_maskload_ps(p, firstLanes32(count))}; }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
@@ -55,6 +56,10 @@ struct Floats {
   // Non-temporal store; p must be 32-byte aligned.
   void stream(float* p) const { _mm256_stream_ps(p, v); }
 };
+
+inline Floats operator-(Floats a, Floats b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline Floats fmadd(Floats a, Floats b, Floats c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+constexpr bool kFusedFloats = true;
 
 // Orders earlier non-temporal stores before later stores (end of a streaming pass).
 inline void streamFence() { _mm_sfence(); }

@@ -40,6 +40,7 @@ struct Floats {
   static constexpr int lanes = 16;
   __m512 v;
 
+  static Floats broadcast(float value) { return {_mm512_set1_ps(value)}; }
   static Floats load(const float* p) { return {_mm512_loadu_ps(p)}; }
   static Floats loadFirst(const float* p, int count) { return {_mm512_maskz_loadu_ps(firstLanes16(count), p)}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
@@ -47,6 +48,10 @@ struct Floats {
   // Non-temporal store; p must be 64-byte aligned.
   void stream(float* p) const { _mm512_stream_ps(p, v); }
 };
+
+inline Floats operator-(Floats a, Floats b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline Floats fmadd(Floats a, Floats b, Floats c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+constexpr bool kFusedFloats = true;
 
 // Orders earlier non-temporal stores before later stores (end of a streaming pass).
 inline void streamFence() { _mm_sfence(); }

@@ -60,6 +60,11 @@ struct Floats {
   static constexpr int lanes = 2 * Doubles::lanes;
   float v[lanes];
 
+  static Floats broadcast(float value) {
+    Floats r;
+    for (int i = 0; i < lanes; ++i) r.v[i] = value;
+    return r;
+  }
   static Floats load(const float* p) {
     Floats r;
     for (int i = 0; i < lanes; ++i) r.v[i] = p[i];
@@ -78,6 +83,18 @@ struct Floats {
   }
   void stream(float* p) const { store(p); }
 };
+
+inline Floats operator-(Floats a, Floats b) {
+  for (int i = 0; i < Floats::lanes; ++i) a.v[i] -= b.v[i];
+  return a;
+}
+// Not fused (see the Doubles fmadd): the kernels do not compute in floats on this path.
+inline Floats fmadd(Floats a, Floats b, Floats c) {
+  for (int i = 0; i < Floats::lanes; ++i) a.v[i] = a.v[i] * b.v[i] + c.v[i];
+  return a;
+}
+// Whether fmadd on Floats rounds once, which float arithmetic in the kernels relies on.
+constexpr bool kFusedFloats = false;
 
 inline void streamFence() {}
 

@@ -43,6 +43,7 @@ struct Floats {
   static constexpr int lanes = 4;
   float32x4_t v;
 
+  static Floats broadcast(float value) { return {vdupq_n_f32(value)}; }
   static Floats load(const float* p) { return {vld1q_f32(p)}; }
   static Floats loadFirst(const float* p, int count) {
     float lanesIn[lanes] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -57,6 +58,10 @@ struct Floats {
   }
   void stream(float* p) const { store(p); }
 };
+
+inline Floats operator-(Floats a, Floats b) { return {vsubq_f32(a.v, b.v)}; }
+inline Floats fmadd(Floats a, Floats b, Floats c) { return {vfmaq_f32(c.v, a.v, b.v)}; }
+constexpr bool kFusedFloats = true;
 
 inline void streamFence() {}
 
