@@ -28,6 +28,7 @@ interface Case {
   bias: FloatArray | null;
   runningMean: FloatArray;
   runningVar: FloatArray;
+  eps?: number;
 }
 
 function makeCase(random: () => number, ctor: Ctor, batch: number, channels: number, spatial: number, training: boolean): Case {
@@ -64,12 +65,12 @@ function run(c: Case, reference: boolean): FloatArray[] {
   const saveMean = new c.ctor(c.training ? c.channels : 0);
   const saveInvstd = new c.ctor(c.training ? c.channels : 0);
   forward(c.x, output, c.batch, c.channels, c.spatial, c.weight, c.bias, runningMean, runningVar,
-    c.training ? saveMean : null, c.training ? saveInvstd : null, c.training, 0.1, 1e-5);
+    c.training ? saveMean : null, c.training ? saveInvstd : null, c.training, 0.1, c.eps ?? 1e-5);
   const gradInput = new c.ctor(c.x.length);
   const gradWeight = new c.ctor(c.channels);
   const gradBias = new c.ctor(c.channels);
   backward(c.dy, c.x, c.batch, c.channels, c.spatial, c.weight, c.runningMean, c.runningVar,
-    c.training ? saveMean : null, c.training ? saveInvstd : null, gradInput, gradWeight, gradBias, c.training, 1e-5);
+    c.training ? saveMean : null, c.training ? saveInvstd : null, gradInput, gradWeight, gradBias, c.training, c.eps ?? 1e-5);
   return [output, runningMean, runningVar, saveMean, saveInvstd, gradInput, gradWeight, gradBias];
 }
 
@@ -111,6 +112,24 @@ describe(`kernel path ${cpuCapability()} against the scalar oracle`, () => {
       const floor = i === 5 ? scaleOf(c.dy) * scaleOf(oracle[4]!.length ? oracle[4]! : [1]) * 3 : 0;
       expectClose(array, oracle[i]!, rtol, LABELS[i]!, floor);
     });
+  });
+});
+
+describe('special values in float arithmetic', () => {
+  // float32 eval outputs are computed as fma(d, s_hi, fma(d, s_lo, t)) on the FMA paths: an infinite x
+  // must still give an infinite y (not Inf - Inf = NaN), also where s is exactly a float (s_lo = 0).
+  it.each([1, 5, 17, 49])('eval maps +-Inf and NaN as the oracle does, S=%i', (spatial) => {
+    const random = seeded(spatial);
+    const channels = 3;
+    const c = makeCase(random, Float32Array, 4, channels, spatial, false);
+    c.runningVar.set([1, 4, 0.25]);  // with eps 0: scales of exactly 1, 0.5 and 2 (s_lo = 0)
+    c.eps = 0;
+    c.weight = new Float32Array([1, -1, 0.5]);
+    for (let i = 0; i < c.x.length; i += 7) c.x[i] = [Infinity, -Infinity, NaN][(i / 7) % 3]!;
+    const ours = run(c, false)[0]!;
+    const oracle = run(c, true)[0]!;
+    expect(ours.some((v) => Math.abs(v) === Infinity)).toBe(true);
+    expectClose(ours, oracle, 1e-6, 'output');
   });
 });
 

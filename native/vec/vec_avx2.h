@@ -58,6 +58,10 @@ struct Floats {
 };
 
 inline Floats operator-(Floats a, Floats b) { return {_mm256_sub_ps(a.v, b.v)}; }
+// Lanes below `count` from `first`, the others from `rest`.
+inline Floats selectFirst(int count, Floats first, Floats rest) {
+  return {_mm256_blendv_ps(rest.v, first.v, _mm256_castsi256_ps(firstLanes32(count)))};
+}
 inline Floats fmadd(Floats a, Floats b, Floats c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
 constexpr bool kFusedFloats = true;
 

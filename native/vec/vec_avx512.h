@@ -50,6 +50,10 @@ struct Floats {
 };
 
 inline Floats operator-(Floats a, Floats b) { return {_mm512_sub_ps(a.v, b.v)}; }
+// Lanes below `count` from `first`, the others from `rest`.
+inline Floats selectFirst(int count, Floats first, Floats rest) {
+  return {_mm512_mask_blend_ps(firstLanes16(count), rest.v, first.v)};
+}
 inline Floats fmadd(Floats a, Floats b, Floats c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
 constexpr bool kFusedFloats = true;
 

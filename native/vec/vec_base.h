@@ -88,6 +88,11 @@ inline Floats operator-(Floats a, Floats b) {
   for (int i = 0; i < Floats::lanes; ++i) a.v[i] -= b.v[i];
   return a;
 }
+// Lanes below `count` from `first`, the others from `rest`.
+inline Floats selectFirst(int count, Floats first, Floats rest) {
+  for (int i = count; i < Floats::lanes; ++i) first.v[i] = rest.v[i];
+  return first;
+}
 // Not fused (see the Doubles fmadd): the kernels do not compute in floats on this path.
 inline Floats fmadd(Floats a, Floats b, Floats c) {
   for (int i = 0; i < Floats::lanes; ++i) a.v[i] = a.v[i] * b.v[i] + c.v[i];

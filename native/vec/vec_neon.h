@@ -60,6 +60,12 @@ struct Floats {
 };
 
 inline Floats operator-(Floats a, Floats b) { return {vsubq_f32(a.v, b.v)}; }
+// Lanes below `count` from `first`, the others from `rest`.
+inline Floats selectFirst(int count, Floats first, Floats rest) {
+  const int32_t index[4] = {0, 1, 2, 3};
+  const uint32x4_t mask = vcltq_s32(vld1q_s32(index), vdupq_n_s32(count));
+  return {vbslq_f32(mask, first.v, rest.v)};
+}
 inline Floats fmadd(Floats a, Floats b, Floats c) { return {vfmaq_f32(c.v, a.v, b.v)}; }
 constexpr bool kFusedFloats = true;
 
