@@ -18,6 +18,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "kernel/dispatch.h"
@@ -679,7 +680,12 @@ inline bool toFloatAffine(const ChannelAffine& affine, FloatAffine& out) {
   if (!std::isfinite(out.center)) return false;
   out.scaleHigh = static_cast<float>(affine.scale);
   if (std::fabs(static_cast<double>(out.scaleHigh)) > magnitude) {
-    out.scaleHigh = std::nextafter(out.scaleHigh, 0.0f);
+    // One step toward zero: the next smaller magnitude of a finite nonzero float is its bit pattern
+    // minus one, whatever its sign.
+    uint32_t bits;
+    std::memcpy(&bits, &out.scaleHigh, sizeof bits);
+    --bits;
+    std::memcpy(&out.scaleHigh, &bits, sizeof bits);
   }
   out.scaleLow = static_cast<float>(affine.scale - static_cast<double>(out.scaleHigh));
   if (out.scaleLow == 0.0f) out.scaleLow = std::copysign(FLT_TRUE_MIN, out.scaleHigh);
@@ -775,54 +781,65 @@ inline void affineFlatInFloats(const Geometry& g, const float* input, float* out
   parallelOver((total + lanes - 1) / lanes, lanes, body);
 }
 
-// The interleaved normalization of a block in floats, coefficients per position; false (nothing
-// written) when a channel of the block needs the double path.
-template <typename T>
-bool normalizeBlockInFloats(const Geometry& g, const T* input, T* output, const Block& block,
-                            const ChannelAffine* affines) {
-  if constexpr (!kFloatArithmetic<T>) {
-    return false;
-  } else {
-    constexpr int lanes = Floats::lanes;
-    const int64_t positions = block.positions;
-    const int64_t padded = paddedLength<T>(positions);
-    float* coefficients = new float[static_cast<size_t>(4 * padded)];
-    float *centers = coefficients, *scaleHighs = coefficients + padded, *scaleLows = coefficients + 2 * padded,
-          *shifts = coefficients + 3 * padded;
-    for (int64_t c = block.c0; c < block.c1; ++c) {
-      FloatAffine affine;
-      if (!toFloatAffine(affines[c], affine)) {
-        delete[] coefficients;
-        return false;
-      }
-      for (int64_t s = (c - block.c0) * g.spatial, end = s + g.spatial; s < end; ++s) {
-        centers[s] = affine.center;
-        scaleHighs[s] = affine.scaleHigh;
-        scaleLows[s] = affine.scaleLow;
-        shifts[s] = affine.shift;
+// Per-position float coefficients of `count` consecutive channels: four rows of `padded` floats.
+class FloatCoefficients {
+ public:
+  FloatCoefficients(const Geometry& g, const FloatAffine* channels, int64_t count)
+      : padded_(paddedLength<float>(count * g.spatial)), data_(new float[static_cast<size_t>(4 * padded_)]) {
+    for (int64_t c = 0; c < count; ++c) {
+      for (int64_t s = c * g.spatial, end = s + g.spatial; s < end; ++s) {
+        data_[s] = channels[c].center;
+        data_[padded_ + s] = channels[c].scaleHigh;
+        data_[2 * padded_ + s] = channels[c].scaleLow;
+        data_[3 * padded_ + s] = channels[c].shift;
       }
     }
-    // A tensor that stays in cache between calls is bound by instructions: four rows share each load of
-    // the coefficients. A larger one is bound by memory, read fastest strictly in address order, where
-    // the prefetchers follow (measured on Zen 4: about 1.5x either way). Non-temporal stores, which help
-    // the planar passes, measured slower and erratic here.
-    const bool cached = g.elements() * static_cast<int64_t>(sizeof(T)) < kCachedBytes;
-    const int rowsPerLoad = cached ? 4 : 1;
-    for (int64_t b = block.b0; b < block.b1; b += rowsPerLoad) {
-      const int rows = static_cast<int>(minInt64(rowsPerLoad, block.b1 - b));
-      for (int64_t at = 0; at < positions; at += lanes) {
-        const int count = static_cast<int>(minInt64(lanes, positions - at));
-        const Floats center = Floats::load(centers + at), scaleHigh = Floats::load(scaleHighs + at),
-                     scaleLow = Floats::load(scaleLows + at), shift = Floats::load(shifts + at);
-        for (int r = 0; r < rows; ++r) {
-          const int64_t offset = block.rowOffset(b + r) + at;
-          const Floats x = count == lanes ? Floats::load(input + offset) : Floats::loadFirst(input + offset, count);
-          putFloats(affineFloats(x, center, scaleHigh, scaleLow, shift), output + offset, count, false);
-        }
+  }
+  ~FloatCoefficients() { delete[] data_; }
+  FloatCoefficients(const FloatCoefficients&) = delete;
+  FloatCoefficients& operator=(const FloatCoefficients&) = delete;
+  FloatLanes at(int64_t position) const {
+    return {Floats::load(data_ + position), Floats::load(data_ + padded_ + position),
+            Floats::load(data_ + 2 * padded_ + position), Floats::load(data_ + 3 * padded_ + position)};
+  }
+
+ private:
+  int64_t padded_;
+  float* data_;
+};
+
+// Every channel's float coefficients, or null when one of them needs the double path.
+inline FloatAffine* floatAffines(const ChannelAffine* channels, int64_t count) {
+  FloatAffine* inFloats = new FloatAffine[static_cast<size_t>(count)];
+  for (int64_t c = 0; c < count; ++c) {
+    if (!toFloatAffine(channels[c], inFloats[c])) {
+      delete[] inFloats;
+      return nullptr;
+    }
+  }
+  return inFloats;
+}
+
+// The interleaved normalization of a block in floats. A tensor that stays in cache between calls is
+// bound by instructions: four rows share each load of the coefficients. A larger one is bound by memory,
+// read fastest strictly in address order, where the prefetchers follow (measured on Zen 4: about 1.5x
+// either way). Non-temporal stores, which help the planar passes, measured slower and erratic here.
+inline void normalizeBlockInFloats(const Geometry& g, const float* input, float* output, const Block& block,
+                                   const FloatCoefficients& coefficients) {
+  constexpr int lanes = Floats::lanes;
+  const bool cached = g.elements() * static_cast<int64_t>(sizeof(float)) < kCachedBytes;
+  const int rowsPerLoad = cached ? 4 : 1;
+  for (int64_t b = block.b0; b < block.b1; b += rowsPerLoad) {
+    const int rows = static_cast<int>(minInt64(rowsPerLoad, block.b1 - b));
+    for (int64_t at = 0; at < block.positions; at += lanes) {
+      const int count = static_cast<int>(minInt64(lanes, block.positions - at));
+      const FloatLanes affine = coefficients.at(at);
+      for (int r = 0; r < rows; ++r) {
+        const int64_t offset = block.rowOffset(b + r) + at;
+        const Floats x = count == lanes ? Floats::load(input + offset) : Floats::loadFirst(input + offset, count);
+        putFloats(affine.apply(x), output + offset, count, false);
       }
     }
-    delete[] coefficients;
-    return true;
   }
 }
 
@@ -904,26 +921,43 @@ void interleavedTrainingForward(const Geometry& g, const T* input, T* output, co
     squarePartials(input, tiling.block(g, cb, rb), coefficients.row(cb, 0, 0), coefficients.row(cb, 0, 1),
                    partials.row(cb, rb, 2));
   };
-  // Every channel's normalization, for the float path of the normalize pass.
-  ChannelAffine* affines = new ChannelAffine[static_cast<size_t>(g.channels)];
+  // Per channel block, its float coefficients (float32 on the FMA paths; null: the double path).
+  FloatCoefficients** inFloats = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)]();
   auto finishStats = [&](int64_t cb, ChannelStats* stats) {
     combineStats(g, input, tiling, partials, cb, stats);
     const Block first = tiling.block(g, cb, 0);
+    ChannelAffine* affines = new ChannelAffine[static_cast<size_t>(first.c1 - first.c0)];
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const ChannelStats& st = stats[c - first.c0];
       const ChannelAffine affine = plan.fromStats(plan.context, c, st.mean, st.meanLow, st.varSum);
-      affines[c] = affine;
+      affines[c - first.c0] = affine;
       const int64_t from = (c - first.c0) * g.spatial;
       broadcastRow(coefficients.row(cb, 0, 0), from, g.spatial, affine.center);
       broadcastRow(coefficients.row(cb, 0, 1), from, g.spatial, affine.scale);
       broadcastRow(coefficients.row(cb, 0, 2), from, g.spatial, affine.shift);
     }
+    if (kFloatArithmetic<T>) {
+      if (FloatAffine* channels = floatAffines(affines, first.c1 - first.c0)) {
+        inFloats[cb] = new FloatCoefficients(g, channels, first.c1 - first.c0);
+        delete[] channels;
+      }
+    }
+    delete[] affines;
   };
   auto normalizePass = [&](int64_t cb, int64_t rb) {
     const Block block = tiling.block(g, cb, rb);
-    if (normalizeBlockInFloats(g, input, output, block, affines)) return;
+    if constexpr (kFloatArithmetic<T>) {
+      if (inFloats[cb] != nullptr) {
+        normalizeBlockInFloats(g, input, output, block, *inFloats[cb]);
+        return;
+      }
+    }
     normalizeBlock(input, output, block, coefficients.row(cb, 0, 0), coefficients.row(cb, 0, 1),
                    coefficients.row(cb, 0, 2));
+  };
+  auto release = [&] {
+    for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) delete inFloats[cb];
+    delete[] inFloats;
   };
 
   if (tiling.rowBlocks == 1) {
@@ -938,7 +972,7 @@ void interleavedTrainingForward(const Geometry& g, const T* input, T* output, co
       normalizePass(cb, 0);
       delete[] stats;
     });
-    delete[] affines;
+    release();
     return;
   }
   ChannelStats* stats = new ChannelStats[static_cast<size_t>(tiling.channels * tiling.channelBlocks)];
@@ -950,8 +984,9 @@ void interleavedTrainingForward(const Geometry& g, const T* input, T* output, co
   forEachChannelBlock(g, tiling, [&](int64_t cb) { finishStats(cb, stats + cb * tiling.channels); });
   forEachTask(g, tiling, normalizePass);
   delete[] stats;
-  delete[] affines;
+  release();
 }
+
 
 template <typename T>
 void trainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan) {
@@ -970,15 +1005,47 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
 // ---------------------------------------------------------------------------------------------------
 // Evaluation forward: a per-channel affine map, as fast as a copy
 
+// Eval of float32 with S < lanes in floats: channel blocks of up to kMaxBlockPositions positions, their
+// coefficients built once, and tasks ordered by rows first, so that each thread writes one contiguous
+// part of the output (split by channels, threads would share the cache lines at block edges).
+inline void affineInterleavedInFloats(const Geometry& g, const float* input, float* output,
+                                      const FloatAffine* channels) {
+  Tiling tiling;
+  tiling.channels = maxInt64(1, minInt64(g.channels, kMaxBlockPositions / g.spatial));
+  tiling.channelBlocks = (g.channels + tiling.channels - 1) / tiling.channels;
+  tiling.rows = maxInt64(kAccumulatedRows, kMinElementsPerTask / (tiling.channels * g.spatial));
+  tiling.rowBlocks = maxInt64(1, (g.batch + tiling.rows - 1) / tiling.rows);
+  FloatCoefficients** blocks = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)];
+  for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) {
+    const int64_t c0 = cb * tiling.channels;
+    blocks[cb] = new FloatCoefficients(g, channels + c0, minInt64(tiling.channels, g.channels - c0));
+  }
+  auto run = [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t rb = task / tiling.channelBlocks, cb = task % tiling.channelBlocks;
+      normalizeBlockInFloats(g, input, output, tiling.block(g, cb, rb), *blocks[cb]);
+    }
+  };
+  parallelOver(tiling.channelBlocks * tiling.rowBlocks, tiling.channels * tiling.rows * g.spatial, run);
+  for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) delete blocks[cb];
+  delete[] blocks;
+}
+
 template <typename T>
 void affineForward(const Geometry& g, const T* input, T* output, const ChannelAffine* channels) {
   // Without a reduction, rows of a few chunks already vectorize well with broadcast coefficients;
   // only rows shorter than a chunk go across channels.
   if (g.spatial < Chunk<T>::lanes) {
+    if constexpr (kFloatArithmetic<T>) {
+      if (FloatAffine* inFloats = floatAffines(channels, g.channels)) {
+        affineInterleavedInFloats(g, input, output, inFloats);
+        delete[] inFloats;
+        return;
+      }
+    }
     const Tiling tiling = tilingFor<T>(g);
     forEachTask(g, tiling, [&](int64_t cb, int64_t rb) {
       const Block block = tiling.block(g, cb, rb);
-      if (normalizeBlockInFloats(g, input, output, block, channels)) return;
       Scratch scratch(3, paddedLength<T>(block.positions));
       for (int64_t c = block.c0; c < block.c1; ++c) {
         const int64_t from = (c - block.c0) * g.spatial;
