@@ -4,7 +4,8 @@
 //   Doubles  a register of `lanes` doubles: zero/broadcast/load/loadFirst/store/storeFirst, + - *,
 //            fmadd(a, b, c) = a * b + c, keepFirst(v, n) (zero lanes >= n), sum() in a fixed order;
 //   Floats   a register of 2 * Doubles::lanes floats: broadcast/load/loadFirst/store/storeFirst, -,
-//            fmadd, selectFirst(n, a, b) (lanes < n from a), widen()/narrow() to and from two Doubles;
+//            fmadd, selectFirst(n, a, b) (lanes < n from a), widen()/narrow() to and from two Doubles,
+//            loadWidened()/storeNarrowed() the same straight from and to memory;
 //   kFusedFloats  whether fmadd on Floats is a true fused multiply-add (rounds once).
 // Nothing here has static data or non-inline linkage: each ISA's copy stays private to its kernels.
 #pragma once

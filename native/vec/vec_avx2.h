@@ -72,6 +72,16 @@ inline void widen(Floats f, Doubles& low, Doubles& high) {
   low.v = _mm256_cvtps_pd(_mm256_castps256_ps128(f.v));
   high.v = _mm256_cvtps_pd(_mm256_extractf128_ps(f.v, 1));
 }
+// widen(Floats::load(p)) and narrow(low, high).store(p) without the cross-lane shuffles: the
+// conversions read and write memory halves directly.
+inline void loadWidened(const float* p, Doubles& low, Doubles& high) {
+  low.v = _mm256_cvtps_pd(_mm_loadu_ps(p));
+  high.v = _mm256_cvtps_pd(_mm_loadu_ps(p + 4));
+}
+inline void storeNarrowed(float* p, Doubles low, Doubles high) {
+  _mm_storeu_ps(p, _mm256_cvtpd_ps(low.v));
+  _mm_storeu_ps(p + 4, _mm256_cvtpd_ps(high.v));
+}
 inline Floats narrow(Doubles low, Doubles high) {
   return {_mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(low.v)), _mm256_cvtpd_ps(high.v), 1)};
 }

@@ -64,6 +64,16 @@ inline void widen(Floats f, Doubles& low, Doubles& high) {
   low.v = _mm512_cvtps_pd(_mm512_castps512_ps256(f.v));
   high.v = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f.v), 1)));
 }
+// widen(Floats::load(p)) and narrow(low, high).store(p) without the cross-lane shuffles: the
+// conversions read and write memory halves directly.
+inline void loadWidened(const float* p, Doubles& low, Doubles& high) {
+  low.v = _mm512_cvtps_pd(_mm256_loadu_ps(p));
+  high.v = _mm512_cvtps_pd(_mm256_loadu_ps(p + 8));
+}
+inline void storeNarrowed(float* p, Doubles low, Doubles high) {
+  _mm256_storeu_ps(p, _mm512_cvtpd_ps(low.v));
+  _mm256_storeu_ps(p + 8, _mm512_cvtpd_ps(high.v));
+}
 inline Floats narrow(Doubles low, Doubles high) {
   const __m256 lowFloats = _mm512_cvtpd_ps(low.v);
   const __m256 highFloats = _mm512_cvtpd_ps(high.v);

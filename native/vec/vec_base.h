@@ -118,5 +118,8 @@ inline Floats narrow(Doubles low, Doubles high) {
   return r;
 }
 
+inline void loadWidened(const float* p, Doubles& low, Doubles& high) { widen(Floats::load(p), low, high); }
+inline void storeNarrowed(float* p, Doubles low, Doubles high) { narrow(low, high).store(p); }
+
 }  // namespace base
 }  // namespace batchnorm::vec

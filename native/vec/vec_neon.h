@@ -77,5 +77,8 @@ inline void widen(Floats f, Doubles& low, Doubles& high) {
 }
 inline Floats narrow(Doubles low, Doubles high) { return {vcvt_high_f32_f64(vcvt_f32_f64(low.v), high.v)}; }
 
+inline void loadWidened(const float* p, Doubles& low, Doubles& high) { widen(Floats::load(p), low, high); }
+inline void storeNarrowed(float* p, Doubles low, Doubles high) { narrow(low, high).store(p); }
+
 }  // namespace neon
 }  // namespace batchnorm::vec

@@ -58,7 +58,7 @@ struct Chunk<float> {
 
   static Chunk load(const float* p) {
     Chunk c;
-    widen(Floats::load(p), c.part[0], c.part[1]);
+    loadWidened(p, c.part[0], c.part[1]);
     return c;
   }
   static Chunk loadFirst(const float* p, int count) {
@@ -66,7 +66,7 @@ struct Chunk<float> {
     widen(Floats::loadFirst(p, count), c.part[0], c.part[1]);
     return c;
   }
-  void store(float* p) const { narrow(part[0], part[1]).store(p); }
+  void store(float* p) const { storeNarrowed(p, part[0], part[1]); }
   void storeFirst(float* p, int count) const { narrow(part[0], part[1]).storeFirst(p, count); }
   void stream(float* p) const { narrow(part[0], part[1]).stream(p); }
 };
@@ -798,10 +798,8 @@ class FloatCoefficients {
   ~FloatCoefficients() { delete[] data_; }
   FloatCoefficients(const FloatCoefficients&) = delete;
   FloatCoefficients& operator=(const FloatCoefficients&) = delete;
-  FloatLanes at(int64_t position) const {
-    return {Floats::load(data_ + position), Floats::load(data_ + padded_ + position),
-            Floats::load(data_ + 2 * padded_ + position), Floats::load(data_ + 3 * padded_ + position)};
-  }
+  // Row k: 0 centers, 1 high and 2 low parts of the scales, 3 shifts.
+  const float* row(int k) const { return data_ + k * padded_; }
 
  private:
   int64_t padded_;
@@ -829,15 +827,22 @@ inline void normalizeBlockInFloats(const Geometry& g, const float* input, float*
   constexpr int lanes = Floats::lanes;
   const bool cached = g.elements() * static_cast<int64_t>(sizeof(float)) < kCachedBytes;
   const int rowsPerLoad = cached ? 4 : 1;
-  for (int64_t b = block.b0; b < block.b1; b += rowsPerLoad) {
-    const int rows = static_cast<int>(minInt64(rowsPerLoad, block.b1 - b));
-    for (int64_t at = 0; at < block.positions; at += lanes) {
-      const int count = static_cast<int>(minInt64(lanes, block.positions - at));
-      const FloatLanes affine = coefficients.at(at);
+  // Locals, not members: the compiler must otherwise reload them after every (may-alias) vector store.
+  const float *centers = coefficients.row(0), *scaleHighs = coefficients.row(1),
+              *scaleLows = coefficients.row(2), *shifts = coefficients.row(3);
+  const int64_t positions = block.positions, stride = block.stride, b1 = block.b1;
+  const float* in = input + block.first;
+  float* out = output + block.first;
+  for (int64_t b = block.b0; b < b1; b += rowsPerLoad) {
+    const int rows = static_cast<int>(minInt64(rowsPerLoad, b1 - b));
+    for (int64_t at = 0; at < positions; at += lanes) {
+      const int count = static_cast<int>(minInt64(lanes, positions - at));
+      const FloatLanes affine{Floats::load(centers + at), Floats::load(scaleHighs + at),
+                              Floats::load(scaleLows + at), Floats::load(shifts + at)};
       for (int r = 0; r < rows; ++r) {
-        const int64_t offset = block.rowOffset(b + r) + at;
-        const Floats x = count == lanes ? Floats::load(input + offset) : Floats::loadFirst(input + offset, count);
-        putFloats(affine.apply(x), output + offset, count, false);
+        const int64_t offset = (b + r) * stride + at;
+        const Floats x = count == lanes ? Floats::load(in + offset) : Floats::loadFirst(in + offset, count);
+        putFloats(affine.apply(x), out + offset, count, false);
       }
     }
   }
