@@ -1088,6 +1088,15 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
 // ---------------------------------------------------------------------------------------------------
 // Backward
 
+// float32: dx = dy * dyFactor + (x * xFactor + constant), the terms regrouped in double (see affineRow
+// for why that is exact enough for float32 and not for float64).
+struct FoldedGradient {
+  double dyFactor = 0, xFactor = 0, constant = 0;
+  static FoldedGradient of(const GradientAffine& coef) {
+    return {coef.scale, -coef.projection * coef.scale, (coef.center * coef.projection - coef.gradMean) * coef.scale};
+  }
+};
+
 template <typename T>
 void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan,
                     int64_t c, bool streaming) {
@@ -1133,13 +1142,10 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
   if (gradInput == nullptr) return;
   const Doubles center = Doubles::broadcast(coef.center), gradMean = Doubles::broadcast(coef.gradMean),
                 projection = Doubles::broadcast(coef.projection), scale = Doubles::broadcast(coef.scale);
-  // float32: dx = dy * scale + (x * b + k), the terms regrouped in double (see affineRow for why that is
-  // exact enough for float32 and not for float64).
-  const double xFactor = -coef.projection * coef.scale;
-  const double constant = (coef.center * coef.projection - coef.gradMean) * coef.scale;
-  const bool folded = std::is_same<T, float>::value && std::isfinite(xFactor) && std::isfinite(constant) &&
-                      std::isfinite(coef.scale);
-  const Doubles xFactorV = Doubles::broadcast(xFactor), constantV = Doubles::broadcast(constant);
+  const FoldedGradient f = FoldedGradient::of(coef);
+  const bool folded = std::is_same<T, float>::value && std::isfinite(f.xFactor) && std::isfinite(f.constant) &&
+                      std::isfinite(f.dyFactor);
+  const Doubles xFactorV = Doubles::broadcast(f.xFactor), constantV = Doubles::broadcast(f.constant);
   // Last rows first, as in planarTrainingForward: they are still cached from the reduction.
   for (int64_t b = g.batch - 1; b >= 0; --b) {
     const int64_t offset = b * stride + c * g.spatial;
@@ -1170,6 +1176,8 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
   // Per channel block: center, gradMean, projection, scale.
   TaskRows coefficients(Tiling{tiling.channels, tiling.channelBlocks, 1, 1}, 4, padded);
   bool* readsInput = new bool[static_cast<size_t>(tiling.channelBlocks)];
+  // float32 blocks whose dx coefficients fold into three rows (see FoldedGradient).
+  bool* folded = new bool[static_cast<size_t>(tiling.channelBlocks)];
 
   auto fillCenters = [&](int64_t cb) {
     const Block first = tiling.block(g, cb, 0);
@@ -1183,9 +1191,9 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     const double* centers = coefficients.row(cb, 0, 0);
     for (int64_t i = 0; i < padded; ++i) gradSums[i] = products[i] = 0;
     if (!plan.needSums) return;
-    // Two rows per load and store of the accumulators, added in row order.
-    for (int64_t b = block.b0; b < block.b1; b += 2) {
-      const int rows = block.b1 - b >= 2 ? 2 : 1;
+    // kAccumulatedRows rows per load and store of the accumulators, added in row order.
+    for (int64_t b = block.b0; b < block.b1; b += kAccumulatedRows) {
+      const int rows = static_cast<int>(minInt64(kAccumulatedRows, block.b1 - b));
       for (int64_t at = 0; at < block.positions; at += lanes) {
         const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
         const auto center = ScratchChunk<T>::load(centers, at);
@@ -1206,6 +1214,8 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
   };
   auto combine = [&](int64_t cb) {
     const Block first = tiling.block(g, cb, 0);
+    GradientAffine* coefs = new GradientAffine[static_cast<size_t>(first.c1 - first.c0)];
+    bool foldable = std::is_same<T, float>::value;
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const int64_t from = (c - first.c0) * g.spatial;
       double sumDy = 0, dotp = 0;
@@ -1218,12 +1228,28 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
         }
       }
       const GradientAffine coef = plan.fromSums(plan.context, c, sumDy, dotp);
+      coefs[c - first.c0] = coef;
       readsInput[cb] = coef.readsInput;
-      broadcastRow(coefficients.row(cb, 0, 0), from, g.spatial, coef.center);
-      broadcastRow(coefficients.row(cb, 0, 1), from, g.spatial, coef.gradMean);
-      broadcastRow(coefficients.row(cb, 0, 2), from, g.spatial, coef.projection);
-      broadcastRow(coefficients.row(cb, 0, 3), from, g.spatial, coef.scale);
+      const FoldedGradient f = FoldedGradient::of(coef);
+      foldable = foldable && std::isfinite(f.dyFactor) && std::isfinite(f.xFactor) && std::isfinite(f.constant);
     }
+    folded[cb] = foldable && readsInput[cb];
+    for (int64_t c = first.c0; c < first.c1; ++c) {
+      const int64_t from = (c - first.c0) * g.spatial;
+      const GradientAffine& coef = coefs[c - first.c0];
+      if (folded[cb]) {
+        const FoldedGradient f = FoldedGradient::of(coef);
+        broadcastRow(coefficients.row(cb, 0, 0), from, g.spatial, f.dyFactor);
+        broadcastRow(coefficients.row(cb, 0, 1), from, g.spatial, f.xFactor);
+        broadcastRow(coefficients.row(cb, 0, 2), from, g.spatial, f.constant);
+      } else {
+        broadcastRow(coefficients.row(cb, 0, 0), from, g.spatial, coef.center);
+        broadcastRow(coefficients.row(cb, 0, 1), from, g.spatial, coef.gradMean);
+        broadcastRow(coefficients.row(cb, 0, 2), from, g.spatial, coef.projection);
+        broadcastRow(coefficients.row(cb, 0, 3), from, g.spatial, coef.scale);
+      }
+    }
+    delete[] coefs;
   };
   auto applyPass = [&](int64_t cb, int64_t rb) {
     if (gradInput == nullptr) return;
@@ -1233,6 +1259,28 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     const double* projections = coefficients.row(cb, 0, 2);
     const double* scales = coefficients.row(cb, 0, 3);
     const bool training = readsInput[cb];
+    if (folded[cb]) {
+      // dx = dy * dyFactor + (x * xFactor + constant), coefficients in rows 0, 1, 2.
+      for (int64_t b = block.b0; b < block.b1; b += 4) {
+        const int rows = static_cast<int>(minInt64(4, block.b1 - b));
+        for (int64_t at = 0; at < block.positions; at += lanes) {
+          const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
+          const auto dyFactor = ScratchChunk<T>::load(centers, at);
+          const auto xFactor = ScratchChunk<T>::load(gradMeans, at);
+          const auto constant = ScratchChunk<T>::load(projections, at);
+          for (int r = 0; r < rows; ++r) {
+            const int64_t offset = block.rowOffset(b + r) + at;
+            Chunk<T> dys = loadChunk(gradOutput + offset, valid);
+            const Chunk<T> xs = loadChunk(input + offset, valid);
+            for (int p = 0; p < parts; ++p) {
+              dys.part[p] = fmadd(dys.part[p], dyFactor.v[p], fmadd(xs.part[p], xFactor.v[p], constant.v[p]));
+            }
+            storeChunk(dys, gradInput + offset, valid);
+          }
+        }
+      }
+      return;
+    }
     // Four rows per load of the coefficients.
     for (int64_t b = block.b0; b < block.b1; b += 4) {
       const int rows = static_cast<int>(minInt64(4, block.b1 - b));
@@ -1273,6 +1321,7 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     forEachTask(g, tiling, applyPass);
   }
   delete[] readsInput;
+  delete[] folded;
 }
 
 template <typename T>
