@@ -822,9 +822,41 @@ inline FloatAffine* floatAffines(const ChannelAffine* channels, int64_t count) {
 // bound by instructions: four rows share each load of the coefficients. A larger one is bound by memory,
 // read fastest strictly in address order, where the prefetchers follow (measured on Zen 4: about 1.5x
 // either way). Non-temporal stores, which help the planar passes, measured slower and erratic here.
+// Rows of exactly kChunks chunks (channels-last with few channels): the coefficients stay in registers.
+template <int kChunks>
+inline void normalizeShortRowsInFloats(const float* in, float* out, int64_t rows, int64_t stride,
+                                       const FloatCoefficients& coefficients) {
+  constexpr int lanes = Floats::lanes;
+  FloatLanes held[kChunks];
+  for (int k = 0; k < kChunks; ++k) {
+    held[k] = {Floats::load(coefficients.row(0) + k * lanes), Floats::load(coefficients.row(1) + k * lanes),
+               Floats::load(coefficients.row(2) + k * lanes), Floats::load(coefficients.row(3) + k * lanes)};
+  }
+  for (int64_t b = 0; b < rows; ++b) {
+    for (int k = 0; k < kChunks; ++k) {
+      const int64_t at = b * stride + k * lanes;
+      held[k].apply(Floats::load(in + at)).store(out + at);
+    }
+  }
+}
+
+// Registers for the coefficients of this many chunks (four each), leaving room for the arithmetic.
+constexpr int kHeldChunks = Floats::lanes >= 16 ? 4 : 2;
+
 inline void normalizeBlockInFloats(const Geometry& g, const float* input, float* output, const Block& block,
                                    const FloatCoefficients& coefficients) {
   constexpr int lanes = Floats::lanes;
+  if (block.positions % lanes == 0 && block.positions / lanes <= kHeldChunks) {
+    const float* in = input + block.rowOffset(block.b0);
+    float* out = output + block.rowOffset(block.b0);
+    const int64_t rows = block.b1 - block.b0;
+    switch (block.positions / lanes) {
+      case 1: return normalizeShortRowsInFloats<1>(in, out, rows, block.stride, coefficients);
+      case 2: return normalizeShortRowsInFloats<2>(in, out, rows, block.stride, coefficients);
+      case 3: return normalizeShortRowsInFloats<3>(in, out, rows, block.stride, coefficients);
+      default: return normalizeShortRowsInFloats<kHeldChunks>(in, out, rows, block.stride, coefficients);
+    }
+  }
   const bool cached = g.elements() * static_cast<int64_t>(sizeof(float)) < kCachedBytes;
   const int rowsPerLoad = cached ? 4 : 1;
   // Locals, not members: the compiler must otherwise reload them after every (may-alias) vector store.
