@@ -95,6 +95,13 @@ describe(`kernel path ${cpuCapability()} against the scalar oracle`, () => {
   for (const channels of [1, 7, 8, 9, 16, 17, 33, 100, 1030]) {
     cases.push([`Float32Array (N=37, C=${channels}) train`, makeCase(random, Float32Array, 37, channels, 1, true)]);
   }
+  // Rows of one to four whole chunks, whose coefficients the float path holds in registers.
+  for (const channels of [8, 16, 24, 32, 48, 64]) {
+    for (const training of [true, false]) {
+      cases.push([`Float32Array (N=41, C=${channels}) ${training ? 'train' : 'eval'}`,
+        makeCase(random, Float32Array, 41, channels, 1, training)]);
+    }
+  }
   // Long (N, C) tensors, cut into row blocks whose partial sums are combined in order.
   for (const ctor of [Float32Array, Float64Array]) {
     for (const training of [true, false]) {
