@@ -1002,17 +1002,21 @@ void interleavedTrainingForward(const Geometry& g, const T* input, T* output, co
     ChannelAffine* affines = new ChannelAffine[static_cast<size_t>(first.c1 - first.c0)];
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const ChannelStats& st = stats[c - first.c0];
-      const ChannelAffine affine = plan.fromStats(plan.context, c, st.mean, st.meanLow, st.varSum);
-      affines[c - first.c0] = affine;
-      const int64_t from = (c - first.c0) * g.spatial;
-      broadcastRow(coefficients.row(cb, 0, 0), from, g.spatial, affine.center);
-      broadcastRow(coefficients.row(cb, 0, 1), from, g.spatial, affine.scale);
-      broadcastRow(coefficients.row(cb, 0, 2), from, g.spatial, affine.shift);
+      affines[c - first.c0] = plan.fromStats(plan.context, c, st.mean, st.meanLow, st.varSum);
     }
     if (kFloatArithmetic<T>) {
       if (FloatAffine* channels = floatAffines(affines, first.c1 - first.c0)) {
         inFloats[cb] = new FloatCoefficients(g, channels, first.c1 - first.c0);
         delete[] channels;
+      }
+    }
+    if (inFloats[cb] == nullptr) {
+      for (int64_t c = first.c0; c < first.c1; ++c) {
+        const ChannelAffine& affine = affines[c - first.c0];
+        const int64_t from = (c - first.c0) * g.spatial;
+        broadcastRow(coefficients.row(cb, 0, 0), from, g.spatial, affine.center);
+        broadcastRow(coefficients.row(cb, 0, 1), from, g.spatial, affine.scale);
+        broadcastRow(coefficients.row(cb, 0, 2), from, g.spatial, affine.shift);
       }
     }
     delete[] affines;
