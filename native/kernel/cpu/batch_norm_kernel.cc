@@ -97,13 +97,41 @@ inline Doubles keepValid(Doubles v, int p, int count) {
   return keepFirst(v, clampInt(count - p * Doubles::lanes, 0, Doubles::lanes));
 }
 
+constexpr int64_t kLineBytes = 64;
+// How far ahead of a row's reduction its lines are requested.
+constexpr int64_t kPrefetchBytes = 2048;
+inline void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p);
+#else
+  (void)p;
+#endif
+}
+
+// Each row of a planar reduction is a fresh run for the hardware prefetchers: its first lines are
+// requested up front, and the loop stays kPrefetchBytes ahead inside it.
+template <typename T>
+inline void prefetchRowStart(const T* row, int64_t length) {
+  const int64_t end = minInt64(kPrefetchBytes / static_cast<int64_t>(sizeof(T)), length);
+  for (int64_t k = 0; k < end; k += kLineBytes / static_cast<int64_t>(sizeof(T))) prefetch(row + k);
+}
+// The lines `span` elements long at `at` + kPrefetchBytes, when still inside the row.
+template <typename T>
+inline void prefetchAhead(const T* row, int64_t at, int64_t span, int64_t length) {
+  const int64_t ahead = at + kPrefetchBytes / static_cast<int64_t>(sizeof(T));
+  if (ahead >= length) return;
+  for (int64_t k = 0; k < span; k += kLineBytes / static_cast<int64_t>(sizeof(T))) prefetch(row + ahead + k);
+}
+
 // Visits the chunks of a row of `length` elements: full chunks two at a time (slots 0 and 1 feed
 // independent accumulator chains), then a single one, then a zero-padded partial one.
 template <typename T, typename Visit>
 inline void forChunks(const T* row, int64_t length, Visit&& visit) {
   constexpr int lanes = Chunk<T>::lanes;
   int64_t i = 0;
+  prefetchRowStart(row, length);
   for (; i + 2 * lanes <= length; i += 2 * lanes) {
+    prefetchAhead(row, i, 2 * lanes, length);
     visit(Chunk<T>::load(row + i), 0, lanes);
     visit(Chunk<T>::load(row + i + lanes), 1, lanes);
   }
@@ -1185,7 +1213,11 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
       const T* x = input + offset;
       const T* dy = gradOutput + offset;
       int64_t i = 0;
+      prefetchRowStart(x, g.spatial);
+      prefetchRowStart(dy, g.spatial);
       for (; i + 2 * lanes <= g.spatial; i += 2 * lanes) {
+        prefetchAhead(x, i, 2 * lanes, g.spatial);
+        prefetchAhead(dy, i, 2 * lanes, g.spatial);
         for (int slot = 0; slot < 2; ++slot) {
           const Chunk<T> xs = Chunk<T>::load(x + i + slot * lanes), dys = Chunk<T>::load(dy + i + slot * lanes);
           for (int p = 0; p < parts; ++p) {
