@@ -141,7 +141,7 @@ describe('special values in float arithmetic', () => {
 });
 
 describe('large outputs, written with non-temporal stores', () => {
-  // Above 16 MB outputs are streamed once the row reaches vector alignment; a view one element into
+  // From 8 MB on, outputs are streamed once the row reaches vector alignment; a view one element into
   // its buffer makes every row start misaligned.
   it.each([true, false])('match the oracle with misaligned destinations, training=%s', (training) => {
     const random = seeded(77);

@@ -144,7 +144,7 @@ inline void forChunks(const T* row, int64_t length, Visit&& visit) {
 
 // Outputs of at least this many bytes are written with non-temporal stores: they are not read again
 // soon, and streaming them spares the read-for-ownership and keeps the inputs of later channels cached.
-constexpr int64_t kStreamBytes = int64_t{16} << 20;
+constexpr int64_t kStreamBytes = int64_t{8} << 20;
 // Tensors below this size are assumed to come from cache (the last-level cache of a server core complex).
 constexpr int64_t kCachedBytes = int64_t{16} << 20;
 
