@@ -499,9 +499,52 @@ struct ScratchChunk {
 // Per-position partial sums over one block's rows, written to rows of `positions` doubles.
 // float32: sums and squares of x - pivot (pivot per position). float64: compensated sums (high, low),
 // then squares about the double-double mean.
+// Rows of exactly kChunks chunks (channels-last with few channels): the accumulators stay in registers.
+// Rows are added one at a time in order, as in the scratch version, so the results are the same bits.
+template <typename T, int kChunks>
+void shiftedPartialsHeld(const T* input, const Block& block, const double* pivots, double* sums, double* squares) {
+  constexpr int parts = Chunk<T>::parts, lanes = Chunk<T>::lanes;
+  Doubles pivot[kChunks][parts], sum[kChunks][parts], square[kChunks][parts];
+  for (int k = 0; k < kChunks; ++k) {
+    for (int p = 0; p < parts; ++p) {
+      pivot[k][p] = Doubles::load(pivots + k * lanes + p * Doubles::lanes);
+      sum[k][p] = square[k][p] = Doubles::zero();
+    }
+  }
+  for (int64_t b = block.b0; b < block.b1; ++b) {
+    const T* row = input + block.rowOffset(b);
+    for (int k = 0; k < kChunks; ++k) {
+      const Chunk<T> x = Chunk<T>::load(row + k * lanes);
+      for (int p = 0; p < parts; ++p) {
+        const Doubles d = x.part[p] - pivot[k][p];
+        sum[k][p] = sum[k][p] + d;
+        square[k][p] = fmadd(d, d, square[k][p]);
+      }
+    }
+  }
+  for (int k = 0; k < kChunks; ++k) {
+    for (int p = 0; p < parts; ++p) {
+      sum[k][p].store(sums + k * lanes + p * Doubles::lanes);
+      square[k][p].store(squares + k * lanes + p * Doubles::lanes);
+    }
+  }
+}
+
+// Chunks of accumulators (three registers per part: pivot, sum, square) that fit in the registers.
+constexpr int kHeldStatChunks = Floats::lanes >= 16 ? 4 : 2;
+
 template <typename T>
 void shiftedPartials(const T* input, const Block& block, const double* pivots, double* sums, double* squares) {
   constexpr int parts = Chunk<T>::parts;
+  constexpr int64_t lanes = Chunk<T>::lanes;
+  if (block.positions % lanes == 0 && block.positions / lanes <= kHeldStatChunks) {
+    switch (block.positions / lanes) {
+      case 1: return shiftedPartialsHeld<T, 1>(input, block, pivots, sums, squares);
+      case 2: return shiftedPartialsHeld<T, 2>(input, block, pivots, sums, squares);
+      case 3: return shiftedPartialsHeld<T, 3>(input, block, pivots, sums, squares);
+      default: return shiftedPartialsHeld<T, kHeldStatChunks>(input, block, pivots, sums, squares);
+    }
+  }
   for (int64_t i = 0; i < paddedLength<T>(block.positions); ++i) sums[i] = squares[i] = 0;
   struct {
     const double* pivots;
@@ -1267,6 +1310,38 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
   }
 }
 
+// sum(dy) and sum((x - center) dy) per position over a block whose rows are exactly kChunks chunks, the
+// accumulators in registers (rows added one at a time in order: the same bits as the scratch version).
+template <typename T, int kChunks>
+void gradientPartialsHeld(const T* input, const T* gradOutput, const Block& block, const double* centers,
+                          double* gradSums, double* products) {
+  constexpr int parts = Chunk<T>::parts, lanes = Chunk<T>::lanes;
+  Doubles center[kChunks][parts], sum[kChunks][parts], product[kChunks][parts];
+  for (int k = 0; k < kChunks; ++k) {
+    for (int p = 0; p < parts; ++p) {
+      center[k][p] = Doubles::load(centers + k * lanes + p * Doubles::lanes);
+      sum[k][p] = product[k][p] = Doubles::zero();
+    }
+  }
+  for (int64_t b = block.b0; b < block.b1; ++b) {
+    const int64_t offset = block.rowOffset(b);
+    for (int k = 0; k < kChunks; ++k) {
+      const Chunk<T> xs = Chunk<T>::load(input + offset + k * lanes);
+      const Chunk<T> dys = Chunk<T>::load(gradOutput + offset + k * lanes);
+      for (int p = 0; p < parts; ++p) {
+        sum[k][p] = sum[k][p] + dys.part[p];
+        product[k][p] = fmadd(xs.part[p] - center[k][p], dys.part[p], product[k][p]);
+      }
+    }
+  }
+  for (int k = 0; k < kChunks; ++k) {
+    for (int p = 0; p < parts; ++p) {
+      sum[k][p].store(gradSums + k * lanes + p * Doubles::lanes);
+      product[k][p].store(products + k * lanes + p * Doubles::lanes);
+    }
+  }
+}
+
 // Interleaved backward: partial sums per (channel block, row block), combined per channel in order, then
 // the gradient; fused per channel block when it has a single row block.
 template <typename T>
@@ -1295,6 +1370,15 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     const double* centers = coefficients.row(cb, 0, 0);
     for (int64_t i = 0; i < padded; ++i) gradSums[i] = products[i] = 0;
     if (!plan.needSums) return;
+    if (block.positions % lanes == 0 && block.positions / lanes <= kHeldStatChunks) {
+      switch (block.positions / lanes) {
+        case 1: return gradientPartialsHeld<T, 1>(input, gradOutput, block, centers, gradSums, products);
+        case 2: return gradientPartialsHeld<T, 2>(input, gradOutput, block, centers, gradSums, products);
+        case 3: return gradientPartialsHeld<T, 3>(input, gradOutput, block, centers, gradSums, products);
+        default:
+          return gradientPartialsHeld<T, kHeldStatChunks>(input, gradOutput, block, centers, gradSums, products);
+      }
+    }
     // kAccumulatedRows rows per load and store of the accumulators, added in row order.
     for (int64_t b = block.b0; b < block.b1; b += kAccumulatedRows) {
       const int rows = static_cast<int>(minInt64(kAccumulatedRows, block.b1 - b));
