@@ -537,13 +537,17 @@ template <typename T>
 void shiftedPartials(const T* input, const Block& block, const double* pivots, double* sums, double* squares) {
   constexpr int parts = Chunk<T>::parts;
   constexpr int64_t lanes = Chunk<T>::lanes;
-  if (block.positions % lanes == 0 && block.positions / lanes <= kHeldStatChunks) {
-    switch (block.positions / lanes) {
-      case 1: return shiftedPartialsHeld<T, 1>(input, block, pivots, sums, squares);
-      case 2: return shiftedPartialsHeld<T, 2>(input, block, pivots, sums, squares);
-      case 3: return shiftedPartialsHeld<T, 3>(input, block, pivots, sums, squares);
-      default: return shiftedPartialsHeld<T, kHeldStatChunks>(input, block, pivots, sums, squares);
+  if (block.positions % lanes == 0) {
+    // Column groups of up to kHeldStatChunks chunks, each down all the block's rows (in L2).
+    for (int64_t at = 0; at < block.positions; at += kHeldStatChunks * lanes) {
+      switch (minInt64(kHeldStatChunks, (block.positions - at) / lanes)) {
+        case 1: shiftedPartialsHeld<T, 1>(input + at, block, pivots + at, sums + at, squares + at); break;
+        case 2: shiftedPartialsHeld<T, 2>(input + at, block, pivots + at, sums + at, squares + at); break;
+        case 3: shiftedPartialsHeld<T, 3>(input + at, block, pivots + at, sums + at, squares + at); break;
+        default: shiftedPartialsHeld<T, kHeldStatChunks>(input + at, block, pivots + at, sums + at, squares + at);
+      }
     }
+    return;
   }
   for (int64_t i = 0; i < paddedLength<T>(block.positions); ++i) sums[i] = squares[i] = 0;
   struct {
@@ -1370,14 +1374,19 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     const double* centers = coefficients.row(cb, 0, 0);
     for (int64_t i = 0; i < padded; ++i) gradSums[i] = products[i] = 0;
     if (!plan.needSums) return;
-    if (block.positions % lanes == 0 && block.positions / lanes <= kHeldStatChunks) {
-      switch (block.positions / lanes) {
-        case 1: return gradientPartialsHeld<T, 1>(input, gradOutput, block, centers, gradSums, products);
-        case 2: return gradientPartialsHeld<T, 2>(input, gradOutput, block, centers, gradSums, products);
-        case 3: return gradientPartialsHeld<T, 3>(input, gradOutput, block, centers, gradSums, products);
-        default:
-          return gradientPartialsHeld<T, kHeldStatChunks>(input, gradOutput, block, centers, gradSums, products);
+    if (block.positions % lanes == 0) {
+      // Column groups of up to kHeldStatChunks chunks, each down all the block's rows (in L2).
+      for (int64_t at = 0; at < block.positions; at += kHeldStatChunks * lanes) {
+        const T *x = input + at, *dy = gradOutput + at;
+        const double* center = centers + at;
+        switch (minInt64(kHeldStatChunks, (block.positions - at) / lanes)) {
+          case 1: gradientPartialsHeld<T, 1>(x, dy, block, center, gradSums + at, products + at); break;
+          case 2: gradientPartialsHeld<T, 2>(x, dy, block, center, gradSums + at, products + at); break;
+          case 3: gradientPartialsHeld<T, 3>(x, dy, block, center, gradSums + at, products + at); break;
+          default: gradientPartialsHeld<T, kHeldStatChunks>(x, dy, block, center, gradSums + at, products + at);
+        }
       }
+      return;
     }
     // kAccumulatedRows rows per load and store of the accumulators, added in row order.
     for (int64_t b = block.b0; b < block.b1; b += kAccumulatedRows) {
