@@ -207,7 +207,9 @@ class ThreadPool {
 
   void workerLoop(int index, uint64_t seen) {
     for (;;) {
-      spinUntil([&] { return generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed); });
+      spinUntil([&] {
+        return generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed);
+      });
       mutex_.lock();
       while (!stop_ && generation_.load(std::memory_order_relaxed) == seen) {
         ++sleepers_;

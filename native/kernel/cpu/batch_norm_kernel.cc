@@ -1359,6 +1359,34 @@ void gradientPartialsHeld(const T* input, const T* gradOutput, const Block& bloc
   }
 }
 
+// dx = dy * dyFactor + (x * xFactor + constant) for kChunks chunks from position `column` of each row of
+// a block, the coefficients held in registers.
+template <typename T, int kChunks>
+void foldedGradientColumns(const T* input, const T* gradOutput, T* gradInput, const Block& block, int64_t column,
+                           const double* dyFactors, const double* xFactors, const double* constants) {
+  constexpr int parts = Chunk<T>::parts, lanes = Chunk<T>::lanes;
+  Doubles dyFactor[kChunks][parts], xFactor[kChunks][parts], constant[kChunks][parts];
+  for (int k = 0; k < kChunks; ++k) {
+    for (int p = 0; p < parts; ++p) {
+      const int64_t at = k * lanes + p * Doubles::lanes;
+      dyFactor[k][p] = Doubles::load(dyFactors + at);
+      xFactor[k][p] = Doubles::load(xFactors + at);
+      constant[k][p] = Doubles::load(constants + at);
+    }
+  }
+  for (int64_t b = block.b0; b < block.b1; ++b) {
+    const int64_t offset = block.rowOffset(b) + column;
+    for (int k = 0; k < kChunks; ++k) {
+      Chunk<T> dys = Chunk<T>::load(gradOutput + offset + k * lanes);
+      const Chunk<T> xs = Chunk<T>::load(input + offset + k * lanes);
+      for (int p = 0; p < parts; ++p) {
+        dys.part[p] = fmadd(dys.part[p], dyFactor[k][p], fmadd(xs.part[p], xFactor[k][p], constant[k][p]));
+      }
+      dys.store(gradInput + offset + k * lanes);
+    }
+  }
+}
+
 // Interleaved backward: partial sums per (channel block, row block), combined per channel in order, then
 // the gradient; fused per channel block when it has a single row block.
 template <typename T>
@@ -1469,6 +1497,24 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     const double* projections = coefficients.row(cb, 0, 2);
     const double* scales = coefficients.row(cb, 0, 3);
     const bool training = readsInput[cb];
+    if (folded[cb] && block.positions % lanes == 0 &&
+        block.positions * static_cast<int64_t>(sizeof(T)) <= kColumnRowBytes) {
+      // Column groups with the coefficients in registers, as normalizeBlockInFloats.
+      for (int64_t at = 0; at < block.positions; at += kHeldStatChunks * lanes) {
+        const double *dyFactors = centers + at, *xFactors = gradMeans + at, *constants = projections + at;
+        auto columns = [&](auto chunks) {
+          foldedGradientColumns<T, decltype(chunks)::value>(input, gradOutput, gradInput, block, at, dyFactors,
+                                                            xFactors, constants);
+        };
+        switch (minInt64(kHeldStatChunks, (block.positions - at) / lanes)) {
+          case 1: columns(std::integral_constant<int, 1>{}); break;
+          case 2: columns(std::integral_constant<int, 2>{}); break;
+          case 3: columns(std::integral_constant<int, 3>{}); break;
+          default: columns(std::integral_constant<int, kHeldStatChunks>{});
+        }
+      }
+      return;
+    }
     if (folded[cb]) {
       // dx = dy * dyFactor + (x * xFactor + constant), coefficients in rows 0, 1, 2.
       for (int64_t b = block.b0; b < block.b1; b += 4) {
