@@ -703,27 +703,41 @@ void combineMeans(const Geometry& g, const Tiling& tiling, const TaskRows& parti
 }
 
 // y = (x - center) * scale + shift over a block, coefficients per position in three scratch rows.
-template <typename T>
-void normalizeBlock(const T* input, T* output, const Block& block, const double* centers,
-                    const double* scales, const double* shifts) {
-  constexpr int parts = Chunk<T>::parts;
+// Walks a block a position (chunk) at a time, four rows per visit: coefficientsAt(at) loads what the
+// rows share, then row(offset, valid, coefficients) handles the chunk of each row at `offset`.
+template <typename T, typename Load, typename Row>
+void forBlockChunks(const Block& block, Load&& coefficientsAt, Row&& row) {
   constexpr int lanes = Chunk<T>::lanes;
-  // Four rows per load of the coefficients.
   for (int64_t b = block.b0; b < block.b1; b += 4) {
     const int rows = static_cast<int>(minInt64(4, block.b1 - b));
     for (int64_t at = 0; at < block.positions; at += lanes) {
       const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
-      const auto center = ScratchChunk<T>::load(centers, at);
-      const auto scale = ScratchChunk<T>::load(scales, at);
-      const auto shift = ScratchChunk<T>::load(shifts, at);
-      for (int r = 0; r < rows; ++r) {
-        const int64_t offset = block.rowOffset(b + r) + at;
-        Chunk<T> x = loadChunk(input + offset, valid);
-        for (int p = 0; p < parts; ++p) x.part[p] = fmadd(x.part[p] - center.v[p], scale.v[p], shift.v[p]);
-        storeChunk(x, output + offset, valid);
-      }
+      const auto coefficients = coefficientsAt(at);
+      for (int r = 0; r < rows; ++r) row(block.rowOffset(b + r) + at, valid, coefficients);
     }
   }
+}
+
+template <typename T>
+struct ScratchChunks3 {
+  ScratchChunk<T> a, b, c;
+};
+
+template <typename T>
+void normalizeBlock(const T* input, T* output, const Block& block, const double* centers,
+                    const double* scales, const double* shifts) {
+  constexpr int parts = Chunk<T>::parts;
+  forBlockChunks<T>(
+      block,
+      [&](int64_t at) {
+        return ScratchChunks3<T>{ScratchChunk<T>::load(centers, at), ScratchChunk<T>::load(scales, at),
+                                 ScratchChunk<T>::load(shifts, at)};
+      },
+      [&](int64_t offset, int valid, const ScratchChunks3<T>& k) {
+        Chunk<T> x = loadChunk(input + offset, valid);
+        for (int p = 0; p < parts; ++p) x.part[p] = fmadd(x.part[p] - k.a.v[p], k.b.v[p], k.c.v[p]);
+        storeChunk(x, output + offset, valid);
+      });
 }
 
 
@@ -1406,7 +1420,9 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
   auto fillCenters = [&](int64_t cb) {
     const Block first = tiling.block(g, cb, 0);
     double* centers = coefficients.row(cb, 0, 0);
-    for (int64_t c = first.c0; c < first.c1; ++c) broadcastRow(centers, (c - first.c0) * g.spatial, g.spatial, plan.center[c]);
+    for (int64_t c = first.c0; c < first.c1; ++c) {
+      broadcastRow(centers, (c - first.c0) * g.spatial, g.spatial, plan.center[c]);
+    }
   };
   auto sumPass = [&](int64_t cb, int64_t rb) {
     const Block block = tiling.block(g, cb, rb);
@@ -1517,24 +1533,20 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     }
     if (folded[cb]) {
       // dx = dy * dyFactor + (x * xFactor + constant), coefficients in rows 0, 1, 2.
-      for (int64_t b = block.b0; b < block.b1; b += 4) {
-        const int rows = static_cast<int>(minInt64(4, block.b1 - b));
-        for (int64_t at = 0; at < block.positions; at += lanes) {
-          const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
-          const auto dyFactor = ScratchChunk<T>::load(centers, at);
-          const auto xFactor = ScratchChunk<T>::load(gradMeans, at);
-          const auto constant = ScratchChunk<T>::load(projections, at);
-          for (int r = 0; r < rows; ++r) {
-            const int64_t offset = block.rowOffset(b + r) + at;
+      forBlockChunks<T>(
+          block,
+          [&](int64_t at) {
+            return ScratchChunks3<T>{ScratchChunk<T>::load(centers, at), ScratchChunk<T>::load(gradMeans, at),
+                                     ScratchChunk<T>::load(projections, at)};
+          },
+          [&](int64_t offset, int valid, const ScratchChunks3<T>& k) {
             Chunk<T> dys = loadChunk(gradOutput + offset, valid);
             const Chunk<T> xs = loadChunk(input + offset, valid);
             for (int p = 0; p < parts; ++p) {
-              dys.part[p] = fmadd(dys.part[p], dyFactor.v[p], fmadd(xs.part[p], xFactor.v[p], constant.v[p]));
+              dys.part[p] = fmadd(dys.part[p], k.a.v[p], fmadd(xs.part[p], k.b.v[p], k.c.v[p]));
             }
             storeChunk(dys, gradInput + offset, valid);
-          }
-        }
-      }
+          });
       return;
     }
     // Four rows per load of the coefficients.
