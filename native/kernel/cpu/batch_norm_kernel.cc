@@ -496,11 +496,9 @@ struct ScratchChunk {
   }
 };
 
-// Per-position partial sums over one block's rows, written to rows of `positions` doubles.
-// float32: sums and squares of x - pivot (pivot per position). float64: compensated sums (high, low),
-// then squares about the double-double mean.
-// Rows of exactly kChunks chunks (channels-last with few channels): the accumulators stay in registers.
-// Rows are added one at a time in order, as in the scratch version, so the results are the same bits.
+// Sums and squares of x - pivot per position over the rows of a block whose rows are exactly kChunks
+// chunks (a column group of one), the accumulators in registers. Rows are added one at a time in order,
+// as in the scratch version below, so the results are the same bits.
 template <typename T, int kChunks>
 void shiftedPartialsHeld(const T* input, const Block& block, const double* pivots, double* sums, double* squares) {
   constexpr int parts = Chunk<T>::parts, lanes = Chunk<T>::lanes;
@@ -533,6 +531,9 @@ void shiftedPartialsHeld(const T* input, const Block& block, const double* pivot
 // Chunks of accumulators (three registers per part: pivot, sum, square) that fit in the registers.
 constexpr int kHeldStatChunks = Floats::lanes >= 16 ? 4 : 2;
 
+// Per-position partial sums over one block's rows, written to rows of `positions` doubles.
+// float32: sums and squares of x - pivot (pivot per position). float64: compensated sums (high, low),
+// then squares about the double-double mean.
 template <typename T>
 void shiftedPartials(const T* input, const Block& block, const double* pivots, double* sums, double* squares) {
   constexpr int parts = Chunk<T>::parts;
