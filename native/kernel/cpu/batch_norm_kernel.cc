@@ -997,24 +997,21 @@ inline void normalizeBlockInFloats(const Geometry& g, const float* input, float*
                               block.b1 - block.b0, block.stride, block.positions, coefficients);
     return;
   }
-  const int rowsPerLoad = 1;
+  // A larger tensor is bound by memory, read fastest strictly in address order: one row at a time.
   // Locals, not members: the compiler must otherwise reload them after every (may-alias) vector store.
   const float *centers = coefficients.row(0), *scaleHighs = coefficients.row(1),
               *scaleLows = coefficients.row(2), *shifts = coefficients.row(3);
   const int64_t positions = block.positions, stride = block.stride, b1 = block.b1;
   const float* in = input + block.first;
   float* out = output + block.first;
-  for (int64_t b = block.b0; b < b1; b += rowsPerLoad) {
-    const int rows = static_cast<int>(minInt64(rowsPerLoad, b1 - b));
+  for (int64_t b = block.b0; b < b1; ++b) {
     for (int64_t at = 0; at < positions; at += lanes) {
       const int count = static_cast<int>(minInt64(lanes, positions - at));
       const FloatLanes affine{Floats::load(centers + at), Floats::load(scaleHighs + at),
                               Floats::load(scaleLows + at), Floats::load(shifts + at)};
-      for (int r = 0; r < rows; ++r) {
-        const int64_t offset = (b + r) * stride + at;
-        const Floats x = count == lanes ? Floats::load(in + offset) : Floats::loadFirst(in + offset, count);
-        putFloats(affine.apply(x), out + offset, count, false);
-      }
+      const int64_t offset = b * stride + at;
+      const Floats x = count == lanes ? Floats::load(in + offset) : Floats::loadFirst(in + offset, count);
+      putFloats(affine.apply(x), out + offset, count, false);
     }
   }
 }
@@ -1239,12 +1236,11 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
   }
   const bool streaming = streamsOutput<T>(g);
   if constexpr (kFloatArithmetic<T>) {
-    FloatAffine* inFloats = new FloatAffine[static_cast<size_t>(g.channels)];
-    bool allInFloats = true;
-    for (int64_t c = 0; c < g.channels && allInFloats; ++c) allInFloats = toFloatAffine(channels[c], inFloats[c]);
-    if (allInFloats) affineFlatInFloats(g, input, output, inFloats, streaming);
-    delete[] inFloats;
-    if (allInFloats) return;
+    if (FloatAffine* inFloats = floatAffines(channels, g.channels)) {
+      affineFlatInFloats(g, input, output, inFloats, streaming);
+      delete[] inFloats;
+      return;
+    }
   }
   // Planar: one (batch item, channel) row at a time.
   PreparedAffine* prepared = new PreparedAffine[static_cast<size_t>(g.channels)];
