@@ -2,7 +2,8 @@
 //
 // Kernels see the operator's per-channel decisions only through the plans below, which the operator
 // (batch_norm.cc, compiled once) provides as plain function pointers. Per-channel values are double, so
-// float32 tensors accumulate and normalize in double as PyTorch's CPU accumulate type does.
+// float32 tensors accumulate in double as PyTorch's CPU accumulate type does (the SIMD paths then apply
+// the normalization in float arithmetic; see batch_norm_kernel.cc).
 #pragma once
 
 #include <cstdint>

@@ -7,7 +7,10 @@
 // Two traversals of a contiguous (N, C, S) tensor:
 // - planar (S large): one channel at a time, its N rows of S contiguous values, accumulators in registers;
 // - interleaved (S small, down to the (N, C) of BatchNorm1d): a block of channels at a time, each row's
-//   contiguous run of (channels x S) values vectorized across channels, accumulators in a scratch row.
+//   contiguous run of (channels x S) values vectorized across channels, accumulators in a scratch row
+//   (or, for rows of whole chunks, in registers, a column group of up to four chunks at a time).
+// float32 reductions run in double; float32 normalization runs in floats on the FMA paths (see "float32
+// normalization in float arithmetic").
 // Either way a unit of work (a channel, a block) computes its statistics, asks the operator for its
 // coefficients and normalizes while its data is still in cache, and every reduction runs in a fixed
 // order inside one unit, so results do not depend on the thread count.
@@ -1019,11 +1022,12 @@ inline void normalizeBlockInFloats(const Geometry& g, const float* input, float*
 // ---------------------------------------------------------------------------------------------------
 // Training forward
 
-// y = (x - center) * scale + shift over one row. float32 is rounded once from double either way; folding
-// the centering into the shift, x * scale + (shift - center * scale), saves a subtraction per element
-// and costs at most |mean| / std * 2^-53 relative, far below float32 resolution. float64 keeps the
-// centered form, which its 1e-10 contract needs when |mean| >> std; non-finite coefficients keep it too,
-// so special values propagate as before.
+// y = (x - center) * scale + shift over one row: in floats where prepared (float32 on the FMA paths),
+// otherwise in double. There, float32 is rounded once from double either way, and folding the centering
+// into the shift, x * scale + (shift - center * scale), saves a subtraction per element and costs at
+// most |mean| / std * 2^-53 relative, far below float32 resolution. float64 keeps the centered form,
+// which its 1e-10 contract needs when |mean| >> std; non-finite coefficients keep it too, so special
+// values propagate as before.
 template <typename T>
 inline void affineRow(const T* in, T* out, int64_t length, const PreparedAffine& prepared, bool streaming) {
   if constexpr (kFloatArithmetic<T>) {
