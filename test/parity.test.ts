@@ -8,26 +8,54 @@ import { type FixtureCase, loadFunctionalCases } from './helpers/fixtures';
 const cases = loadFunctionalCases();
 
 /**
- * float32: our error against the exact answer is at most PyTorch's own float32 error, or `ulps` ulps of
- * the array's scale. (In float64 both are a few ulps and which is smaller is a coin toss; the 1e-10
- * bound is the contract.) Statistics and gradients are rounded once from double: half an ulp. The
- * normalized output is computed in float arithmetic on the SIMD paths (native/kernel/cpu, "float32
- * normalization in float arithmetic"): one ulp, and below PyTorch on average (see the aggregate test).
+ * float32: our error against the exact answer is at most PyTorch's own float32 error, or `floor` (by
+ * default half an ulp of the array's scale: statistics and gradients are rounded once from double). (In
+ * float64 both are a few ulps and which is smaller is a coin toss; the 1e-10 bound is the contract.)
  */
 function expectAtLeastAsAccurateAsTorch(
   ours: FloatArray | null,
   torch: FloatArray | null,
   expected: Float64Array | null,
   label: string,
-  ulps = 0.5,
+  floor = expected === null ? 0 : 2 ** -24 * scaleOf(expected),
 ): void {
   if (ours === null || torch === null || expected === null) return;
   const ourError = maxError(ours, expected, label);
   const torchError = maxError(torch, expected, `${label} (torch)`);
-  const floor = ulps * 2 ** -23 * scaleOf(expected);
   expect(ourError, `${label}: ours ${ourError} vs PyTorch ${torchError}`).toBeLessThanOrEqual(
     Math.max(torchError, floor) * 1.0001,
   );
+}
+
+/**
+ * The error bound of the float32 normalized output where the SIMD paths compute it in float arithmetic
+ * (native/kernel/cpu/batch_norm_kernel.cc, "float32 normalization in float arithmetic"):
+ * d = x - mean_f is rounded unless x is within a factor of two of the mean, the shift t (the bias, with
+ * the mean's rounding folded in) is rounded to float and the inner fma rounds about t, the outer fma
+ * rounds about y. With u = 2^-24: |error| <= u (|x - mean| |alpha| + 2 |bias| + |y|), plus terms of order
+ * u^2. The largest of that over the array (1% for the u^2 terms), or 0 where alpha is not finite (the
+ * kernels then stay in double).
+ */
+function floatOutputBound(fixture: FixtureCase): number {
+  const inputs = fixture.inputs();
+  const x = inputs.input!;
+  const y = fixture.expected.output!;
+  const channels = fixture.shape[1]!;
+  const spatial = fixture.shape.slice(2).reduce((a, b) => a * b, 1);
+  let bound = 0;
+  for (let i = 0; i < x.length; i++) {
+    const c = fixture.memoryFormat === 'channelsLast' ? i % channels : Math.floor(i / spatial) % channels;
+    const weight = inputs.weight?.[c] ?? 1;
+    const mean = fixture.training ? fixture.expected.saveMean![c]! : inputs.runningMean![c]!;
+    const invstd = fixture.training
+      ? fixture.expected.saveInvstd![c]!
+      : 1 / Math.sqrt(inputs.runningVar![c]! + fixture.eps);
+    const alpha = weight * invstd;
+    const terms = Math.abs(x[i]! - mean) * Math.abs(alpha) + 2 * Math.abs(inputs.bias?.[c] ?? 0) + Math.abs(y[i]!);
+    if (!Number.isFinite(alpha)) return 0;
+    if (Number.isFinite(terms)) bound = Math.max(bound, terms);
+  }
+  return 2 ** -24 * bound * 1.01;
 }
 
 /**
@@ -88,7 +116,7 @@ function errorInUlps(values: FloatArray, expected: Float64Array, label: string):
 }
 
 describe(`parity with PyTorch (${cases.length} cases, kernel path ${cpuCapability()})`, () => {
-  it("has float32 output errors below PyTorch's: a smaller median, and never more than 1 ulp", () => {
+  it("has float32 output errors below PyTorch's: a smaller median over the fixtures", () => {
     const ours: number[] = [];
     const torch: number[] = [];
     for (const fixture of cases) {
@@ -101,7 +129,6 @@ describe(`parity with PyTorch (${cases.length} cases, kernel path ${cpuCapabilit
     expect(median(ours), `median error: ours ${median(ours)} ulp, PyTorch ${median(torch)} ulp`).toBeLessThan(
       median(torch),
     );
-    expect(Math.max(...ours)).toBeLessThanOrEqual(1);
   });
 
   it('has fixtures covering every rank, both dtypes, both modes and both memory formats', () => {
@@ -140,7 +167,8 @@ describe(`parity with PyTorch (${cases.length} cases, kernel path ${cpuCapabilit
         const forward = runForward(fixture);
         const backward = runBackward(fixture);
         const { expected, torch } = fixture;
-        expectAtLeastAsAccurateAsTorch(forward.output.data, torch.output, expected.output, 'output', 1);
+        expectAtLeastAsAccurateAsTorch(forward.output.data, torch.output, expected.output, 'output',
+          Math.max(2 ** -24 * scaleOf(expected.output ?? []), floatOutputBound(fixture)));
         expectAtLeastAsAccurateAsTorch(forward.runningMean, torch.runningMean, expected.runningMean, 'runningMean');
         expectAtLeastAsAccurateAsTorch(forward.runningVar, torch.runningVar, expected.runningVar, 'runningVar');
         expectAtLeastAsAccurateAsTorch(backward.gradInput?.data ?? null, torch.gradInput, expected.gradInput, 'gradInput');
