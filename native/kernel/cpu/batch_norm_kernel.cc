@@ -499,6 +499,22 @@ struct ScratchChunk {
   }
 };
 
+// Calls group(at, std::integral_constant<int, chunks>{}) for the column groups of a row of `positions`
+// values, a whole number of chunks of `lanes`: groups of kMaxChunks chunks, then the rest. The width is a
+// compile-time constant, so a group's accumulators or coefficients can live in registers.
+template <int kMaxChunks, typename Group>
+inline void forColumnGroups(int64_t positions, int64_t lanes, Group&& group) {
+  static_assert(kMaxChunks >= 1 && kMaxChunks <= 4, "a remainder of up to three chunks is dispatched below");
+  for (int64_t at = 0; at < positions; at += kMaxChunks * lanes) {
+    switch (minInt64(kMaxChunks, (positions - at) / lanes)) {
+      case 1: group(at, std::integral_constant<int, 1>{}); break;
+      case 2: group(at, std::integral_constant<int, 2>{}); break;
+      case 3: group(at, std::integral_constant<int, 3>{}); break;
+      default: group(at, std::integral_constant<int, kMaxChunks>{});
+    }
+  }
+}
+
 // Sums and squares of x - pivot per position over the rows of a block whose rows are exactly kChunks
 // chunks (a column group of one), the accumulators in registers. Rows are added one at a time in order,
 // as in the scratch version below, so the results are the same bits.
@@ -543,14 +559,9 @@ void shiftedPartials(const T* input, const Block& block, const double* pivots, d
   constexpr int64_t lanes = Chunk<T>::lanes;
   if (block.positions % lanes == 0) {
     // Column groups of up to kHeldStatChunks chunks, each down all the block's rows (in L2).
-    for (int64_t at = 0; at < block.positions; at += kHeldStatChunks * lanes) {
-      switch (minInt64(kHeldStatChunks, (block.positions - at) / lanes)) {
-        case 1: shiftedPartialsHeld<T, 1>(input + at, block, pivots + at, sums + at, squares + at); break;
-        case 2: shiftedPartialsHeld<T, 2>(input + at, block, pivots + at, sums + at, squares + at); break;
-        case 3: shiftedPartialsHeld<T, 3>(input + at, block, pivots + at, sums + at, squares + at); break;
-        default: shiftedPartialsHeld<T, kHeldStatChunks>(input + at, block, pivots + at, sums + at, squares + at);
-      }
-    }
+    forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
+      shiftedPartialsHeld<T, decltype(chunks)::value>(input + at, block, pivots + at, sums + at, squares + at);
+    });
     return;
   }
   for (int64_t i = 0; i < paddedLength<T>(block.positions); ++i) sums[i] = squares[i] = 0;
@@ -984,14 +995,9 @@ inline void normalizeBlockInFloats(const Geometry& g, const float* input, float*
     const float* in = input + block.rowOffset(block.b0);
     float* out = output + block.rowOffset(block.b0);
     const int64_t rows = block.b1 - block.b0, stride = block.stride;
-    for (int64_t at = 0; at < block.positions; at += kHeldChunks * lanes) {
-      switch (minInt64(kHeldChunks, (block.positions - at) / lanes)) {
-        case 1: normalizeColumnsInFloats<1>(in, out, rows, stride, at, coefficients); break;
-        case 2: normalizeColumnsInFloats<2>(in, out, rows, stride, at, coefficients); break;
-        case 3: normalizeColumnsInFloats<3>(in, out, rows, stride, at, coefficients); break;
-        default: normalizeColumnsInFloats<kHeldChunks>(in, out, rows, stride, at, coefficients);
-      }
-    }
+    forColumnGroups<kHeldChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
+      normalizeColumnsInFloats<decltype(chunks)::value>(in, out, rows, stride, at, coefficients);
+    });
     return;
   }
   const bool cached = g.elements() * static_cast<int64_t>(sizeof(float)) < kCachedBytes;
@@ -1434,16 +1440,10 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     if (!plan.needSums) return;
     if (block.positions % lanes == 0) {
       // Column groups of up to kHeldStatChunks chunks, each down all the block's rows (in L2).
-      for (int64_t at = 0; at < block.positions; at += kHeldStatChunks * lanes) {
-        const T *x = input + at, *dy = gradOutput + at;
-        const double* center = centers + at;
-        switch (minInt64(kHeldStatChunks, (block.positions - at) / lanes)) {
-          case 1: gradientPartialsHeld<T, 1>(x, dy, block, center, gradSums + at, products + at); break;
-          case 2: gradientPartialsHeld<T, 2>(x, dy, block, center, gradSums + at, products + at); break;
-          case 3: gradientPartialsHeld<T, 3>(x, dy, block, center, gradSums + at, products + at); break;
-          default: gradientPartialsHeld<T, kHeldStatChunks>(x, dy, block, center, gradSums + at, products + at);
-        }
-      }
+      forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
+        gradientPartialsHeld<T, decltype(chunks)::value>(input + at, gradOutput + at, block, centers + at,
+                                                          gradSums + at, products + at);
+      });
       return;
     }
     // kAccumulatedRows rows per load and store of the accumulators, added in row order.
@@ -1517,19 +1517,10 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     if (folded[cb] && block.positions % lanes == 0 &&
         block.positions * static_cast<int64_t>(sizeof(T)) <= kColumnRowBytes) {
       // Column groups with the coefficients in registers, as normalizeBlockInFloats.
-      for (int64_t at = 0; at < block.positions; at += kHeldStatChunks * lanes) {
-        const double *dyFactors = centers + at, *xFactors = gradMeans + at, *constants = projections + at;
-        auto columns = [&](auto chunks) {
-          foldedGradientColumns<T, decltype(chunks)::value>(input, gradOutput, gradInput, block, at, dyFactors,
-                                                            xFactors, constants);
-        };
-        switch (minInt64(kHeldStatChunks, (block.positions - at) / lanes)) {
-          case 1: columns(std::integral_constant<int, 1>{}); break;
-          case 2: columns(std::integral_constant<int, 2>{}); break;
-          case 3: columns(std::integral_constant<int, 3>{}); break;
-          default: columns(std::integral_constant<int, kHeldStatChunks>{});
-        }
-      }
+      forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
+        foldedGradientColumns<T, decltype(chunks)::value>(input, gradOutput, gradInput, block, at, centers + at,
+                                                          gradMeans + at, projections + at);
+      });
       return;
     }
     if (folded[cb]) {
