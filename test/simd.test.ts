@@ -179,6 +179,26 @@ describe('interleaved tensors larger than the cache', () => {
   });
 });
 
+describe('channels-last sized tensors larger than the cache', () => {
+  // From 8 MB on, rows longer than the coefficients held in registers are walked flat with non-temporal
+  // stores from the first aligned chunk; the offset into the buffer moves that chunk.
+  const cases = [256, 80].flatMap((channels) => [0, 1, 13].flatMap((offset) =>
+    [true, false].map((training) => [channels, offset, training] as const)));
+  it.each(cases)('match the oracle: C = %i, output offset %i, training=%s', (channels, offset, training) => {
+    const rows = Math.ceil((8.2 * 2 ** 20) / 4 / channels);
+    const c = makeCase(seeded(channels + offset), Float32Array, rows, channels, 1, training);
+    const binding = native();
+    const outputs = [false, true].map((reference) => {
+      const output = new Float32Array(c.x.length + offset).subarray(offset);
+      const forward = reference ? binding.forwardReference : binding.forward;
+      forward(c.x, output, rows, channels, 1, c.weight, c.bias, c.runningMean.slice(), c.runningVar.slice(),
+        training ? new Float32Array(channels) : null, training ? new Float32Array(channels) : null, training, 0.1, 1e-5);
+      return output;
+    });
+    expectClose(outputs[0]!, outputs[1]!, 1e-6, 'output');
+  });
+});
+
 describe('threads', () => {
   /** One hex digest-like string per array, so large results compare quickly and exactly. */
   function bytesOf(arrays: FloatArray[]): string[] {
