@@ -180,8 +180,8 @@ describe('interleaved tensors larger than the cache', () => {
 });
 
 describe('channels-last sized tensors larger than the cache', () => {
-  // From 8 MB on, rows longer than the coefficients held in registers are walked flat with non-temporal
-  // stores from the first aligned chunk; the offset into the buffer moves that chunk.
+  // From 8 MB on, rows longer than the coefficients held in registers are normalized and differentiated
+  // in one flat walk with non-temporal stores from the first aligned chunk; the offset moves that chunk.
   const cases = [256, 80].flatMap((channels) => [0, 1, 13].flatMap((offset) =>
     [true, false].map((training) => [channels, offset, training] as const)));
   it.each(cases)('match the oracle: C = %i, output offset %i, training=%s', (channels, offset, training) => {
@@ -190,12 +190,18 @@ describe('channels-last sized tensors larger than the cache', () => {
     const binding = native();
     const outputs = [false, true].map((reference) => {
       const output = new Float32Array(c.x.length + offset).subarray(offset);
+      const gradInput = new Float32Array(c.x.length + offset).subarray(offset);
+      const save = [new Float32Array(training ? channels : 0), new Float32Array(training ? channels : 0)];
       const forward = reference ? binding.forwardReference : binding.forward;
+      const backward = reference ? binding.backwardReference : binding.backward;
       forward(c.x, output, rows, channels, 1, c.weight, c.bias, c.runningMean.slice(), c.runningVar.slice(),
-        training ? new Float32Array(channels) : null, training ? new Float32Array(channels) : null, training, 0.1, 1e-5);
-      return output;
+        training ? save[0]! : null, training ? save[1]! : null, training, 0.1, 1e-5);
+      backward(c.dy, c.x, rows, channels, 1, c.weight, c.runningMean, c.runningVar,
+        training ? save[0]! : null, training ? save[1]! : null, gradInput, null, null, training, 1e-5);
+      return [output, gradInput] as const;
     });
-    expectClose(outputs[0]!, outputs[1]!, 1e-6, 'output');
+    expectClose(outputs[0]![0], outputs[1]![0], 1e-6, 'output');
+    expectClose(outputs[0]![1], outputs[1]![1], 1e-6, 'gradInput', scaleOf(c.dy) * 10);
   });
 });
 

@@ -738,6 +738,46 @@ void forBlockChunks(const Block& block, Load&& coefficientsAt, Row&& row) {
   }
 }
 
+// Walks a block whose rows follow each other in memory (a single channel block: stride == positions, a
+// whole number of chunks) as one flat array, for outputs streamed with non-temporal stores. The walk
+// starts at the output's first aligned chunk, `head` values in, so every whole chunk it stores is
+// aligned; read from there, each `positions` values are a row shifted by head, whose chunks take the
+// coefficients of positions head + at on, wrapping into the next row: coefficientsAt(at) must load
+// positions up to positions + lanes, the first ones repeated. Four shifted rows share each load of the
+// coefficients; row(offset, valid, coefficients, stream) handles one chunk. Fences at the end.
+template <typename T, typename Load, typename Row>
+void forStreamedRows(const Block& block, const T* output, Load&& coefficientsAt, Row&& row) {
+  constexpr int lanes = Chunk<T>::lanes, kRows = 4;
+  const int64_t positions = block.positions, start = block.rowOffset(block.b0), rows = block.b1 - block.b0;
+  const int64_t head = headBeforeAlignment(output + start, rows * positions);
+  if (head > 0) row(start, static_cast<int>(head), coefficientsAt(0), false);
+  // Whole shifted rows; with a head, the last row's remaining positions - head values follow them.
+  const int64_t shifted = head > 0 ? rows - 1 : rows;
+  for (int64_t b = 0; b < shifted; b += kRows) {
+    const int count = static_cast<int>(minInt64(kRows, shifted - b));
+    const int64_t first = start + head + b * positions;
+    for (int64_t at = 0; at < positions; at += lanes) {
+      const auto coefficients = coefficientsAt(head + at);
+      for (int r = 0; r < count; ++r) row(first + r * positions + at, lanes, coefficients, true);
+    }
+  }
+  if (head > 0) {
+    const int64_t first = start + head + shifted * positions;
+    for (int64_t at = 0; at < positions - head; at += lanes) {
+      const int valid = static_cast<int>(minInt64(lanes, positions - head - at));
+      row(first + at, valid, coefficientsAt(head + at), valid == lanes);
+    }
+  }
+  vec::streamFence();
+}
+
+// Whether a block's output can be walked by forStreamedRows: its rows follow each other, they are whole
+// chunks, and the tensor is large enough to stream.
+template <typename T>
+bool streamsRows(const Geometry& g, const Block& block) {
+  return block.stride == block.positions && block.positions % Chunk<T>::lanes == 0 && streamsOutput<T>(g);
+}
+
 template <typename T>
 struct ScratchChunks3 {
   ScratchChunk<T> a, b, c;
@@ -969,54 +1009,25 @@ inline void normalizeFourRowsInFloats(const float* in, float* out, int64_t rows,
 // Registers for the coefficients of this many chunks (four each), leaving room for the arithmetic.
 constexpr int kHeldChunks = Floats::lanes >= 16 ? 4 : 2;
 
-// The rows of a block that follow each other in memory (one channel block spans the whole row), walked
-// as one flat array with non-temporal stores, for tensors larger than the cache. The walk starts at the
-// block's first aligned chunk, `head` values in, so every chunk stored is whole and aligned; read from
-// there, each `positions` values are a row shifted by head, whose chunks take the coefficients from
-// position head + at on (wrapping into the next row, see FloatCoefficients). Four such rows share each
-// load of the coefficients. Measured on Zen 4 against the column groups with ordinary stores: eval of
-// channels-last (256, 256, 7, 7) 0.95x a copy (was 1.1x), and with AVX2 (32, 64, 56, 56) 1.0x (was
-// 1.65x). Rows whose coefficients all fit in registers keep the ordinary stores: AVX-512 (32, 64, 56, 56)
-// measured 0.9x a copy so, 1.03x streamed.
-inline void normalizeRowsStreamedInFloats(const float* in, float* out, int64_t rows, int64_t positions,
+// Four rows per load of the coefficients, streamed (see forStreamedRows). Measured on Zen 4 against the
+// column groups with ordinary stores: eval of channels-last (256, 256, 7, 7) 0.95x a copy (was 1.1x), and
+// with AVX2 (32, 64, 56, 56) 1.0x (was 1.65x). Rows whose coefficients all fit in registers keep the
+// ordinary stores: AVX-512 (32, 64, 56, 56) measured 0.9x a copy so, 1.03x streamed.
+inline void normalizeRowsStreamedInFloats(const float* input, float* output, const Block& block,
                                           const FloatCoefficients& coefficients) {
-  constexpr int lanes = Floats::lanes, kRows = 4;
+  constexpr int lanes = Floats::lanes;
   const float *centers = coefficients.row(0), *scaleHighs = coefficients.row(1),
               *scaleLows = coefficients.row(2), *shifts = coefficients.row(3);
-  auto affineAt = [&](int64_t at) {
-    return FloatLanes{Floats::load(centers + at), Floats::load(scaleHighs + at), Floats::load(scaleLows + at),
-                      Floats::load(shifts + at)};
-  };
-  const int64_t head = headBeforeAlignment(out, rows * positions);
-  if (head > 0) {
-    const int count = static_cast<int>(head);
-    affineAt(0).apply(Floats::loadFirst(in, count)).storeFirst(out, count);
-  }
-  in += head;
-  out += head;
-  // Whole shifted rows; with a head, the last row's remaining positions - head values follow them.
-  const int64_t shifted = head > 0 ? rows - 1 : rows;
-  for (int64_t b = 0; b < shifted; b += kRows) {
-    const int count = static_cast<int>(minInt64(kRows, shifted - b));
-    const float* rowIn = in + b * positions;
-    float* rowOut = out + b * positions;
-    for (int64_t at = 0; at < positions; at += lanes) {
-      const FloatLanes affine = affineAt(head + at);
-      for (int r = 0; r < count; ++r) {
-        affine.apply(Floats::load(rowIn + r * positions + at)).stream(rowOut + r * positions + at);
-      }
-    }
-  }
-  if (head > 0) {
-    const float* rowIn = in + shifted * positions;
-    float* rowOut = out + shifted * positions;
-    for (int64_t at = 0; at < positions - head; at += lanes) {
-      const int count = static_cast<int>(minInt64(lanes, positions - head - at));
-      const Floats x = count == lanes ? Floats::load(rowIn + at) : Floats::loadFirst(rowIn + at, count);
-      putFloats(affineAt(head + at).apply(x), rowOut + at, count, true);
-    }
-  }
-  vec::streamFence();
+  forStreamedRows<float>(
+      block, output,
+      [&](int64_t at) {
+        return FloatLanes{Floats::load(centers + at), Floats::load(scaleHighs + at), Floats::load(scaleLows + at),
+                          Floats::load(shifts + at)};
+      },
+      [&](int64_t offset, int valid, const FloatLanes& affine, bool stream) {
+        const Floats x = valid == lanes ? Floats::load(input + offset) : Floats::loadFirst(input + offset, valid);
+        putFloats(affine.apply(x), output + offset, valid, stream);
+      });
 }
 
 // kChunks chunks from position `column` of each row, the coefficients held in registers.
@@ -1047,10 +1058,8 @@ constexpr int64_t kColumnRowBytes = 1024;
 inline void normalizeBlockInFloats(const Geometry& g, const float* input, float* output, const Block& block,
                                    const FloatCoefficients& coefficients) {
   constexpr int lanes = Floats::lanes;
-  if (block.positions % lanes == 0 && block.positions > kHeldChunks * lanes && block.stride == block.positions &&
-      streamsOutput<float>(g)) {
-    normalizeRowsStreamedInFloats(input + block.rowOffset(block.b0), output + block.rowOffset(block.b0),
-                                  block.b1 - block.b0, block.positions, coefficients);
+  if (block.positions > kHeldChunks * lanes && streamsRows<float>(g, block)) {
+    normalizeRowsStreamedInFloats(input, output, block, coefficients);
     return;
   }
   if (block.positions % lanes == 0 && block.positions * static_cast<int64_t>(sizeof(float)) <= kColumnRowBytes) {
@@ -1480,8 +1489,8 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
   const Tiling tiling = tilingFor<T>(g);
   const int64_t padded = paddedLength<T>(tiling.channels * g.spatial);
   TaskRows partials(tiling, 2, padded);  // sum(dy), sum((x - center) dy)
-  // Per channel block: center, gradMean, projection, scale.
-  TaskRows coefficients(Tiling{tiling.channels, tiling.channelBlocks, 1, 1}, 4, padded);
+  // Per channel block: center, gradMean, projection, scale; a chunk more for forStreamedRows' wrap.
+  TaskRows coefficients(Tiling{tiling.channels, tiling.channelBlocks, 1, 1}, 4, padded + lanes);
   bool* readsInput = new bool[static_cast<size_t>(tiling.channelBlocks)];
   // float32 blocks whose dx coefficients fold into three rows (see FoldedGradient).
   bool* folded = new bool[static_cast<size_t>(tiling.channelBlocks)];
@@ -1566,6 +1575,11 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
         broadcastRow(coefficients.row(cb, 0, 3), from, g.spatial, coef.scale);
       }
     }
+    const int64_t positions = first.positions;
+    for (int k = 0; k < 3 && folded[cb]; ++k) {
+      double* row = coefficients.row(cb, 0, k);
+      for (int64_t i = 0; i < lanes; ++i) row[positions + i] = row[i % positions];
+    }
     delete[] coefs;
   };
   auto applyPass = [&](int64_t cb, int64_t rb) {
@@ -1576,6 +1590,24 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     const double* projections = coefficients.row(cb, 0, 2);
     const double* scales = coefficients.row(cb, 0, 3);
     const bool training = readsInput[cb];
+    // dx = dy * dyFactor + (x * xFactor + constant), coefficients in rows 0, 1, 2.
+    auto foldedChunk = [&](int64_t offset, int valid, const ScratchChunks3<T>& k, bool stream) {
+      Chunk<T> dys = loadChunk(gradOutput + offset, valid);
+      const Chunk<T> xs = loadChunk(input + offset, valid);
+      for (int p = 0; p < parts; ++p) {
+        dys.part[p] = fmadd(dys.part[p], k.a.v[p], fmadd(xs.part[p], k.b.v[p], k.c.v[p]));
+      }
+      putChunk(dys, gradInput + offset, valid, stream);
+    };
+    auto foldedAt = [&](int64_t at) {
+      return ScratchChunks3<T>{ScratchChunk<T>::load(centers, at), ScratchChunk<T>::load(gradMeans, at),
+                               ScratchChunk<T>::load(projections, at)};
+    };
+    // Streamed where the rows are longer than the held coefficients, as normalizeBlockInFloats.
+    if (folded[cb] && block.positions > kHeldStatChunks * lanes && streamsRows<T>(g, block)) {
+      forStreamedRows<T>(block, gradInput, foldedAt, foldedChunk);
+      return;
+    }
     if (folded[cb] && block.positions % lanes == 0 &&
         block.positions * static_cast<int64_t>(sizeof(T)) <= kColumnRowBytes) {
       // Column groups with the coefficients in registers, as normalizeBlockInFloats.
@@ -1586,21 +1618,9 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
       return;
     }
     if (folded[cb]) {
-      // dx = dy * dyFactor + (x * xFactor + constant), coefficients in rows 0, 1, 2.
-      forBlockChunks<T>(
-          block,
-          [&](int64_t at) {
-            return ScratchChunks3<T>{ScratchChunk<T>::load(centers, at), ScratchChunk<T>::load(gradMeans, at),
-                                     ScratchChunk<T>::load(projections, at)};
-          },
-          [&](int64_t offset, int valid, const ScratchChunks3<T>& k) {
-            Chunk<T> dys = loadChunk(gradOutput + offset, valid);
-            const Chunk<T> xs = loadChunk(input + offset, valid);
-            for (int p = 0; p < parts; ++p) {
-              dys.part[p] = fmadd(dys.part[p], k.a.v[p], fmadd(xs.part[p], k.b.v[p], k.c.v[p]));
-            }
-            storeChunk(dys, gradInput + offset, valid);
-          });
+      forBlockChunks<T>(block, foldedAt, [&](int64_t offset, int valid, const ScratchChunks3<T>& k) {
+        foldedChunk(offset, valid, k, false);
+      });
       return;
     }
     // Four rows per load of the coefficients.
