@@ -1,6 +1,7 @@
 // `npm run bench`: median times of batchnorm's eval forward, training forward and training backward
 // (float32, NCHW) next to a native memcpy of the same bytes and PyTorch, all measured in this run.
-//   npm run bench [-- --json] [-- --budget-ms 400] [-- --threads 1,2] [-- --rounds 2]
+//   npm run bench [-- --json] [-- --budget-ms 400] [-- --threads 1,2] [-- --rounds 2] [-- --only 256x256x7x7]
+// --only keeps the shapes whose name ("256x256x7x7", "256x256x7x7 NHWC") contains the given text.
 // The machine this runs on may be shared: every case is measured in each of `rounds` rounds (ours,
 // then PyTorch's), and each time kept is its smallest median over the rounds, so a slow spell during
 // one side's turn does not decide a ratio.
@@ -34,6 +35,9 @@ const SHAPES = [
 ].map((shape) => ({ shape, format: 'contiguous' }));
 // Channels-last (NHWC) rows, compared with the contiguous rows of the same shape.
 SHAPES.push(...[[32, 64, 56, 56], [256, 256, 7, 7]].map((shape) => ({ shape, format: 'channelsLast' })));
+const only = option('--only', null);
+const selected = only === null ? SHAPES : SHAPES.filter(({ shape, format }) =>
+  `${shape.join('x')}${format === 'channelsLast' ? ' NHWC' : ''}`.includes(only));
 const OPS = ['eval', 'train', 'backward'];
 const native = nativeModule.native();
 
@@ -134,7 +138,7 @@ let torch = null;
 for (let round = 0; round < rounds; round++) {
   const measured = [];
   for (const threads of threadCounts) {
-    for (const shape of SHAPES) for (const op of OPS) measured.push(benchCase(shape, op, threads));
+    for (const shape of selected) for (const op of OPS) measured.push(benchCase(shape, op, threads));
   }
   cases = round === 0 ? measured : cases.map((c, i) => ({
     ...c,
