@@ -1533,15 +1533,19 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     const double* centers = coefficients.row(cb, 0, 0);
     for (int64_t i = 0; i < padded; ++i) gradSums[i] = products[i] = 0;
     if (!plan.needSums) return;
-    if (block.positions % lanes == 0) {
-      // Column groups of up to kHeldStatChunks chunks, each down all the block's rows (in L2).
+    if (block.positions % lanes == 0 && block.positions <= kHeldStatChunks * lanes) {
+      // Rows of whole chunks that fit in the registers: the accumulators stay there.
       forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
         gradientPartialsHeld<T, decltype(chunks)::value>(input + at, gradOutput + at, block, centers + at,
                                                           gradSums + at, products + at);
       });
       return;
     }
-    // kAccumulatedRows rows per load and store of the accumulators, added in row order.
+    // kAccumulatedRows rows per load and store of the accumulators, added in row order (the same bits as
+    // the held version). The rows are interleaved runs the hardware prefetchers follow poorly: the inputs
+    // are requested kStreamedRowsAhead rows ahead (measured on Zen 4 in isolation, rows of 1 KB: 2.5x
+    // faster than without, and 2x faster than column groups of held accumulators, which read each row
+    // in strided pieces).
     for (int64_t b = block.b0; b < block.b1; b += kAccumulatedRows) {
       const int rows = static_cast<int>(minInt64(kAccumulatedRows, block.b1 - b));
       for (int64_t at = 0; at < block.positions; at += lanes) {
@@ -1550,6 +1554,10 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
         auto sum = ScratchChunk<T>::load(gradSums, at), product = ScratchChunk<T>::load(products, at);
         for (int r = 0; r < rows; ++r) {
           const int64_t offset = block.rowOffset(b + r) + at;
+          if (b + r + kStreamedRowsAhead < g.batch) {
+            prefetch(input + offset + kStreamedRowsAhead * block.stride);
+            prefetch(gradOutput + offset + kStreamedRowsAhead * block.stride);
+          }
           const Chunk<T> xs = loadChunk(input + offset, valid);
           const Chunk<T> dys = loadChunk(gradOutput + offset, valid);
           for (int p = 0; p < parts; ++p) {
