@@ -2,6 +2,8 @@
 // (SSE2 on x86-64, NEON on AArch64). Used by the "default" kernel path.
 #pragma once
 
+#include "vec/always_inline.h"
+
 #include <cstddef>
 
 namespace batchnorm::vec {
@@ -11,47 +13,47 @@ struct Doubles {
   static constexpr int lanes = 2;
   double v[lanes];
 
-  static Doubles zero() { return broadcast(0.0); }
-  static Doubles broadcast(double value) {
+  BATCHNORM_ALWAYS_INLINE static Doubles zero() { return broadcast(0.0); }
+  BATCHNORM_ALWAYS_INLINE static Doubles broadcast(double value) {
     Doubles r;
     for (int i = 0; i < lanes; ++i) r.v[i] = value;
     return r;
   }
-  static Doubles load(const double* p) {
+  BATCHNORM_ALWAYS_INLINE static Doubles load(const double* p) {
     Doubles r;
     for (int i = 0; i < lanes; ++i) r.v[i] = p[i];
     return r;
   }
-  static Doubles loadFirst(const double* p, int count) {
+  BATCHNORM_ALWAYS_INLINE static Doubles loadFirst(const double* p, int count) {
     Doubles r = zero();
     for (int i = 0; i < count; ++i) r.v[i] = p[i];
     return r;
   }
-  void store(double* p) const {
+  BATCHNORM_ALWAYS_INLINE void store(double* p) const {
     for (int i = 0; i < lanes; ++i) p[i] = v[i];
   }
-  void storeFirst(double* p, int count) const {
+  BATCHNORM_ALWAYS_INLINE void storeFirst(double* p, int count) const {
     for (int i = 0; i < count; ++i) p[i] = v[i];
   }
-  void stream(double* p) const { store(p); }  // no portable non-temporal store
-  double sum() const { return v[0] + v[1]; }
+  BATCHNORM_ALWAYS_INLINE void stream(double* p) const { store(p); }  // no portable non-temporal store
+  BATCHNORM_ALWAYS_INLINE double sum() const { return v[0] + v[1]; }
 };
 
-inline Doubles operator+(Doubles a, Doubles b) {
+BATCHNORM_ALWAYS_INLINE inline Doubles operator+(Doubles a, Doubles b) {
   for (int i = 0; i < Doubles::lanes; ++i) a.v[i] += b.v[i];
   return a;
 }
-inline Doubles operator-(Doubles a, Doubles b) {
+BATCHNORM_ALWAYS_INLINE inline Doubles operator-(Doubles a, Doubles b) {
   for (int i = 0; i < Doubles::lanes; ++i) a.v[i] -= b.v[i];
   return a;
 }
-inline Doubles operator*(Doubles a, Doubles b) {
+BATCHNORM_ALWAYS_INLINE inline Doubles operator*(Doubles a, Doubles b) {
   for (int i = 0; i < Doubles::lanes; ++i) a.v[i] *= b.v[i];
   return a;
 }
 // Not fused on the portable path (no FMA in baseline x86-64); the difference is below float rounding.
-inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return a * b + c; }
-inline Doubles keepFirst(Doubles a, int count) {
+BATCHNORM_ALWAYS_INLINE inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return a * b + c; }
+BATCHNORM_ALWAYS_INLINE inline Doubles keepFirst(Doubles a, int count) {
   for (int i = count; i < Doubles::lanes; ++i) a.v[i] = 0;
   return a;
 }
@@ -60,56 +62,56 @@ struct Floats {
   static constexpr int lanes = 2 * Doubles::lanes;
   float v[lanes];
 
-  static Floats broadcast(float value) {
+  BATCHNORM_ALWAYS_INLINE static Floats broadcast(float value) {
     Floats r;
     for (int i = 0; i < lanes; ++i) r.v[i] = value;
     return r;
   }
-  static Floats load(const float* p) {
+  BATCHNORM_ALWAYS_INLINE static Floats load(const float* p) {
     Floats r;
     for (int i = 0; i < lanes; ++i) r.v[i] = p[i];
     return r;
   }
-  static Floats loadFirst(const float* p, int count) {
+  BATCHNORM_ALWAYS_INLINE static Floats loadFirst(const float* p, int count) {
     Floats r;
     for (int i = 0; i < lanes; ++i) r.v[i] = i < count ? p[i] : 0.0f;
     return r;
   }
-  void store(float* p) const {
+  BATCHNORM_ALWAYS_INLINE void store(float* p) const {
     for (int i = 0; i < lanes; ++i) p[i] = v[i];
   }
-  void storeFirst(float* p, int count) const {
+  BATCHNORM_ALWAYS_INLINE void storeFirst(float* p, int count) const {
     for (int i = 0; i < count; ++i) p[i] = v[i];
   }
-  void stream(float* p) const { store(p); }
+  BATCHNORM_ALWAYS_INLINE void stream(float* p) const { store(p); }
 };
 
-inline Floats operator-(Floats a, Floats b) {
+BATCHNORM_ALWAYS_INLINE inline Floats operator-(Floats a, Floats b) {
   for (int i = 0; i < Floats::lanes; ++i) a.v[i] -= b.v[i];
   return a;
 }
 // Lanes below `count` from `first`, the others from `rest`.
-inline Floats selectFirst(int count, Floats first, Floats rest) {
+BATCHNORM_ALWAYS_INLINE inline Floats selectFirst(int count, Floats first, Floats rest) {
   for (int i = count; i < Floats::lanes; ++i) first.v[i] = rest.v[i];
   return first;
 }
 // Not fused (see the Doubles fmadd): the kernels do not compute in floats on this path.
-inline Floats fmadd(Floats a, Floats b, Floats c) {
+BATCHNORM_ALWAYS_INLINE inline Floats fmadd(Floats a, Floats b, Floats c) {
   for (int i = 0; i < Floats::lanes; ++i) a.v[i] = a.v[i] * b.v[i] + c.v[i];
   return a;
 }
 // Whether fmadd on Floats rounds once, which float arithmetic in the kernels relies on.
 constexpr bool kFusedFloats = false;
 
-inline void streamFence() {}
+BATCHNORM_ALWAYS_INLINE inline void streamFence() {}
 
-inline void widen(Floats f, Doubles& low, Doubles& high) {
+BATCHNORM_ALWAYS_INLINE inline void widen(Floats f, Doubles& low, Doubles& high) {
   for (int i = 0; i < Doubles::lanes; ++i) {
     low.v[i] = static_cast<double>(f.v[i]);
     high.v[i] = static_cast<double>(f.v[i + Doubles::lanes]);
   }
 }
-inline Floats narrow(Doubles low, Doubles high) {
+BATCHNORM_ALWAYS_INLINE inline Floats narrow(Doubles low, Doubles high) {
   Floats r;
   for (int i = 0; i < Doubles::lanes; ++i) {
     r.v[i] = static_cast<float>(low.v[i]);
@@ -118,8 +120,10 @@ inline Floats narrow(Doubles low, Doubles high) {
   return r;
 }
 
-inline void loadWidened(const float* p, Doubles& low, Doubles& high) { widen(Floats::load(p), low, high); }
-inline void storeNarrowed(float* p, Doubles low, Doubles high) { narrow(low, high).store(p); }
+BATCHNORM_ALWAYS_INLINE inline void loadWidened(const float* p, Doubles& low, Doubles& high) {
+  widen(Floats::load(p), low, high);
+}
+BATCHNORM_ALWAYS_INLINE inline void storeNarrowed(float* p, Doubles low, Doubles high) { narrow(low, high).store(p); }
 
 }  // namespace base
 }  // namespace batchnorm::vec
