@@ -5,10 +5,12 @@
 // new[]/delete[] for the same reason (no std templates instantiated here).
 //
 // Two traversals of a contiguous (N, C, S) tensor:
-// - planar (S large): one channel at a time, its N rows of S contiguous values, accumulators in registers;
-// - interleaved (S small, down to the (N, C) of BatchNorm1d): a block of channels at a time, each row's
-//   contiguous run of (channels x S) values vectorized across channels, accumulators in a scratch row
-//   (or, for rows of whole chunks, in registers, a column group of up to four chunks at a time).
+// - planar (S >= 64): one channel at a time, its N rows of S contiguous values, accumulators in registers;
+// - interleaved (S < 64, down to the (N, C) of BatchNorm1d and channels-last): a block of channels at a
+//   time, each row's contiguous run of (channels x S) values vectorized across channels, accumulators in
+//   a scratch row (or, for rows of whole chunks, in registers, a column group of up to four chunks at a
+//   time); large tensors whose rows follow each other are normalized in one flat walk with non-temporal
+//   stores (forStreamedRows), and interleaved reads are prefetched a few rows ahead.
 // float32 reductions run in double; float32 normalization runs in floats on the FMA paths (see "float32
 // normalization in float arithmetic").
 // Either way a unit of work (a channel, a block) computes its statistics, asks the operator for its
