@@ -579,13 +579,15 @@ template <typename T>
 void shiftedPartials(const T* input, const Block& block, const double* pivots, double* sums, double* squares) {
   constexpr int parts = Chunk<T>::parts;
   constexpr int64_t lanes = Chunk<T>::lanes;
-  if (block.positions % lanes == 0 &&
-      (block.positions <= kHeldStatChunks * lanes || kHeldStatChunks * lanes * sizeof(T) >= kMinGroupBytes)) {
+  const bool largeTensor = block.tensorRows * block.stride * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
+  if (block.positions % lanes == 0 && (block.positions <= kHeldStatChunks * lanes || !largeTensor ||
+                                       kHeldStatChunks * lanes * sizeof(T) >= kMinGroupBytes)) {
     // Column groups of up to kHeldStatChunks chunks, each down all the block's rows (in L2): one group
-    // for rows that fit in the registers; for wider rows only where a group reads at least
-    // kMinGroupBytes of each row. Measured on Zen 4, channels-last: AVX-512 (256, 256, 7, 7), groups of
-    // 256 bytes, 2-24% faster than the accumulator rows below; AVX2 (32, 64, 56, 56), groups of 64
-    // bytes, 20% slower.
+    // for rows that fit in the registers; for wider rows of a tensor that stays in cache; for those of a
+    // larger one only where a group reads at least kMinGroupBytes of each row. Measured on Zen 4: AVX-512
+    // channels-last (256, 256, 7, 7), groups of 256 bytes, 2-24% faster than the accumulator rows below;
+    // AVX2 channels-last (32, 64, 56, 56), groups of 64 bytes, 20% slower; AVX2 (4096, 256), in cache,
+    // 9% faster.
     forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
       shiftedPartialsHeld<T, decltype(chunks)::value>(input + at, block, pivots + at, sums + at, squares + at);
     });
