@@ -571,6 +571,15 @@ void shiftedPartialsHeld(const T* input, const Block& block, const double* pivot
 constexpr int kHeldStatChunks = Floats::lanes >= 16 ? 4 : 2;
 // The least a column group must read of each row to beat the accumulator rows (see shiftedPartials).
 constexpr int64_t kMinGroupBytes = 256;
+// Whether rows of `positions` values of T are walked in column groups of up to kChunks chunks: rows of
+// whole chunks that make a single group, or wider ones whose groups read at least kMinGroupBytes of each
+// row (narrower groups read every row in strided pieces: AVX2, (4096, 256) eval 3x a copy so).
+template <typename T, int kChunks>
+bool wideColumnGroups(int64_t positions) {
+  constexpr int64_t lanes = Chunk<T>::lanes;
+  return positions % lanes == 0 &&
+         (positions <= kChunks * lanes || kChunks * lanes * static_cast<int64_t>(sizeof(T)) >= kMinGroupBytes);
+}
 
 // Per-position partial sums over one block's rows, written to rows of `positions` doubles.
 // float32: sums and squares of x - pivot (pivot per position). float64: compensated sums (high, low),
@@ -1114,7 +1123,8 @@ inline void normalizeBlockInFloats(const Geometry& g, const float* input, float*
     normalizeRowsStreamedInFloats(g, input, output, block, coefficients);
     return;
   }
-  if (block.positions % lanes == 0 && block.positions * static_cast<int64_t>(sizeof(float)) <= kColumnRowBytes) {
+  if (wideColumnGroups<float, kHeldChunks>(block.positions) &&
+      block.positions * static_cast<int64_t>(sizeof(float)) <= kColumnRowBytes) {
     // Rows of whole chunks: column groups of up to kHeldChunks chunks, each down all the rows, with
     // the coefficients in registers (one group when the rows are short, as channels-last often is).
     // Longer rows keep the row-major loops: with rows 4 KB apart, a group's loads would alias the
@@ -1562,7 +1572,8 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     const double* centers = coefficients.row(cb, 0, 0);
     for (int64_t i = 0; i < padded; ++i) gradSums[i] = products[i] = 0;
     if (!plan.needSums) return;
-    if (block.positions % lanes == 0 && (block.positions <= kHeldStatChunks * lanes || !streamsOutput<T>(g))) {
+    if (wideColumnGroups<T, kHeldStatChunks>(block.positions) &&
+        (block.positions <= kHeldStatChunks * lanes || !streamsOutput<T>(g))) {
       // Rows of whole chunks: column groups with the accumulators in registers, for rows that fit in
       // them and for tensors that stay in cache (measured: (4096, 256) and (128, 1024) 15% faster so).
       forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
@@ -1676,7 +1687,7 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
       forStreamedRows<T, 8>(block, gradInput, g.elements(), foldedAt, prefetchInputs, foldedChunk);
       return;
     }
-    if (folded[cb] && block.positions % lanes == 0 &&
+    if (folded[cb] && wideColumnGroups<T, kHeldStatChunks>(block.positions) &&
         block.positions * static_cast<int64_t>(sizeof(T)) <= kColumnRowBytes) {
       // Column groups with the coefficients in registers, as normalizeBlockInFloats.
       forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
