@@ -170,9 +170,15 @@ inline int64_t headBeforeAlignment(const T* out, int64_t length) {
   return head < length ? head : length;
 }
 
+// Whether a tensor of this many elements is written with non-temporal stores (and treated as not
+// staying in cache).
+template <typename T>
+bool streamsElements(int64_t elements) {
+  return elements * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
+}
 template <typename T>
 bool streamsOutput(const Geometry& g) {
-  return g.elements() * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
+  return streamsElements<T>(g.elements());
 }
 
 // Walks a row of `length` elements a chunk at a time: step(at, count, stream) handles elements
@@ -588,9 +594,8 @@ template <typename T>
 void shiftedPartials(const T* input, const Block& block, const double* pivots, double* sums, double* squares) {
   constexpr int parts = Chunk<T>::parts;
   constexpr int64_t lanes = Chunk<T>::lanes;
-  const bool largeTensor = block.tensorRows * block.stride * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
-  if (block.positions % lanes == 0 && (block.positions <= kHeldStatChunks * lanes || !largeTensor ||
-                                       kHeldStatChunks * lanes * sizeof(T) >= kMinGroupBytes)) {
+  const bool inCache = !streamsElements<T>(block.tensorRows * block.stride);
+  if (wideColumnGroups<T, kHeldStatChunks>(block.positions) || (block.positions % lanes == 0 && inCache)) {
     // Column groups of up to kHeldStatChunks chunks, each down all the block's rows (in L2): one group
     // for rows that fit in the registers; for wider rows of a tensor that stays in cache; for those of a
     // larger one only where a group reads at least kMinGroupBytes of each row. Measured on Zen 4: AVX-512
