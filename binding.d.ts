@@ -57,12 +57,15 @@ export interface NativeBinding {
 
   /**
    * forward() on the libuv thread pool. Checks run synchronously (and throw); the promise resolves when
-   * the outputs are written. Every array argument is kept alive until then.
+   * the outputs are written. Every array argument is referenced until then. `staged` is a mask: bit i
+   * runs argument i on a copy owned by the call, written back (all or none) on completion if every
+   * array is still attached and of its length. The caller keeps unstaged arrays from being detached
+   * (lib/async-memory.ts). The running statistics change only when the promise resolves.
    */
-  forwardAsync(...args: Parameters<NativeBinding['forward']>): Promise<void>;
+  forwardAsync(...args: [...Parameters<NativeBinding['forward']>, staged: number]): Promise<void>;
 
   /** backward() on the libuv thread pool (see forwardAsync). */
-  backwardAsync(...args: Parameters<NativeBinding['backward']>): Promise<void>;
+  backwardAsync(...args: [...Parameters<NativeBinding['backward']>, staged: number]): Promise<void>;
 
   /** forward() on the portable scalar oracle instead of the dispatched kernels (tests only). */
   forwardReference: NativeBinding['forward'];
@@ -70,7 +73,11 @@ export interface NativeBinding {
   /** backward() on the portable scalar oracle instead of the dispatched kernels (tests only). */
   backwardReference: NativeBinding['backward'];
 
-  /** Threads the kernels use, including the calling thread: an integer from 1 to 256. */
+  /**
+   * Threads the kernels use, including the calling thread: an integer from 1 to 256. Never waits for a
+   * running call: a busy pool applies the count when its next call starts. getNumThreads returns the
+   * count last set. One pool per Node environment, shared by every load of the addon in it.
+   */
   setNumThreads(threads: number): void;
   getNumThreads(): number;
 

@@ -1,4 +1,4 @@
-import { formatShape, invalidType, invalidValue } from './errors';
+import { BatchNormStateError, formatShape, invalidType, invalidValue } from './errors';
 import {
   type BatchNormBackwardResult,
   type BatchNormResult,
@@ -17,7 +17,7 @@ import {
   type StateDictInput,
   loadIntoModule,
 } from './state-dict';
-import { type CheckedTensor, type FloatArray, type Tensor, checkSameDtype, checkTensor } from './tensor';
+import { type CheckedTensor, type FloatArray, type Tensor, checkSameDtype, checkTensor, dtypeName } from './tensor';
 import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
 
 /** A trainable per-channel array and its accumulated gradient (null until a backward pass, or after zeroGrad). */
@@ -84,12 +84,23 @@ export abstract class BatchNormBase {
   readonly runningMean: FloatArray | null;
   /** Present when `trackRunningStats`; holds the unbiased variance estimate. */
   readonly runningVar: FloatArray | null;
-  /** Training forwards seen so far (PyTorch's int64 `num_batches_tracked`). */
-  numBatchesTracked = 0;
+  /** Training forwards seen so far (PyTorch's int64 `num_batches_tracked`): a non-negative safe integer. */
+  get numBatchesTracked(): number {
+    return this.batchesTracked;
+  }
+  set numBatchesTracked(value: number) {
+    if (typeof value !== 'number') throw invalidType('numBatchesTracked', 'a non-negative safe integer', value);
+    if (!Number.isSafeInteger(value) || value < 0) throw invalidValue('numBatchesTracked', 'a non-negative safe integer', value);
+    this.checkIdle('numBatchesTracked');
+    this.batchesTracked = value;
+  }
+  private batchesTracked = 0;
   /** Training mode (batch statistics) or evaluation mode (running statistics). New modules train. */
   training = true;
 
   private saved: SavedForward | null = null;
+  /** Whether the last forward's gradient was taken (for the message of a second backward). */
+  private backwardTaken = false;
 
   /** The module's name in messages, e.g. `BatchNorm2d`. */
   protected abstract readonly className: string;
@@ -161,10 +172,10 @@ export abstract class BatchNormBase {
     const shape = (value as { shape?: unknown } | null)?.shape;
     if (Array.isArray(shape)) this.checkInputRank(shape.length);
     const tensor = checkTensor(value, name);
-    if (!(tensor.data instanceof (this.dtype === 'float32' ? Float32Array : Float64Array))) {
+    if (dtypeName(tensor.data) !== this.dtype) {
       throw new TypeError(
         `Expected a ${this.dtype === 'float32' ? 'Float32Array' : 'Float64Array'} for ${name}.data ` +
-          `(the module's dtype is ${this.dtype}) but received ${tensor.data.constructor.name}`,
+          `(the module's dtype is ${this.dtype}) but received ${dtypeName(tensor.data) === 'float32' ? 'Float32Array' : 'Float64Array'}`,
       );
     }
     if (tensor.channels !== this.numFeatures) {
@@ -247,44 +258,61 @@ export abstract class BatchNormBase {
   /** Synchronous calls that read or change state must not interleave with queued async calls. */
   protected checkIdle(method: string): void {
     if (this.pending > 0) {
-      throw new Error(
+      throw new BatchNormStateError(
         `${this.className}.${method}() was called while ${this.pending} async call(s) on this module are pending; ` +
           'await them first (or use the async variant, which queues behind them)',
       );
     }
   }
 
-  /** Everything forward decides before touching state; throws (changing nothing) on bad input. */
+  /**
+   * Everything forward decides before touching state; throws (changing nothing) on bad input. The
+   * kernels get copies of the module's arrays (C values each): the running stats are updated in the
+   * copies and committed only when the call succeeds, and no array the module owns is ever marked or
+   * held by an async call.
+   */
   private planForward(input: Tensor, training: boolean) {
     const x = this.checkInput(input, 'input');
     const usedBatchStats = training || !this.trackRunningStats;
     const updatesRunningStats = training && this.trackRunningStats;
     if (usedBatchStats) checkBatchSizeForTraining(x);
     // PyTorch counts the batch first, so momentum null averages over batches including this one.
-    const counted = updatesRunningStats ? this.numBatchesTracked + 1 : this.numBatchesTracked;
+    const counted = updatesRunningStats ? this.batchesTracked + 1 : this.batchesTracked;
     const factor = this.momentum ?? (updatesRunningStats ? 1 / counted : 0);
+    const readsRunningStats = usedBatchStats ? updatesRunningStats : true;
+    const runningMean = readsRunningStats ? this.runningMean!.slice() : null;
+    const runningVar = readsRunningStats ? this.runningVar!.slice() : null;
+    const weight = this.weight?.data.slice() ?? null;
     return {
       x,
       usedBatchStats,
       counted,
+      updatesRunningStats,
       input: { data: x.data, shape: x.shape, memoryFormat: x.memoryFormat },
       options: {
-        weight: this.weight?.data ?? null,
-        bias: this.bias?.data ?? null,
-        runningMean: usedBatchStats && !updatesRunningStats ? null : this.runningMean,
-        runningVar: usedBatchStats && !updatesRunningStats ? null : this.runningVar,
+        weight,
+        bias: this.bias?.data.slice() ?? null,
+        runningMean,
+        runningVar,
         training: usedBatchStats,
         momentum: factor,
         eps: this.eps,
       },
-      weightAtForward: this.weight?.data.slice() ?? null,
-      runningMeanAtForward: usedBatchStats ? null : this.runningMean!.slice(),
-      runningVarAtForward: usedBatchStats ? null : this.runningVar!.slice(),
+      // The weight and running stats this forward used, for its backward (an optimizer step in between
+      // must not change the gradient).
+      weightAtForward: weight,
+      runningMeanAtForward: usedBatchStats ? null : runningMean,
+      runningVarAtForward: usedBatchStats ? null : runningVar,
     };
   }
 
+  /** Applies a successful forward: running stats, counter and what backward needs, all at once. */
   private commitForward(plan: ReturnType<BatchNormBase['planForward']>, result: BatchNormResult): void {
-    this.numBatchesTracked = plan.counted;
+    if (plan.updatesRunningStats) {
+      this.runningMean!.set(plan.options.runningMean!);
+      this.runningVar!.set(plan.options.runningVar!);
+    }
+    this.batchesTracked = plan.counted;
     this.saved = {
       input: plan.x,
       weight: plan.weightAtForward,
@@ -294,12 +322,18 @@ export abstract class BatchNormBase {
       runningMean: plan.runningMeanAtForward,
       runningVar: plan.runningVarAtForward,
     };
+    this.backwardTaken = false;
   }
 
   private planBackward(gradOutput: Tensor) {
     const saved = this.saved;
     if (saved === null) {
-      throw new Error(`${this.className}.backward() needs a preceding forward() (each forward allows one backward)`);
+      throw new BatchNormStateError(
+        this.backwardTaken
+          ? `${this.className}.backward() was already called for the last forward(); each forward allows one backward ` +
+              '(run forward() again for another gradient)'
+          : `${this.className}.backward() needs a preceding forward() (none since the module was created)`,
+      );
     }
     const dy = checkTensor(gradOutput, 'gradOutput');
     checkSameDtype(dy.data, 'gradOutput.data', saved.input.data);
@@ -315,6 +349,7 @@ export abstract class BatchNormBase {
     }
     // One backward per forward: claimed now, so a second (even queued) backward fails clearly.
     this.saved = null;
+    this.backwardTaken = true;
     return {
       gradOutput: { data: dy.data, shape: dy.shape, memoryFormat: dy.memoryFormat },
       input: { data: saved.input.data, shape: saved.input.shape, memoryFormat: saved.input.memoryFormat },
@@ -345,6 +380,7 @@ export abstract class BatchNormBase {
    * `num_batches_tracked` is a `BigInt64Array` of length 1.
    */
   stateDict(): StateDict {
+    this.checkIdle('stateDict');
     const state: StateDict = {};
     if (this.weight !== null && this.bias !== null) {
       state.weight = this.weight.data.slice();
@@ -374,8 +410,9 @@ export abstract class BatchNormBase {
    * `shift = bias - running_mean * scale`.
    */
   toAffine(): { scale: FloatArray; shift: FloatArray } {
+    this.checkIdle('toAffine');
     if (this.runningMean === null || this.runningVar === null) {
-      throw new Error(`${this.className}.toAffine() needs running statistics, but trackRunningStats is false`);
+      throw new BatchNormStateError(`${this.className}.toAffine() needs running statistics, but trackRunningStats is false`);
     }
     const scale = newArray(this.dtype, this.numFeatures);
     const shift = newArray(this.dtype, this.numFeatures);

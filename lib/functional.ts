@@ -1,4 +1,6 @@
+import { type CallerArray, protectAsyncArrays } from './async-memory';
 import { formatShape, invalidType } from './errors';
+import { elementCount, ownValue } from './intrinsics';
 import { native } from './native';
 import {
   type CheckedTensor,
@@ -8,6 +10,8 @@ import {
   checkNoOverlap,
   checkSameDtype,
   checkTensor,
+  isFloat32Array,
+  newLike,
 } from './tensor';
 import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
 
@@ -86,12 +90,10 @@ const BACKWARD_KEYS = [
   'out',
 ] as const;
 
+const BACKWARD_OUT_KEYS = ['gradInput', 'gradWeight', 'gradBias'] as const;
+
 export const DEFAULT_EPS = 1e-5;
 export const DEFAULT_MOMENTUM = 0.1;
-
-function newLike(like: FloatArray, length: number): FloatArray {
-  return like instanceof Float32Array ? new Float32Array(length) : new Float64Array(length);
-}
 
 // Evaluation returns empty saved statistics; one frozen empty array per dtype serves every call.
 const EMPTY_FLOAT32 = Object.freeze(new Float32Array(0)) as Float32Array;
@@ -102,7 +104,7 @@ const EMPTY_FLOAT64 = Object.freeze(new Float64Array(0)) as Float64Array;
  * allocations, and this saves one.
  */
 function newSavedStats(like: FloatArray, channels: number): [FloatArray, FloatArray] {
-  if (like instanceof Float32Array) {
+  if (isFloat32Array(like)) {
     const buffer = new ArrayBuffer(8 * channels);
     return [new Float32Array(buffer, 0, channels), new Float32Array(buffer, 4 * channels, channels)];
   }
@@ -148,14 +150,22 @@ export function batchNorm(input: Tensor, options?: BatchNormOptions): BatchNormR
  */
 export async function batchNormAsync(input: Tensor, options?: BatchNormOptions): Promise<BatchNormResult> {
   const call = prepareForward(input, options);
-  await native().forwardAsync(...call.args);
+  const staged = protectAsyncArrays(call.callerArrays);
+  await native().forwardAsync(...call.args, staged);
   return call.result;
 }
 
 type ForwardArgs = Parameters<ReturnType<typeof native>['forward']>;
 type BackwardArgs = Parameters<ReturnType<typeof native>['backward']>;
 
-function prepareForward(input: Tensor, options: BatchNormOptions | undefined): { args: ForwardArgs; result: BatchNormResult } {
+interface PreparedCall<Args, Result> {
+  args: Args;
+  result: Result;
+  /** The arrays among args that the caller passed in (and so can reach while an async call runs). */
+  callerArrays: CallerArray[];
+}
+
+function prepareForward(input: Tensor, options: BatchNormOptions | undefined): PreparedCall<ForwardArgs, BatchNormResult> {
   const x = checkTensor(input, 'input');
   const opts = checkOptions(options, 'options', FORWARD_KEYS);
   const training = checkBoolean(opts.training, 'options.training', false);
@@ -172,9 +182,8 @@ function prepareForward(input: Tensor, options: BatchNormOptions | undefined): {
   let out: FloatArray | null = null;
   if (opts.out !== undefined) {
     checkSameDtype(opts.out, 'options.out', x.data);
-    if (opts.out.length !== x.data.length) {
-      throw new RangeError(`options.out should contain ${x.data.length} elements not ${opts.out.length}`);
-    }
+    const length = elementCount(opts.out);
+    if (length !== x.elements) throw new RangeError(`options.out should contain ${x.elements} elements not ${length}`);
     out = opts.out;
   }
   checkNoOverlap(
@@ -190,8 +199,8 @@ function prepareForward(input: Tensor, options: BatchNormOptions | undefined): {
   );
   if (training) checkBatchSizeForTraining(x);
 
-  const output = out ?? newLike(x.data, x.data.length);
-  const empty = x.data instanceof Float32Array ? EMPTY_FLOAT32 : EMPTY_FLOAT64;
+  const output = out ?? newLike(x.data, x.elements);
+  const empty = isFloat32Array(x.data) ? EMPTY_FLOAT32 : EMPTY_FLOAT64;
   const [saveMean, saveInvstd] = training ? newSavedStats(x.data, x.channels) : [empty, empty];
   const args: ForwardArgs = [
     x.data,
@@ -209,15 +218,29 @@ function prepareForward(input: Tensor, options: BatchNormOptions | undefined): {
     momentum,
     eps,
   ];
-  return { args, result: { output: { data: output, shape: x.shape, memoryFormat: x.memoryFormat }, saveMean, saveInvstd } };
+  const callerArrays: CallerArray[] = [
+    { name: 'input.data', array: x.data, argument: 0 },
+    { name: 'options.out', array: out, argument: 1 },
+    { name: 'weight', array: weight, argument: 5 },
+    { name: 'bias', array: bias, argument: 6 },
+    { name: 'runningMean', array: runningMean, argument: 7 },
+    { name: 'runningVar', array: runningVar, argument: 8 },
+  ];
+  return {
+    args,
+    result: { output: { data: output, shape: x.shape, memoryFormat: x.memoryFormat }, saveMean, saveInvstd },
+    callerArrays,
+  };
 }
 
 function checkOutputMask(value: unknown): readonly [boolean, boolean, boolean] {
   if (value === undefined) return [true, true, true];
-  if (!Array.isArray(value) || value.length !== 3 || !value.every((flag) => typeof flag === 'boolean')) {
+  // Own elements only: a hole must not be filled from a polluted prototype.
+  const flags = Array.isArray(value) && value.length === 3 ? [0, 1, 2].map((i) => ownValue(value, i)) : [];
+  if (flags.length !== 3 || !flags.every((flag) => typeof flag === 'boolean')) {
     throw invalidType('options.outputMask', 'an array of three booleans [input, weight, bias]', value);
   }
-  return value as unknown as readonly [boolean, boolean, boolean];
+  return flags as [boolean, boolean, boolean];
 }
 
 /**
@@ -244,7 +267,8 @@ export async function batchNormBackwardAsync(
   options: BatchNormBackwardOptions,
 ): Promise<BatchNormBackwardResult> {
   const call = prepareBackward(gradOutput, input, options);
-  await native().backwardAsync(...call.args);
+  const staged = protectAsyncArrays(call.callerArrays);
+  await native().backwardAsync(...call.args, staged);
   return call.result;
 }
 
@@ -252,7 +276,7 @@ function prepareBackward(
   gradOutput: Tensor,
   input: Tensor,
   options: BatchNormBackwardOptions,
-): { args: BackwardArgs; result: BatchNormBackwardResult } {
+): PreparedCall<BackwardArgs, BatchNormBackwardResult> {
   const dy = checkTensor(gradOutput, 'gradOutput');
   const x = checkTensor(input, 'input');
   checkSameDtype(dy.data, 'gradOutput.data', x.data);
@@ -290,18 +314,17 @@ function prepareBackward(
     if (runningVar === null) throw missingRunningStat('runningVar');
   }
 
-  const outs = checkOptions(opts.out, 'options.out', ['gradInput', 'gradWeight', 'gradBias'] as const);
+  const outs = checkOptions(opts.out, 'options.out', BACKWARD_OUT_KEYS);
   const destination = (key: 'gradInput' | 'gradWeight' | 'gradBias', wanted: boolean, length: number) => {
     const value = outs[key];
     if (value === undefined) return wanted ? newLike(x.data, length) : null;
     checkSameDtype(value, `options.out.${key}`, x.data);
-    if (value.length !== length) {
-      throw new RangeError(`options.out.${key} should contain ${length} elements not ${value.length}`);
-    }
+    const received = elementCount(value);
+    if (received !== length) throw new RangeError(`options.out.${key} should contain ${length} elements not ${received}`);
     if (!wanted) throw new RangeError(`options.out.${key} is given but outputMask does not ask for ${key}`);
     return value;
   };
-  const gradInput = destination('gradInput', wantInput, x.data.length);
+  const gradInput = destination('gradInput', wantInput, x.elements);
   const gradWeight = destination('gradWeight', wantWeight, x.channels);
   const gradBias = destination('gradBias', wantBias, x.channels);
   checkNoOverlap([
@@ -340,6 +363,18 @@ function prepareBackward(
       gradWeight,
       gradBias,
     },
+    callerArrays: [
+      { name: 'gradOutput.data', array: dy.data, argument: 0 },
+      { name: 'input.data', array: x.data, argument: 1 },
+      { name: 'weight', array: weight, argument: 5 },
+      { name: 'runningMean', array: runningMean, argument: 6 },
+      { name: 'runningVar', array: runningVar, argument: 7 },
+      { name: 'saveMean', array: saveMean, argument: 8 },
+      { name: 'saveInvstd', array: saveInvstd, argument: 9 },
+      { name: 'options.out.gradInput', array: outs.gradInput === undefined ? null : gradInput, argument: 10 },
+      { name: 'options.out.gradWeight', array: outs.gradWeight === undefined ? null : gradWeight, argument: 11 },
+      { name: 'options.out.gradBias', array: outs.gradBias === undefined ? null : gradBias, argument: 12 },
+    ],
   };
 }
 

@@ -22,3 +22,6 @@ export type { KerasBatchNormConfig, KerasBatchNormWeights } from './keras';
 export { fromKerasWeights, toKerasWeights } from './keras';
 export { toChannelsLast, toContiguous } from './layout';
 export { BatchNormLoadError } from './native';
+export { BatchNormStateError } from './errors';
+export type { AsyncMemoryGuard } from './async-memory';
+export { asyncMemoryGuard } from './async-memory';

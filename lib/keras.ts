@@ -1,8 +1,9 @@
 // Keras / TensorFlow.js BatchNormalization interchange. Keras keeps the same four arrays under other
 // names, and its momentum is the weight of the *old* running value: Keras momentum m = PyTorch 1 - m.
 import type { BatchNormBase, BatchNormModuleOptions, DType } from './batchnorm';
-import { describeValue } from './errors';
-import { type FloatArray, isFloatArray } from './tensor';
+import { BatchNormStateError, describeValue } from './errors';
+import { elementCount, typedArrayKind } from './intrinsics';
+import { type FloatArray, dtypeName, isFloatArray } from './tensor';
 import { checkEps, checkFiniteNumber, checkOptions } from './validate';
 
 /** A Keras BatchNormalization layer's weights, in Keras' names. */
@@ -23,6 +24,9 @@ export interface KerasBatchNormConfig {
   epsilon?: number;
 }
 
+const CONFIG_KEYS = ['momentum', 'epsilon'] as const;
+const WEIGHT_KEYS = ['gamma', 'beta', 'movingMean', 'movingVariance'] as const;
+
 export const KERAS_DEFAULT_MOMENTUM = 0.99;
 export const KERAS_DEFAULT_EPSILON = 1e-3;
 
@@ -38,16 +42,16 @@ export function fromKerasWeights<M extends BatchNormBase>(
   weights: KerasBatchNormWeights,
   config?: KerasBatchNormConfig,
 ): M {
-  const opts = checkOptions(config, 'config', ['momentum', 'epsilon'] as const);
+  const opts = checkOptions(config, 'config', CONFIG_KEYS);
   const momentum = checkFiniteNumber(opts.momentum, 'config.momentum', KERAS_DEFAULT_MOMENTUM);
   const epsilon = checkEps(opts.epsilon, 'config.epsilon', KERAS_DEFAULT_EPSILON);
-  const w = checkOptions(weights, 'weights', ['gamma', 'beta', 'movingMean', 'movingVariance'] as const, true);
+  const w = checkOptions(weights, 'weights', WEIGHT_KEYS, true);
   const movingMean = w.movingMean;
   if (!isFloatArray(movingMean)) {
     throw new TypeError(`Expected a Float32Array or Float64Array for weights.movingMean but received ${describeValue(movingMean)}`);
   }
-  const channels = movingMean.length;
-  const dtype: DType = movingMean instanceof Float32Array ? 'float32' : 'float64';
+  const channels = elementCount(movingMean);
+  const dtype: DType = dtypeName(movingMean);
   const checked: Record<string, FloatArray | null> = {};
   for (const key of ['gamma', 'beta', 'movingVariance'] as const) {
     const value = w[key];
@@ -55,13 +59,14 @@ export function fromKerasWeights<M extends BatchNormBase>(
       checked[key] = null;
       continue;
     }
-    if (!isFloatArray(value) || value.constructor !== movingMean.constructor) {
+    if (!isFloatArray(value) || typedArrayKind(value) !== typedArrayKind(movingMean)) {
       throw new TypeError(
-        `Expected a ${movingMean.constructor.name} (like weights.movingMean) for weights.${key} but received ${describeValue(value)}`,
+        `Expected a ${typedArrayKind(movingMean)} (like weights.movingMean) for weights.${key} but received ${describeValue(value)}`,
       );
     }
-    if (value.length !== channels) {
-      throw new RangeError(`weights.${key} should contain ${channels} elements (like weights.movingMean) not ${value.length}`);
+    const length = elementCount(value);
+    if (length !== channels) {
+      throw new RangeError(`weights.${key} should contain ${channels} elements (like weights.movingMean) not ${length}`);
     }
     checked[key] = value;
   }
@@ -82,19 +87,20 @@ export function toKerasWeights(module: BatchNormBase): {
   weights: Required<{ [K in keyof KerasBatchNormWeights]: FloatArray }>;
   config: Required<KerasBatchNormConfig>;
 } {
-  if (module.runningMean === null || module.runningVar === null) {
-    throw new Error('Keras BatchNormalization needs moving statistics, but the module has trackRunningStats: false');
+  const state = module.stateDict(); // copies; throws while async calls on the module are pending
+  const { weight, bias, running_mean: movingMean, running_var: movingVariance } = state as Record<string, FloatArray>;
+  if (movingMean === undefined || movingVariance === undefined) {
+    throw new BatchNormStateError('Keras BatchNormalization needs moving statistics, but the module has trackRunningStats: false');
   }
   if (module.momentum === null) {
-    throw new Error('Keras BatchNormalization has no cumulative moving average (the module has momentum: null)');
+    throw new BatchNormStateError('Keras BatchNormalization has no cumulative moving average (the module has momentum: null)');
   }
-  const ones = module.runningMean.slice().fill(1);
   return {
     weights: {
-      gamma: module.weight?.data.slice() ?? ones,
-      beta: module.bias?.data.slice() ?? ones.slice().fill(0),
-      movingMean: module.runningMean.slice(),
-      movingVariance: module.runningVar.slice(),
+      gamma: weight ?? movingMean.slice().fill(1),
+      beta: bias ?? movingMean.slice().fill(0),
+      movingMean,
+      movingVariance,
     },
     config: { momentum: 1 - module.momentum, epsilon: module.eps },
   };

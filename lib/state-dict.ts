@@ -1,5 +1,6 @@
 import { describeValue, formatShape } from './errors';
-import type { FloatArray } from './tensor';
+import { elementCount, hasOwn, typedArrayKind } from './intrinsics';
+import { type FloatArray, isFloatArray } from './tensor';
 import { checkBoolean, checkOptions } from './validate';
 
 /** A module's state: PyTorch's keys mapped to typed arrays (`num_batches_tracked` as int64). */
@@ -32,6 +33,7 @@ interface LoadTarget {
 }
 
 const COUNTER_KEY = 'num_batches_tracked';
+const LOAD_KEYS = ['strict'] as const;
 
 function expectedKeys(module: LoadTarget): string[] {
   const keys: string[] = [];
@@ -55,11 +57,13 @@ function targetArray(module: LoadTarget, key: string): FloatArray {
 
 function checkCounter(value: unknown): number {
   let count: bigint | number;
-  if (value instanceof BigInt64Array || value instanceof BigUint64Array) {
-    if (value.length !== 1) {
-      throw new RangeError(`size mismatch for ${COUNTER_KEY}: expected 1 element but received ${value.length}`);
+  const kind = typedArrayKind(value);
+  if (kind === 'BigInt64Array' || kind === 'BigUint64Array') {
+    const length = elementCount(value as BigInt64Array);
+    if (length !== 1) {
+      throw new RangeError(`size mismatch for ${COUNTER_KEY}: expected 1 element but received ${length}`);
     }
-    count = value[0]!;
+    count = (value as BigInt64Array)[0]!;
   } else if (typeof value === 'number' || typeof value === 'bigint') {
     count = value;
   } else {
@@ -80,14 +84,15 @@ function checkCounter(value: unknown): number {
  * wrong dtype as TypeError, wrong length as RangeError (PyTorch's "size mismatch" wording).
  */
 export function loadIntoModule(module: LoadTarget, stateDict: unknown, options: unknown): LoadStateDictResult {
-  const opts = checkOptions(options, 'options', ['strict'] as const);
+  const opts = checkOptions(options, 'options', LOAD_KEYS);
   const strict = checkBoolean(opts.strict, 'options.strict', true);
   if (typeof stateDict !== 'object' || stateDict === null || Array.isArray(stateDict) || ArrayBuffer.isView(stateDict)) {
     throw new TypeError(`Expected a state dict object for stateDict but received ${describeValue(stateDict)}`);
   }
   const entries = stateDict as Record<string, unknown>;
   const wanted = expectedKeys(module);
-  const missingKeys = wanted.filter((key) => !(key in entries) && key !== COUNTER_KEY);
+  // Own keys only: a polluted Object.prototype must not supply an entry.
+  const missingKeys = wanted.filter((key) => !hasOwn(entries, key) && key !== COUNTER_KEY);
   const unexpectedKeys = Object.keys(entries).filter((key) => !wanted.includes(key));
   const className = module.constructor.name;
   if (strict && (missingKeys.length > 0 || unexpectedKeys.length > 0)) {
@@ -103,27 +108,27 @@ export function loadIntoModule(module: LoadTarget, stateDict: unknown, options: 
   const copies: [FloatArray, FloatArray][] = [];
   let counter: number | null = null;
   for (const key of wanted) {
-    if (!(key in entries)) continue;
+    if (!hasOwn(entries, key)) continue;
     const value = entries[key];
     if (key === COUNTER_KEY) {
       counter = checkCounter(value);
       continue;
     }
     const target = targetArray(module, key);
-    if (!(value instanceof Float32Array || value instanceof Float64Array) || value.constructor !== target.constructor) {
+    if (!isFloatArray(value) || typedArrayKind(value) !== typedArrayKind(target)) {
       throw new TypeError(
         `Expected a ${arrayName} for ${key} (the module's dtype is ${module.dtype}) but received ${describeValue(value)}`,
       );
     }
-    if (value.length !== target.length) {
+    if (elementCount(value) !== target.length) {
       throw new RangeError(
-        `size mismatch for ${key}: copying a param with shape ${formatShape([value.length])} from checkpoint, ` +
+        `size mismatch for ${key}: copying a param with shape ${formatShape([elementCount(value)])} from checkpoint, ` +
           `the shape in current model is ${formatShape([target.length])}`,
       );
     }
     copies.push([target, value]);
   }
-  if (module.runningMean !== null && !(COUNTER_KEY in entries)) counter = 0;
+  if (module.runningMean !== null && !hasOwn(entries, COUNTER_KEY)) counter = 0;
 
   for (const [target, value] of copies) target.set(value);
   if (counter !== null) module.numBatchesTracked = counter;

@@ -1,4 +1,5 @@
 import { describeValue, formatShape, invalidType, invalidValue } from './errors';
+import { bufferOf, byteLengthOf, byteOffsetOf, elementCount, ownValue, typedArrayKind } from './intrinsics';
 
 /** The element types batch norm works on: float32 and float64. */
 export type FloatArray = Float32Array | Float64Array;
@@ -31,6 +32,8 @@ export interface CheckedTensor {
   channels: number;
   /** Product of the spatial dimensions (1 for a rank-2 tensor). */
   spatial: number;
+  /** Elements in all: the length of `data`. */
+  elements: number;
   /**
    * The (batch, channels, spatial) the kernels traverse: the logical sizes for a contiguous tensor; for a
    * channels-last one (N * spatial, C, 1), since its memory is exactly a contiguous (N * spatial, C) matrix.
@@ -39,12 +42,23 @@ export interface CheckedTensor {
   kernelSpatial: number;
 }
 
+/** A Float32Array or Float64Array, from this realm or another (checked by kind, not by constructor). */
 export function isFloatArray(value: unknown): value is FloatArray {
-  return value instanceof Float32Array || value instanceof Float64Array;
+  const kind = typedArrayKind(value);
+  return kind === 'Float32Array' || kind === 'Float64Array';
+}
+
+export function isFloat32Array(value: unknown): value is Float32Array {
+  return typedArrayKind(value) === 'Float32Array';
 }
 
 export function dtypeName(array: FloatArray): 'float32' | 'float64' {
-  return array instanceof Float32Array ? 'float32' : 'float64';
+  return isFloat32Array(array) ? 'float32' : 'float64';
+}
+
+/** A new zero-filled array of `like`'s element type. */
+export function newLike(like: FloatArray, length: number): FloatArray {
+  return isFloat32Array(like) ? new Float32Array(length) : new Float64Array(length);
 }
 
 const MIN_RANK = 2;
@@ -55,7 +69,10 @@ export function checkTensor(value: unknown, name: string): CheckedTensor {
   if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value)) {
     throw invalidType(name, 'a tensor object { data, shape }', value);
   }
-  const { data, shape, memoryFormat } = value as Partial<Tensor>;
+  // Own properties only: a polluted Object.prototype must not supply a memoryFormat.
+  const data = ownValue(value, 'data');
+  const shape = ownValue(value, 'shape');
+  const memoryFormat = ownValue(value, 'memoryFormat');
   if (!isFloatArray(data)) throw invalidType(`${name}.data`, 'a Float32Array or Float64Array', data);
   if (!Array.isArray(shape)) throw invalidType(`${name}.shape`, 'an array of dimension sizes', shape);
   if (shape.length < MIN_RANK || shape.length > MAX_RANK) {
@@ -66,7 +83,7 @@ export function checkTensor(value: unknown, name: string): CheckedTensor {
   const sizes: number[] = [];
   let elements = 1;
   for (let i = 0; i < shape.length; i++) {
-    const size: unknown = shape[i];
+    const size: unknown = ownValue(shape, i);
     if (typeof size !== 'number') throw invalidType(`${name}.shape[${i}]`, 'a non-negative integer', size);
     if (!Number.isSafeInteger(size) || size < 0) {
       throw invalidValue(`${name}.shape[${i}]`, 'a non-negative integer', size);
@@ -77,10 +94,11 @@ export function checkTensor(value: unknown, name: string): CheckedTensor {
     }
     sizes.push(size);
   }
-  if (elements !== data.length) {
-    const detached = data.length === 0 && data.buffer.byteLength === 0 ? ' (is its ArrayBuffer detached?)' : '';
+  const length = elementCount(data);
+  if (elements !== length) {
+    const detached = length === 0 && byteLengthOf(data) === 0 ? ' (is its ArrayBuffer detached?)' : '';
     throw new RangeError(
-      `${name}.shape ${formatShape(sizes)} describes ${elements} elements but ${name}.data has ${data.length}${detached}`,
+      `${name}.shape ${formatShape(sizes)} describes ${elements} elements but ${name}.data has ${length}${detached}`,
     );
   }
   if (memoryFormat !== undefined && memoryFormat !== 'contiguous' && memoryFormat !== 'channelsLast') {
@@ -98,10 +116,11 @@ export function checkTensor(value: unknown, name: string): CheckedTensor {
   return {
     data,
     shape: sizes,
-    memoryFormat: memoryFormat ?? 'contiguous',
+    memoryFormat: (memoryFormat as MemoryFormat | undefined) ?? 'contiguous',
     batch: sizes[0]!,
     channels: sizes[1]!,
     spatial,
+    elements,
     kernelBatch: channelsLast ? sizes[0]! * spatial : sizes[0]!,
     kernelSpatial: channelsLast ? 1 : spatial,
   };
@@ -111,8 +130,9 @@ export function checkTensor(value: unknown, name: string): CheckedTensor {
 export function checkChannelArray(value: unknown, name: string, input: CheckedTensor): FloatArray | null {
   if (value === undefined || value === null) return null;
   checkSameDtype(value, name, input.data);
-  if (value.length !== input.channels) {
-    throw new RangeError(`${name} should contain ${input.channels} elements not ${value.length}`);
+  const length = elementCount(value);
+  if (length !== input.channels) {
+    throw new RangeError(`${name} should contain ${input.channels} elements not ${length}`);
   }
   return value;
 }
@@ -120,22 +140,11 @@ export function checkChannelArray(value: unknown, name: string, input: CheckedTe
 /** Checks that `value` is a typed array of the same element type as `like` (the input's data). */
 export function checkSameDtype(value: unknown, name: string, like: FloatArray): asserts value is FloatArray {
   if (!isFloatArray(value)) throw invalidType(name, 'a Float32Array or Float64Array', value);
-  if (value.constructor !== like.constructor) {
+  if (typedArrayKind(value) !== typedArrayKind(like)) {
     throw new TypeError(
-      `Expected a ${like.constructor.name} for ${name} (the input's dtype is ${dtypeName(like)}) but received ${describeValue(value)}`,
+      `Expected a ${typedArrayKind(like)} for ${name} (the input's dtype is ${dtypeName(like)}) but received ${describeValue(value)}`,
     );
   }
-}
-
-/** Whether two typed arrays share at least one byte. */
-export function overlaps(a: FloatArray, b: FloatArray): boolean {
-  if (a.buffer !== b.buffer) return false;
-  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
-}
-
-/** Whether two typed arrays view exactly the same bytes. */
-export function sameView(a: FloatArray, b: FloatArray): boolean {
-  return a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.byteLength === b.byteLength;
 }
 
 export interface NamedArray {
@@ -149,15 +158,19 @@ export interface NamedArray {
  * the order of the kernel's loops. `inPlace` names one pair that may be exactly the same view.
  */
 export function checkNoOverlap(arrays: NamedArray[], inPlace?: [string, string]): void {
+  // Buffers once per array; offsets only for the rare pair that shares a buffer.
+  const buffers = arrays.map(({ array }) => (array === null ? null : bufferOf(array)));
   for (let i = 0; i < arrays.length; i++) {
     const a = arrays[i]!;
     if (a.array === null) continue;
     for (let j = i + 1; j < arrays.length; j++) {
       const b = arrays[j]!;
-      if ((!a.written && !b.written) || b.array === null) continue;
-      if (!overlaps(a.array, b.array)) continue;
+      if ((!a.written && !b.written) || b.array === null || buffers[i] !== buffers[j]) continue;
+      const aBegin = byteOffsetOf(a.array), aEnd = aBegin + byteLengthOf(a.array);
+      const bBegin = byteOffsetOf(b.array), bEnd = bBegin + byteLengthOf(b.array);
+      if (aBegin >= bEnd || bBegin >= aEnd) continue;
       const allowed = inPlace !== undefined && inPlace.includes(a.name) && inPlace.includes(b.name);
-      if (allowed && sameView(a.array, b.array)) continue;
+      if (allowed && aBegin === bBegin && aEnd === bEnd) continue;
       const hint = allowed ? ' (it may be exactly the same view, for an in-place call)' : '';
       throw new RangeError(`${a.name} and ${b.name} must not overlap in memory${hint}`);
     }

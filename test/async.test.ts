@@ -62,16 +62,7 @@ describe('functional async', () => {
     expect(Array.from(runningMean)).toEqual([1, 2]);
   });
 
-  it('rejects when an array is detached (transferred) while the call runs', async () => {
-    const shape = [32, 16, 64, 64];
-    const n = shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n).fill(0.25);
-    const pending = batchNormAsync({ data, shape }, { training: true });
-    // The transferred copy stays referenced, so the memory the kernels use stays allocated.
-    const moved = structuredClone(data.buffer, { transfer: [data.buffer] });
-    await expect(pending).rejects.toThrow('was detached (transferred) before the call completed');
-    expect(moved.byteLength).toBe(4 * n);
-  });
+  // Buffers detached or resized while a call runs: test/lifecycle.test.ts, on every Node version CI has.
 
   it('keeps the event loop free while a large call runs', async () => {
     const shape = [64, 32, 96, 96];

@@ -1,7 +1,7 @@
 // The module lifecycle: construction, modes, errors that leave state untouched, state dicts, toAffine.
 import { describe, expect, it } from 'vitest';
 
-import { BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormBase, batchNorm } from '../lib/index';
+import { BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormBase, BatchNormStateError, batchNorm } from '../lib/index';
 
 function snapshot(module: BatchNormBase): unknown {
   return {
@@ -64,7 +64,7 @@ describe('forward and backward errors change nothing', () => {
     return m;
   }
 
-  it.each<[string, (m: BatchNormBase) => unknown, typeof Error, string]>([
+  it.each<[string, (m: BatchNormBase) => unknown, new (message?: string) => Error, string]>([
     ['3D input to BatchNorm2d', (m) => m.forward({ data: ramp(8), shape: [2, 2, 2] }), RangeError,
       'expected 4D input (got 3D input)'],
     ['6D input to BatchNorm2d', (m) => m.forward({ data: ramp(2), shape: [1, 2, 1, 1, 1, 1] }), RangeError,
@@ -75,8 +75,8 @@ describe('forward and backward errors change nothing', () => {
       "Expected a Float32Array for input.data (the module's dtype is float32) but received Float64Array"],
     ['one value per channel', (m) => m.forward({ data: ramp(2), shape: [1, 2, 1, 1] }), RangeError,
       'Expected more than 1 value per channel when training, got input size [1, 2, 1, 1]'],
-    ['backward without forward', (m) => m.backward({ data: ramp(16), shape: [2, 2, 2, 2] }), Error,
-      'BatchNorm2d.backward() needs a preceding forward()'],
+    ['second backward', (m) => m.backward({ data: ramp(16), shape: [2, 2, 2, 2] }), BatchNormStateError,
+      'BatchNorm2d.backward() was already called for the last forward()'],
   ])('%s', (_label, call, errorType, message) => {
     const m = trainedModule();
     const before = snapshot(m);

@@ -18,7 +18,8 @@ struct FloatView {
   DType dtype = DType::Float32;
   void* data = nullptr;  // null only when length is 0 (e.g. a detached buffer)
   size_t length = 0;
-  size_t byteLength() const { return length * (dtype == DType::Float32 ? 4 : 8); }
+  size_t elementSize() const { return dtype == DType::Float32 ? 4 : 8; }
+  size_t byteLength() const { return length * elementSize(); }
   template <typename T>
   T* as() const {
     return static_cast<T*>(data);

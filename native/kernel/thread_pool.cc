@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <vector>
 
 #include "kernel/glibc_compat.h"
@@ -134,40 +135,32 @@ class Lock {
 
 class ThreadPool {
  public:
+  explicit ThreadPool(const void* owner) : owner_(owner) {}
   ~ThreadPool() { stopWorkers(); }
 
-  int threads() {
-    Lock dispatch(dispatch_);
-    return static_cast<int>(workers_.size()) + 1;
-  }
+  const void* owner() const { return owner_; }
+  std::atomic<int>& references() { return references_; }
 
-  void resize(int threads) {
-    Lock dispatch(dispatch_);
-    stopWorkers();
-    {
-      Lock lock(mutex_);
-      stop_ = false;
-    }
-    starts_.assign(static_cast<size_t>(threads - 1), WorkerStart{});
-    workers_.assign(static_cast<size_t>(threads - 1), Thread{});
-    for (int index = 0; index + 1 < threads; ++index) {
-      // New workers wait for the next job, not the last one (whose context is gone).
-      starts_[static_cast<size_t>(index)] = WorkerStart{this, index, generation_};
-      if (!workers_[static_cast<size_t>(index)].start(&ThreadPool::entry, &starts_[static_cast<size_t>(index)])) {
-        std::fprintf(stderr, "batchnorm: could not start kernel thread %d; using %d\n", index + 1, index + 1);
-        workers_.resize(static_cast<size_t>(index));
-        break;
-      }
+  int threads() const { return requested_.load(std::memory_order_relaxed); }
+
+  // A pool running a call (possibly a long async one) must not make the caller wait: the new count is
+  // applied by whoever holds the pool next.
+  void requestThreads(int threads) {
+    requested_.store(threads, std::memory_order_relaxed);
+    if (dispatch_.tryLock()) {
+      applyRequestedThreads();
+      dispatch_.unlock();
     }
   }
 
   void run(int64_t count, int64_t grain, ParallelBody body, void* context) {
     const bool owned = dispatch_.tryLock();
+    if (owned) applyRequestedThreads();
     const int64_t maxTasks = owned ? static_cast<int64_t>(workers_.size()) + 1 : 1;
     const int64_t tasks = std::min(maxTasks, std::max<int64_t>(1, count / std::max<int64_t>(1, grain)));
     if (tasks <= 1) {
+      const Unlocker release(owned ? &dispatch_ : nullptr);
       body(context, 0, count);
-      if (owned) dispatch_.unlock();
       return;
     }
     bool anyAsleep = false;
@@ -178,19 +171,74 @@ class ThreadPool {
       context_ = context;
       count_ = count;
       tasks_ = tasks;
+      failure_ = nullptr;
       pending_.store(tasks - 1, std::memory_order_relaxed);
       generation_.store(generation_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
     if (anyAsleep) wake_.signalAll();
-    body(context, 0, rangeEnd(0));
+    runRange(body, context, 0, rangeEnd(0));
+    // The workers use the caller's context: wait for them even when the caller's own range failed.
     if (!spinUntil([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
       Lock lock(mutex_);
       while (pending_.load(std::memory_order_acquire) != 0) done_.wait(mutex_);
     }
+    std::exception_ptr failure;
+    {
+      Lock lock(mutex_);
+      failure = failure_;
+      failure_ = nullptr;
+    }
     dispatch_.unlock();
+    if (failure) std::rethrow_exception(failure);
   }
 
  private:
+  class Unlocker {
+   public:
+    explicit Unlocker(Mutex* mutex) : mutex_(mutex) {}
+    ~Unlocker() {
+      if (mutex_ != nullptr) mutex_->unlock();
+    }
+    Unlocker(const Unlocker&) = delete;
+    Unlocker& operator=(const Unlocker&) = delete;
+
+   private:
+    Mutex* mutex_;
+  };
+
+  // Called with dispatch_ held.
+  void applyRequestedThreads() {
+    const int threads = requested_.load(std::memory_order_relaxed);
+    if (static_cast<int>(workers_.size()) + 1 == threads) return;
+    stopWorkers();
+    {
+      Lock lock(mutex_);
+      stop_ = false;
+    }
+    starts_.assign(static_cast<size_t>(threads - 1), WorkerStart{});
+    workers_ = std::vector<Thread>(static_cast<size_t>(threads - 1));  // Thread is not copyable on Windows
+    for (int index = 0; index + 1 < threads; ++index) {
+      // New workers wait for the next job, not the last one (whose context is gone).
+      starts_[static_cast<size_t>(index)] = WorkerStart{this, index, generation_};
+      if (!workers_[static_cast<size_t>(index)].start(&ThreadPool::entry, &starts_[static_cast<size_t>(index)])) {
+        std::fprintf(stderr, "batchnorm: could not start kernel thread %d; using %d\n", index + 1, index + 1);
+        workers_.resize(static_cast<size_t>(index));
+        requested_.store(index + 1, std::memory_order_relaxed);
+        break;
+      }
+    }
+  }
+
+  // A range's exception is kept for the caller (the first one wins); it must not leave a worker thread.
+  void runRange(ParallelBody body, void* context, int64_t begin, int64_t end) {
+    try {
+      body(context, begin, end);
+    } catch (...) {
+      Lock lock(mutex_);
+      if (!failure_) failure_ = std::current_exception();
+    }
+  }
+
   struct WorkerStart {
     ThreadPool* pool = nullptr;
     int index = 0;
@@ -231,7 +279,7 @@ class ThreadPool {
       const int64_t begin = count_ * task / tasks_;
       const int64_t end = rangeEnd(task);
       mutex_.unlock();
-      body(context, begin, end);
+      runRange(body, context, begin, end);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         // Taking the mutex orders this signal after a caller that gave up polling starts waiting.
         mutex_.lock();
@@ -260,6 +308,10 @@ class ThreadPool {
   void* context_ = nullptr;
   int64_t count_ = 0, tasks_ = 0;
   int sleepers_ = 0;  // workers blocked on wake_
+  std::exception_ptr failure_;  // the first exception of the current call's ranges
+  const void* const owner_;
+  std::atomic<int> references_{1};
+  std::atomic<int> requested_{1};  // threads wanted, applied under dispatch_
   // Written under mutex_, also polled without it.
   std::atomic<int64_t> pending_{0};
   std::atomic<uint64_t> generation_{0};
@@ -270,19 +322,47 @@ namespace {
 
 thread_local ThreadPool* currentPool = nullptr;
 
+// Every live pool, so that an owner's later acquirePool finds its pool. Never destroyed: releases can
+// come from environment teardown after static destructors have run.
+Mutex& registryMutex() {
+  static Mutex* const mutex = new Mutex();
+  return *mutex;
+}
+std::vector<ThreadPool*>& registry() {
+  static auto* const pools = new std::vector<ThreadPool*>();
+  return *pools;
+}
+
 }  // namespace
 
-ThreadPool* createThreadPool(int threads) {
-  auto* pool = new ThreadPool();
-  pool->resize(std::clamp(threads, 1, kMaxThreads));
+ThreadPool* acquirePool(const void* owner) {
+  Lock lock(registryMutex());
+  for (ThreadPool* pool : registry()) {
+    if (pool->owner() == owner) {
+      pool->references().fetch_add(1, std::memory_order_relaxed);
+      return pool;
+    }
+  }
+  auto* pool = new ThreadPool(owner);
+  registry().push_back(pool);
   return pool;
 }
 
-void destroyThreadPool(ThreadPool* pool) { delete pool; }
+void retainPool(ThreadPool* pool) { pool->references().fetch_add(1, std::memory_order_relaxed); }
 
-void setNumThreads(ThreadPool& pool, int threads) { pool.resize(std::clamp(threads, 1, kMaxThreads)); }
+void releasePool(ThreadPool* pool) {
+  {
+    Lock lock(registryMutex());
+    if (pool->references().fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    std::vector<ThreadPool*>& pools = registry();
+    pools.erase(std::find(pools.begin(), pools.end(), pool));
+  }
+  delete pool;  // joins its threads, outside the registry lock
+}
 
-int getNumThreads(ThreadPool& pool) { return pool.threads(); }
+void setNumThreads(ThreadPool& pool, int threads) { pool.requestThreads(std::clamp(threads, 1, kMaxThreads)); }
+
+int getNumThreads(const ThreadPool& pool) { return pool.threads(); }
 
 ScopedPool::ScopedPool(ThreadPool* pool) : previous_(currentPool) { currentPool = pool; }
 

@@ -17,11 +17,18 @@ using ParallelBody = void (*)(void* context, int64_t begin, int64_t end);
 
 class ThreadPool;
 
-// A pool with `threads` threads in all, counting the caller (1 to 256; 1 = no workers).
-ThreadPool* createThreadPool(int threads);
-void destroyThreadPool(ThreadPool* pool);
+// Pools are counted references, one per owner key (the binding uses a Node environment's event loop):
+// every load of the addon in one environment shares that environment's pool, so reloading the addon
+// starts no threads. A new pool has one thread (no workers). The pool is destroyed, its threads joined,
+// at the last release.
+ThreadPool* acquirePool(const void* owner);
+void retainPool(ThreadPool* pool);
+void releasePool(ThreadPool* pool);
+
+// Threads in all, counting the caller (1 to 256). Never waits: a pool busy with a call applies a new
+// count when its next call starts; getNumThreads returns the count last set.
 void setNumThreads(ThreadPool& pool, int threads);
-int getNumThreads(ThreadPool& pool);
+int getNumThreads(const ThreadPool& pool);
 
 // Makes `pool` the one parallelFor uses on this thread until the scope ends.
 class ScopedPool {
@@ -37,7 +44,8 @@ class ScopedPool {
 
 // Runs body over [0, count) in at most the current pool's thread count of contiguous ranges of at least
 // `grain` items; the calling thread takes the first range. Without a current pool, or while the pool is
-// busy with another call, it runs serially on the calling thread.
+// busy with another call, it runs serially on the calling thread. An exception thrown by body on any
+// thread is rethrown to the caller once every range has finished.
 void parallelFor(int64_t count, int64_t grain, ParallelBody body, void* context);
 
 }  // namespace batchnorm
