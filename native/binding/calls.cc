@@ -80,14 +80,14 @@ void backwardAs(const BackwardCall& call) {
 }  // namespace
 
 std::array<ArrayArgument, 8> ForwardCall::arrays() {
-  return {{{&input, "input", false, 0},
-           {&output, "output", true, 1},
-           {&weight, "weight", false, 5},
-           {&bias, "bias", false, 6},
-           {&runningMean, "runningMean", training, 7},
-           {&runningVar, "runningVar", training, 8},
-           {&saveMean, "saveMean", true, 9},
-           {&saveInvstd, "saveInvstd", true, 10}}};
+  return {{{&input, "input", false, 0, false},
+           {&output, "output", true, 1, true},
+           {&weight, "weight", false, 5, false},
+           {&bias, "bias", false, 6, false},
+           {&runningMean, "runningMean", training, 7, false},
+           {&runningVar, "runningVar", training, 8, false},
+           {&saveMean, "saveMean", true, 9, true},
+           {&saveInvstd, "saveInvstd", true, 10, true}}};
 }
 
 void ForwardCall::run() { dtype == DType::Float32 ? forwardAs<float>(*this) : forwardAs<double>(*this); }
@@ -103,16 +103,16 @@ void ForwardCall::commit() {
 }
 
 std::array<ArrayArgument, 10> BackwardCall::arrays() {
-  return {{{&gradOutput, "gradOutput", false, 0},
-           {&input, "input", false, 1},
-           {&weight, "weight", false, 5},
-           {&runningMean, "runningMean", false, 6},
-           {&runningVar, "runningVar", false, 7},
-           {&saveMean, "saveMean", false, 8},
-           {&saveInvstd, "saveInvstd", false, 9},
-           {&gradInput, "gradInput", true, 10},
-           {&gradWeight, "gradWeight", true, 11},
-           {&gradBias, "gradBias", true, 12}}};
+  return {{{&gradOutput, "gradOutput", false, 0, false},
+           {&input, "input", false, 1, false},
+           {&weight, "weight", false, 5, false},
+           {&runningMean, "runningMean", false, 6, false},
+           {&runningVar, "runningVar", false, 7, false},
+           {&saveMean, "saveMean", false, 8, false},
+           {&saveInvstd, "saveInvstd", false, 9, false},
+           {&gradInput, "gradInput", true, 10, true},
+           {&gradWeight, "gradWeight", true, 11, true},
+           {&gradBias, "gradBias", true, 12, true}}};
 }
 
 void BackwardCall::run() { dtype == DType::Float32 ? backwardAs<float>(*this) : backwardAs<double>(*this); }

@@ -15,13 +15,15 @@
 
 namespace batchnorm::binding {
 
-// A typed-array argument of a call: its view, its name in messages, whether the call writes it, and
-// its position among the JavaScript arguments.
+// A typed-array argument of a call: its view, its name in messages, whether the call writes it, its
+// position among the JavaScript arguments, and whether the call writes every element without reading
+// any (a staged copy of it needs no copy in).
 struct ArrayArgument {
   FloatView* view;
   const char* name;
   bool written;
   size_t argument;
+  bool overwritten;
 };
 
 struct ForwardCall {
