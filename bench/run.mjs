@@ -167,6 +167,157 @@ for (const c of cases) {
   c.speedupVsTorch = c.torchMs === null ? null : c.torchMs / c.oursMs;
 }
 
+// Async calls: what keeping the arrays' memory valid costs (README "Async calls"), on the large shapes
+// at all threads. `sync` is batchNorm with `out`; `async` the same call through batchNormAsync (this
+// runtime's mechanism, awaited one at a time); `marked`/`staged` call the native async entry with the
+// same arguments and no staging, or every caller array staged (the Node 22 mechanism), and
+// `staged block` is how long the staged call keeps the event loop (its copies in).
+const ASYNC_SHAPES = [[32, 64, 56, 56], [256, 256, 7, 7], [4096, 256]];
+
+async function measureAsync(fn) {
+  const warmUntil = performance.now() + Math.min(100, budgetMs / 4);
+  do await fn(); while (performance.now() < warmUntil);
+  const samples = [];
+  const deadline = performance.now() + budgetMs;
+  while (samples.length < 5 || (performance.now() < deadline && samples.length < 2000)) {
+    const start = process.hrtime.bigint();
+    await fn();
+    samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+  }
+  return median(samples);
+}
+
+async function asyncCase(shape, op) {
+  bn.setNumThreads(allThreads);
+  const length = shape.reduce((a, b) => a * b, 1);
+  const channels = shape[1];
+  const x = { data: randomArray(length, 1), shape };
+  const dy = { data: randomArray(length, 2), shape };
+  const weight = randomArray(channels, 3).map((v) => v + 1.5);
+  const bias = randomArray(channels, 4);
+  const runningMean = new Float32Array(channels);
+  const runningVar = new Float32Array(channels).fill(1);
+  const out = new Float32Array(length);
+  const { saveMean, saveInvstd } = bn.batchNorm(x, { weight, bias, runningMean, runningVar, training: true });
+  const training = op === 'train';
+  let sync;
+  let viaLib;
+  let nativeArgs;
+  let nativeAsync;
+  if (op === 'backward') {
+    const options = { weight, saveMean, saveInvstd, training: true, out: { gradInput: out } };
+    sync = () => bn.batchNormBackward(dy, x, options);
+    viaLib = () => bn.batchNormBackwardAsync(dy, x, options);
+    nativeArgs = [dy.data, x.data, shape[0], channels, length / shape[0] / channels, weight, null, null, saveMean, saveInvstd,
+      out, null, null, true, 1e-5];
+    nativeAsync = (mask) => native.backwardAsync(...nativeArgs, mask);
+  } else {
+    const options = { weight, bias, runningMean, runningVar, training, out };
+    sync = () => bn.batchNorm(x, options);
+    viaLib = () => bn.batchNormAsync(x, options);
+    const save = training ? [new Float32Array(channels), new Float32Array(channels)] : [null, null];
+    nativeArgs = [x.data, out, shape[0], channels, length / shape[0] / channels, weight, bias, runningMean, runningVar,
+      ...save, training, 0.1, 1e-5];
+    nativeAsync = (mask) => native.forwardAsync(...nativeArgs, mask);
+  }
+  const everyArgument = 0x1fff;
+  const syncMs = measure(sync);
+  const asyncMs = await measureAsync(viaLib);
+  // Interleaved A/B of the two mechanisms, in both orders; each keeps its smaller median.
+  let markedMs = Infinity;
+  let stagedMs = Infinity;
+  for (const order of [[0, everyArgument], [everyArgument, 0]]) {
+    for (const mask of order) {
+      const ms = await measureAsync(() => nativeAsync(mask));
+      if (mask === 0) markedMs = Math.min(markedMs, ms);
+      else stagedMs = Math.min(stagedMs, ms);
+    }
+  }
+  // Only the synchronous part of each call is timed; each call settles before the next starts.
+  const blocks = [];
+  for (let i = 0; i < 15; i++) {
+    const start = process.hrtime.bigint();
+    const settled = nativeAsync(everyArgument);
+    blocks.push(Number(process.hrtime.bigint() - start) / 1e6);
+    await settled;
+  }
+  const blockMs = median(blocks);
+  return { shape, op, threads: allThreads, syncMs, asyncMs, markedMs, stagedMs, stagedBlockMs: blockMs };
+}
+
+// The module path (BatchNorm1d/2d/3d, what training scripts call) against the functional calls it wraps,
+// at 1 thread: eval, train (forward only) and step (training forward + backward, since a module's
+// backward needs its forward), each with preallocated outputs (`out`) and allocating. Interleaved A/B,
+// both orders, each keeping its smaller median.
+function moduleCase({ shape, format }) {
+  bn.setNumThreads(1);
+  const length = shape.reduce((a, b) => a * b, 1);
+  const channels = shape[1];
+  const batch = length < 4096 ? 2000 : 1;
+  const x = { data: randomArray(length, 1), shape, memoryFormat: format };
+  const dy = { data: randomArray(length, 2), shape, memoryFormat: format };
+  const Module = [null, null, bn.BatchNorm1d, bn.BatchNorm1d, bn.BatchNorm2d, bn.BatchNorm3d][shape.length];
+  const module = new Module(channels);
+  const runningMean = new Float32Array(channels);
+  const runningVar = new Float32Array(channels).fill(1);
+  const weight = module.weight.data.slice();
+  const bias = module.bias.data.slice();
+  const out = new Float32Array(length);
+  const gradInput = new Float32Array(length);
+  const outOptions = { out };
+  const backwardOutOptions = { out: { gradInput } };
+  const evalOptions = { weight, bias, runningMean, runningVar, training: false };
+  const trainOptions = { weight, bias, runningMean, runningVar, training: true };
+  // Options objects built once, as a training loop would (the backward's are filled per step, as a
+  // caller keeping its own saved statistics would).
+  const evalOut = { ...evalOptions, out };
+  const trainOut = { ...trainOptions, out };
+  const backwardOptions = { weight, saveMean: null, saveInvstd: null, training: true };
+  const backwardOut = { ...backwardOptions, out: { gradInput } };
+  const functionalStep = (withOut) => {
+    const { saveMean, saveInvstd } = bn.batchNorm(x, withOut ? trainOut : trainOptions);
+    const options = withOut ? backwardOut : backwardOptions;
+    options.saveMean = saveMean;
+    options.saveInvstd = saveInvstd;
+    bn.batchNormBackward(dy, x, options);
+  };
+  const rows = [];
+  for (const op of ['eval', 'train', 'step']) {
+    for (const withOut of [true, false]) {
+      const functional = op === 'eval'
+        ? () => bn.batchNorm(x, withOut ? evalOut : evalOptions)
+        : op === 'train'
+          ? () => bn.batchNorm(x, withOut ? trainOut : trainOptions)
+          : () => functionalStep(withOut);
+      const viaModule = op === 'step'
+        ? () => {
+            module.forward(x, withOut ? outOptions : undefined);
+            module.backward(dy, withOut ? backwardOutOptions : undefined);
+          }
+        : () => module.forward(x, withOut ? outOptions : undefined);
+      module.train(op !== 'eval');
+      let functionalMs = Infinity;
+      let moduleMs = Infinity;
+      for (const order of [[functional, viaModule], [viaModule, functional]]) {
+        for (const fn of order) {
+          const ms = measure(fn, batch);
+          if (fn === functional) functionalMs = Math.min(functionalMs, ms);
+          else moduleMs = Math.min(moduleMs, ms);
+        }
+      }
+      rows.push({ shape, format, op, out: withOut, functionalMs, moduleMs });
+    }
+  }
+  return rows;
+}
+
+const moduleCases = selected.flatMap((shape) => moduleCase(shape));
+
+const asyncCases = [];
+if (only === null) {
+  for (const shape of ASYNC_SHAPES) for (const op of OPS) asyncCases.push(await asyncCase(shape, op));
+}
+
 const report = {
   machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.availableParallelism(), node: process.version },
   kernelPath: bn.cpuCapability(),
@@ -174,6 +325,9 @@ const report = {
   budgetMs,
   rounds,
   cases,
+  moduleCases,
+  asyncMemoryGuard: bn.asyncMemoryGuard(),
+  asyncCases,
 };
 if (json) {
   console.log(JSON.stringify(report, null, 2));
@@ -201,6 +355,39 @@ if (json) {
     c.speedupVsTorch === null ? '-' : `${c.speedupVsTorch.toFixed(2)}x`,
     c.vsContiguous == null ? '' : `${c.vsContiguous.toFixed(2)}x`,
   ]);
+  printTable(header, rows);
+  console.log('\nmodule path (1 thread): BatchNorm1d/2d/3d against the functional calls; step = training forward + backward');
+  printTable(
+    ['shape', 'op', 'out', 'functional', 'module', 'module/functional'],
+    moduleCases.map((c) => [
+      `(${c.shape.join(',')})${c.format === 'channelsLast' ? ' NHWC' : ''}`,
+      c.op,
+      c.out ? 'out' : 'alloc',
+      fmt(c.functionalMs),
+      fmt(c.moduleMs),
+      `${(c.moduleMs / c.functionalMs).toFixed(2)}x`,
+    ]),
+  );
+  if (asyncCases.length > 0) {
+    console.log(`\nasync calls (${allThreads} threads, with out; this runtime's mechanism: ${report.asyncMemoryGuard})`);
+    printTable(
+      ['shape', 'op', 'sync', 'async', 'async/sync', 'marked', 'staged', 'staged/marked', 'staged block'],
+      asyncCases.map((c) => [
+        `(${c.shape.join(',')})`,
+        c.op,
+        fmt(c.syncMs),
+        fmt(c.asyncMs),
+        `${(c.asyncMs / c.syncMs).toFixed(2)}x`,
+        fmt(c.markedMs),
+        fmt(c.stagedMs),
+        `${(c.stagedMs / c.markedMs).toFixed(2)}x`,
+        fmt(c.stagedBlockMs),
+      ]),
+    );
+  }
+}
+
+function printTable(header, rows) {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells) => `| ${cells.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
   console.log(line(header));

@@ -86,12 +86,12 @@ class Network {
 
   private normalize(index: number, h: Float32Array, rows: number, width: number): Float32Array {
     const norm = this.norms[index];
-    return norm === undefined ? h : (norm.forward({ data: h, shape: [rows, width] }).data as Float32Array);
+    return norm === undefined ? h : norm.forward({ data: h, shape: [rows, width] }).data;
   }
 
   private normalizeBackward(index: number, dy: Float32Array, rows: number, width: number): Float32Array {
     const norm = this.norms[index];
-    return norm === undefined ? dy : (norm.backward({ data: dy, shape: [rows, width] }).data as Float32Array);
+    return norm === undefined ? dy : norm.backward({ data: dy, shape: [rows, width] }).data;
   }
 
   forward(x: Float32Array, rows: number): Float32Array {
@@ -226,10 +226,7 @@ function main(): void {
 
   // The trained batch-norm layers, under PyTorch-style prefixed keys ("bn0.running_mean", ...).
   const norms = runs[0]!.network.norms;
-  const state: StateDict = {};
-  norms.forEach((norm, i) => {
-    for (const [key, value] of Object.entries(norm.stateDict())) state[`bn${i}.${key}`] = value;
-  });
+  const state: StateDict = Object.assign({}, ...norms.map((norm, i) => norm.stateDict({ prefix: `bn${i}.` })));
   mkdirSync(options.out, { recursive: true });
   const file = path.join(options.out, 'batchnorm_layers.safetensors');
   saveSafetensors(file, state, { format: 'pt' });

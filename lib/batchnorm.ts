@@ -4,33 +4,33 @@ import {
   type BatchNormResult,
   DEFAULT_EPS,
   DEFAULT_MOMENTUM,
-  batchNorm,
-  batchNormAsync,
-  batchNormBackward,
-  batchNormBackwardAsync,
   checkBatchSizeForTraining,
+  checkedCalls,
 } from './functional';
+import { ownValue } from './intrinsics';
 import {
+  type BatchNormStateDict,
   type LoadStateDictOptions,
   type LoadStateDictResult,
   type StateDict,
   type StateDictInput,
+  type StateDictOptions,
+  checkStateDictOptions,
   loadIntoModule,
 } from './state-dict';
-import { type CheckedTensor, type FloatArray, type Tensor, checkSameDtype, checkTensor, dtypeName } from './tensor';
+import { type ArrayOf, type CheckedTensor, type DType, type FloatArray, type Tensor, checkSameDtype, checkTensor, dtypeName } from './tensor';
 import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
 
+export type { DType } from './tensor';
+
 /** A trainable per-channel array and its accumulated gradient (null until a backward pass, or after zeroGrad). */
-export interface Parameter {
-  data: FloatArray;
-  grad: FloatArray | null;
+export interface Parameter<A extends FloatArray = FloatArray> {
+  data: A;
+  grad: A | null;
 }
 
-/** The element type of a module's parameters, buffers and inputs. */
-export type DType = 'float32' | 'float64';
-
 /** Options of the BatchNorm classes; names and defaults follow `torch.nn.BatchNorm2d`. */
-export interface BatchNormModuleOptions {
+export interface BatchNormModuleOptions<D extends DType = DType> {
   /** Added to the variance. Default 1e-5. */
   eps?: number;
   /** Running-stat update factor; `null` uses a cumulative moving average. Default 0.1. */
@@ -40,7 +40,23 @@ export interface BatchNormModuleOptions {
   /** Keep running_mean/running_var/num_batches_tracked and use them in eval mode. Default true. */
   trackRunningStats?: boolean;
   /** Element type of parameters, buffers and accepted inputs. Default 'float32'. */
-  dtype?: DType;
+  dtype?: D;
+}
+
+/** Options of a module's forward: where to write the output. */
+export interface ModuleForwardOptions<D extends DType = DType> {
+  /**
+   * Destination for the output (the input's element count and dtype, in the input's layout), reused
+   * across steps instead of a new array per call. May be the input's own elements (in place); then
+   * backward, which reads the forward's input, must come before the input is overwritten again.
+   */
+  out?: ArrayOf<D>;
+}
+
+/** Options of a module's backward: where to write the input gradient. */
+export interface ModuleBackwardOptions<D extends DType = DType> {
+  /** `gradInput`: destination for the gradient w.r.t. the input (input-sized, in the input's layout). */
+  out?: { gradInput?: ArrayOf<D> };
 }
 
 /** What backward needs from the forward pass, as autograd would save it. */
@@ -57,50 +73,61 @@ interface SavedForward {
 }
 
 const MODULE_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype'] as const;
+const FORWARD_CALL_KEYS = ['out'] as const;
+const BACKWARD_CALL_KEYS = ['out'] as const;
+const BACKWARD_OUT_KEYS = ['gradInput'] as const;
 
-function newArray(dtype: DType, length: number): FloatArray {
-  return dtype === 'float32' ? new Float32Array(length) : new Float64Array(length);
+export function newArray<D extends DType>(dtype: D, length: number): ArrayOf<D> {
+  return (dtype === 'float32' ? new Float32Array(length) : new Float64Array(length)) as ArrayOf<D>;
+}
+
+export function checkDType(value: unknown, name: string): DType {
+  if (value !== undefined && value !== 'float32' && value !== 'float64') {
+    throw invalidType(name, "'float32' or 'float64'", value);
+  }
+  return (value as DType | undefined) ?? 'float32';
 }
 
 /**
  * Shared implementation of {@link BatchNorm1d}, {@link BatchNorm2d} and {@link BatchNorm3d}: owns the
  * parameters (`weight`, `bias` and their gradients) and running buffers through train/eval, forward,
- * backward and state dicts, following PyTorch's `_BatchNorm` module.
+ * backward and state dicts, following PyTorch's `_BatchNorm` module. `D` is the dtype: inputs, outputs,
+ * parameters and buffers are `Float32Array`s for `'float32'` (the default), `Float64Array`s for `'float64'`.
  */
-export abstract class BatchNormBase {
+export abstract class BatchNormBase<D extends DType = DType> {
   /** C, the number of channels of accepted inputs. */
   readonly numFeatures: number;
   readonly eps: number;
   readonly momentum: number | null;
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
-  readonly dtype: DType;
+  readonly dtype: D;
 
   /** Scale (gamma), present when `affine`. */
-  readonly weight: Parameter | null;
+  readonly weight: Parameter<ArrayOf<D>> | null;
   /** Shift (beta), present when `affine`. */
-  readonly bias: Parameter | null;
+  readonly bias: Parameter<ArrayOf<D>> | null;
   /** Present when `trackRunningStats`; updated in place by training forwards. */
-  readonly runningMean: FloatArray | null;
+  readonly runningMean: ArrayOf<D> | null;
   /** Present when `trackRunningStats`; holds the unbiased variance estimate. */
-  readonly runningVar: FloatArray | null;
-  /** Training forwards seen so far (PyTorch's int64 `num_batches_tracked`): a non-negative safe integer. */
-  get numBatchesTracked(): number {
-    return this.batchesTracked;
-  }
-  set numBatchesTracked(value: number) {
-    if (typeof value !== 'number') throw invalidType('numBatchesTracked', 'a non-negative safe integer', value);
-    if (!Number.isSafeInteger(value) || value < 0) throw invalidValue('numBatchesTracked', 'a non-negative safe integer', value);
-    this.checkIdle('numBatchesTracked');
-    this.batchesTracked = value;
-  }
-  private batchesTracked = 0;
+  readonly runningVar: ArrayOf<D> | null;
   /** Training mode (batch statistics) or evaluation mode (running statistics). New modules train. */
   training = true;
 
+  private batchesTracked = 0;
   private saved: SavedForward | null = null;
+  /**
+   * Two sets of copies of the module's per-channel arrays for the kernels, used in turn: the set the
+   * saved forward refers to is never written by the next forward's plan, so a forward that fails leaves
+   * the saved one intact. Reused across calls (a fresh small typed array per call, plus materializing
+   * its buffer for the overlap checks, cost several microseconds per small call).
+   */
+  private readonly kernelCopies: [KernelCopies, KernelCopies];
+  private nextCopies = 0;
   /** Whether the last forward's gradient was taken (for the message of a second backward). */
   private backwardTaken = false;
+  private pending = 0;
+  private queue: Promise<unknown> = Promise.resolve();
 
   /** The module's name in messages, e.g. `BatchNorm2d`. */
   protected abstract readonly className: string;
@@ -108,7 +135,7 @@ export abstract class BatchNormBase {
   /** Throws a RangeError like PyTorch's "expected 4D input (got 3D input)" for a rank this class rejects. */
   protected abstract checkInputRank(rank: number): void;
 
-  constructor(numFeatures: number, options?: BatchNormModuleOptions) {
+  constructor(numFeatures: number, options?: BatchNormModuleOptions<D>) {
     if (typeof numFeatures !== 'number') throw invalidType('numFeatures', 'a positive integer', numFeatures);
     if (!Number.isSafeInteger(numFeatures) || numFeatures < 1) {
       throw invalidValue('numFeatures', 'a positive integer', numFeatures);
@@ -118,16 +145,25 @@ export abstract class BatchNormBase {
     this.momentum = opts.momentum === null ? null : checkFiniteNumber(opts.momentum, 'options.momentum', DEFAULT_MOMENTUM);
     this.affine = checkBoolean(opts.affine, 'options.affine', true);
     this.trackRunningStats = checkBoolean(opts.trackRunningStats, 'options.trackRunningStats', true);
-    if (opts.dtype !== undefined && opts.dtype !== 'float32' && opts.dtype !== 'float64') {
-      throw invalidType('options.dtype', "'float32' or 'float64'", opts.dtype);
-    }
-    this.dtype = (opts.dtype as DType | undefined) ?? 'float32';
+    this.dtype = checkDType(opts.dtype, 'options.dtype') as D;
     this.numFeatures = numFeatures;
     this.weight = this.affine ? { data: newArray(this.dtype, numFeatures), grad: null } : null;
     this.bias = this.affine ? { data: newArray(this.dtype, numFeatures), grad: null } : null;
     this.runningMean = this.trackRunningStats ? newArray(this.dtype, numFeatures) : null;
     this.runningVar = this.trackRunningStats ? newArray(this.dtype, numFeatures) : null;
+    this.kernelCopies = [newKernelCopies(this.dtype, numFeatures), newKernelCopies(this.dtype, numFeatures)];
     this.resetParameters();
+  }
+
+  /** Training forwards seen so far (PyTorch's int64 `num_batches_tracked`): a non-negative safe integer. */
+  get numBatchesTracked(): number {
+    return this.batchesTracked;
+  }
+  set numBatchesTracked(value: number) {
+    if (typeof value !== 'number') throw invalidType('numBatchesTracked', 'a non-negative safe integer', value);
+    if (!Number.isSafeInteger(value) || value < 0) throw invalidValue('numBatchesTracked', 'a non-negative safe integer', value);
+    this.checkIdle('numBatchesTracked');
+    this.batchesTracked = value;
   }
 
   /** Sets training mode (`true`, the default) or evaluation mode. */
@@ -146,7 +182,7 @@ export abstract class BatchNormBase {
     this.checkIdle('resetRunningStats');
     this.runningMean?.fill(0);
     this.runningVar?.fill(1);
-    this.numBatchesTracked = 0;
+    this.batchesTracked = 0;
   }
 
   /** Resets the running stats and sets weight = 1, bias = 0 (gradients are kept, as in PyTorch). */
@@ -157,7 +193,7 @@ export abstract class BatchNormBase {
   }
 
   /** The trainable parameters, `[weight, bias]` (empty when not affine), for an optimizer. */
-  parameters(): Parameter[] {
+  parameters(): Parameter<ArrayOf<D>>[] {
     return this.weight !== null && this.bias !== null ? [this.weight, this.bias] : [];
   }
 
@@ -167,72 +203,54 @@ export abstract class BatchNormBase {
     for (const parameter of this.parameters()) parameter.grad = null;
   }
 
-  private checkInput(value: unknown, name: string): CheckedTensor {
-    // The class's own rank rule comes first, so BatchNorm2d says "expected 4D input (got 6D input)".
-    const shape = (value as { shape?: unknown } | null)?.shape;
-    if (Array.isArray(shape)) this.checkInputRank(shape.length);
-    const tensor = checkTensor(value, name);
-    if (dtypeName(tensor.data) !== this.dtype) {
-      throw new TypeError(
-        `Expected a ${this.dtype === 'float32' ? 'Float32Array' : 'Float64Array'} for ${name}.data ` +
-          `(the module's dtype is ${this.dtype}) but received ${dtypeName(tensor.data) === 'float32' ? 'Float32Array' : 'Float64Array'}`,
-      );
-    }
-    if (tensor.channels !== this.numFeatures) {
-      throw new RangeError(
-        `Expected ${name} with ${this.numFeatures} channels (numFeatures) but got ${tensor.channels} ` +
-          `(${name}.shape ${formatShape(tensor.shape)})`,
-      );
-    }
-    return tensor;
-  }
-
   /**
    * Normalizes `input` (N, C, *spatial). In training mode this uses the batch statistics and updates the
    * running stats; in eval mode it uses the running stats (or batch statistics when they are not tracked).
-   * Remembers what {@link backward} needs; `input.data` must not change until then.
+   * Remembers what {@link backward} needs; `input.data` must not change until then. With `out`, the
+   * output is written there (no allocation).
    */
-  forward(input: Tensor): Tensor {
+  forward(input: Tensor<ArrayOf<D>>, options?: ModuleForwardOptions<D>): Tensor<ArrayOf<D>> {
     this.checkIdle('forward');
-    const plan = this.planForward(input, this.training);
-    const result = batchNorm(plan.input, plan.options);
+    const plan = this.planForward(input, this.training, options);
+    const result = checkedCalls.forward(plan.x, plan.options);
     this.commitForward(plan, result);
-    return result.output;
+    return result.output as Tensor<ArrayOf<D>>;
   }
 
   /**
    * {@link forward} on the libuv thread pool, so a large batch does not block the event loop. Async calls
    * on one module run one after another in call order (each sees the state the previous one left);
    * calls on different modules run in parallel. Until they settle, synchronous calls that use or change
-   * the module's state throw, and the input's data must not change.
+   * the module's state throw, and the input's data (and `out`) must not change.
    */
-  forwardAsync(input: Tensor): Promise<Tensor> {
+  forwardAsync(input: Tensor<ArrayOf<D>>, options?: ModuleForwardOptions<D>): Promise<Tensor<ArrayOf<D>>> {
     const training = this.training;
     return this.enqueue(async () => {
-      const plan = this.planForward(input, training);
-      const result = await batchNormAsync(plan.input, plan.options);
+      const plan = this.planForward(input, training, options);
+      const result = await checkedCalls.forwardAsync(plan.x, plan.options);
       this.commitForward(plan, result);
-      return result.output;
+      return result.output as Tensor<ArrayOf<D>>;
     });
   }
 
   /**
    * Gradient with respect to the last forward's input, for `gradOutput` (the gradient of the loss with
-   * respect to that forward's output). Adds the weight and bias gradients into `weight.grad` and
-   * `bias.grad`, as PyTorch's autograd accumulates them. Each forward allows one backward.
+   * respect to that forward's output, in either memory format; the result takes the input's). Adds the
+   * weight and bias gradients into `weight.grad` and `bias.grad`, as PyTorch's autograd accumulates them.
+   * Each forward allows one backward. With `out.gradInput`, the gradient is written there.
    */
-  backward(gradOutput: Tensor): Tensor {
+  backward(gradOutput: Tensor<ArrayOf<D>>, options?: ModuleBackwardOptions<D>): Tensor<ArrayOf<D>> {
     this.checkIdle('backward');
-    const plan = this.planBackward(gradOutput);
-    const grads = batchNormBackward(plan.gradOutput, plan.input, plan.options);
+    const plan = this.planBackward(gradOutput, options);
+    const grads = checkedCalls.backward(plan.gradOutput, plan.input, plan.options);
     return this.commitBackward(grads);
   }
 
   /** {@link backward} on the libuv thread pool, queued after this module's pending async calls. */
-  backwardAsync(gradOutput: Tensor): Promise<Tensor> {
+  backwardAsync(gradOutput: Tensor<ArrayOf<D>>, options?: ModuleBackwardOptions<D>): Promise<Tensor<ArrayOf<D>>> {
     return this.enqueue(async () => {
-      const plan = this.planBackward(gradOutput);
-      const grads = await batchNormBackwardAsync(plan.gradOutput, plan.input, plan.options);
+      const plan = this.planBackward(gradOutput, options);
+      const grads = await checkedCalls.backwardAsync(plan.gradOutput, plan.input, plan.options);
       return this.commitBackward(grads);
     });
   }
@@ -241,9 +259,6 @@ export abstract class BatchNormBase {
   get pendingAsyncCalls(): number {
     return this.pending;
   }
-
-  private pending = 0;
-  private queue: Promise<unknown> = Promise.resolve();
 
   private enqueue<R>(task: () => Promise<R>): Promise<R> {
     this.pending++;
@@ -265,38 +280,66 @@ export abstract class BatchNormBase {
     }
   }
 
+  /** Checks an input: the class's rank rule first (PyTorch's message), then dtype and channel count. */
+  protected checkInput(value: unknown, name: string): CheckedTensor {
+    const shape = typeof value === 'object' && value !== null ? ownValue(value, 'shape') : undefined;
+    if (Array.isArray(shape)) this.checkInputRank(shape.length);
+    const tensor = checkTensor(value, name);
+    if (dtypeName(tensor.data) !== this.dtype) {
+      const arrayName = (dtype: DType) => (dtype === 'float32' ? 'Float32Array' : 'Float64Array');
+      throw new TypeError(
+        `Expected a ${arrayName(this.dtype)} for ${name}.data (the module's dtype is ${this.dtype}) but received ` +
+          arrayName(dtypeName(tensor.data)),
+      );
+    }
+    if (tensor.channels !== this.numFeatures) {
+      throw new RangeError(
+        `Expected ${name} with ${this.numFeatures} channels (numFeatures) but got ${tensor.channels} ` +
+          `(${name}.shape ${formatShape(tensor.shape)})`,
+      );
+    }
+    return tensor;
+  }
+
   /**
    * Everything forward decides before touching state; throws (changing nothing) on bad input. The
    * kernels get copies of the module's arrays (C values each): the running stats are updated in the
    * copies and committed only when the call succeeds, and no array the module owns is ever marked or
    * held by an async call.
    */
-  private planForward(input: Tensor, training: boolean) {
+  private planForward(input: unknown, training: boolean, options: unknown) {
+    const { out } = checkOptions(options, 'options', FORWARD_CALL_KEYS);
     const x = this.checkInput(input, 'input');
     const usedBatchStats = training || !this.trackRunningStats;
     const updatesRunningStats = training && this.trackRunningStats;
-    if (usedBatchStats) checkBatchSizeForTraining(x);
+    if (usedBatchStats) checkTrainingBatch(x);
     // PyTorch counts the batch first, so momentum null averages over batches including this one.
     const counted = updatesRunningStats ? this.batchesTracked + 1 : this.batchesTracked;
     const factor = this.momentum ?? (updatesRunningStats ? 1 / counted : 0);
     const readsRunningStats = usedBatchStats ? updatesRunningStats : true;
-    const runningMean = readsRunningStats ? this.runningMean!.slice() : null;
-    const runningVar = readsRunningStats ? this.runningVar!.slice() : null;
-    const weight = this.weight?.data.slice() ?? null;
+    const copies = this.kernelCopies[this.nextCopies]!;
+    const copy = (source: FloatArray | null | undefined, target: FloatArray) => {
+      if (source == null) return null;
+      target.set(source);
+      return target;
+    };
+    const runningMean = readsRunningStats ? copy(this.runningMean, copies.runningMean) : null;
+    const runningVar = readsRunningStats ? copy(this.runningVar, copies.runningVar) : null;
+    const weight = copy(this.weight?.data, copies.weight);
     return {
       x,
       usedBatchStats,
       counted,
       updatesRunningStats,
-      input: { data: x.data, shape: x.shape, memoryFormat: x.memoryFormat },
       options: {
         weight,
-        bias: this.bias?.data.slice() ?? null,
+        bias: copy(this.bias?.data, copies.bias),
         runningMean,
         runningVar,
         training: usedBatchStats,
         momentum: factor,
         eps: this.eps,
+        out: out as FloatArray | undefined,
       },
       // The weight and running stats this forward used, for its backward (an optimizer step in between
       // must not change the gradient).
@@ -313,6 +356,7 @@ export abstract class BatchNormBase {
       this.runningVar!.set(plan.options.runningVar!);
     }
     this.batchesTracked = plan.counted;
+    this.nextCopies = 1 - this.nextCopies;
     this.saved = {
       input: plan.x,
       weight: plan.weightAtForward,
@@ -325,7 +369,9 @@ export abstract class BatchNormBase {
     this.backwardTaken = false;
   }
 
-  private planBackward(gradOutput: Tensor) {
+  private planBackward(gradOutput: unknown, options: unknown) {
+    const { out } = checkOptions(options, 'options', BACKWARD_CALL_KEYS);
+    const { gradInput } = checkOptions(out, 'options.out', BACKWARD_OUT_KEYS);
     const saved = this.saved;
     if (saved === null) {
       throw new BatchNormStateError(
@@ -342,17 +388,12 @@ export abstract class BatchNormBase {
         `gradOutput.shape ${formatShape(dy.shape)} must equal the forward input's shape ${formatShape(saved.input.shape)}`,
       );
     }
-    if (dy.memoryFormat !== saved.input.memoryFormat) {
-      throw new RangeError(
-        `gradOutput.memoryFormat '${dy.memoryFormat}' must equal the forward input's '${saved.input.memoryFormat}'`,
-      );
-    }
     // One backward per forward: claimed now, so a second (even queued) backward fails clearly.
     this.saved = null;
     this.backwardTaken = true;
     return {
-      gradOutput: { data: dy.data, shape: dy.shape, memoryFormat: dy.memoryFormat },
-      input: { data: saved.input.data, shape: saved.input.shape, memoryFormat: saved.input.memoryFormat },
+      gradOutput: dy,
+      input: saved.input,
       options: {
         weight: saved.weight,
         runningMean: saved.runningMean,
@@ -362,34 +403,39 @@ export abstract class BatchNormBase {
         training: saved.usedBatchStats,
         eps: this.eps,
         outputMask: [true, this.affine, this.affine] as [boolean, boolean, boolean],
+        out: gradInput === undefined ? undefined : { gradInput: gradInput as FloatArray },
       },
     };
   }
 
-  private commitBackward(grads: BatchNormBackwardResult): Tensor {
+  private commitBackward(grads: BatchNormBackwardResult): Tensor<ArrayOf<D>> {
     if (this.weight !== null && this.bias !== null) {
-      accumulate(this.weight, grads.gradWeight!);
-      accumulate(this.bias, grads.gradBias!);
+      accumulate(this.weight, grads.gradWeight as ArrayOf<D>);
+      accumulate(this.bias, grads.gradBias as ArrayOf<D>);
     }
-    return grads.gradInput!;
+    return grads.gradInput as Tensor<ArrayOf<D>>;
   }
 
   /**
    * The module's state with PyTorch's keys and order: `weight`, `bias`, `running_mean`, `running_var`,
    * `num_batches_tracked` (those the module has). Values are copies, so the dict is a snapshot;
-   * `num_batches_tracked` is a `BigInt64Array` of length 1.
+   * `num_batches_tracked` is a `BigInt64Array` of length 1. With `prefix` (say `'bn1.'`), every key
+   * starts with it, as a layer's keys do in a whole model's state dict.
    */
-  stateDict(): StateDict {
+  stateDict(): BatchNormStateDict<D>;
+  stateDict(options: StateDictOptions): StateDict;
+  stateDict(options?: StateDictOptions): BatchNormStateDict<D> | StateDict {
+    const { prefix } = checkStateDictOptions(options);
     this.checkIdle('stateDict');
     const state: StateDict = {};
     if (this.weight !== null && this.bias !== null) {
-      state.weight = this.weight.data.slice();
-      state.bias = this.bias.data.slice();
+      state[`${prefix}weight`] = this.weight.data.slice();
+      state[`${prefix}bias`] = this.bias.data.slice();
     }
     if (this.runningMean !== null && this.runningVar !== null) {
-      state.running_mean = this.runningMean.slice();
-      state.running_var = this.runningVar.slice();
-      state.num_batches_tracked = BigInt64Array.of(BigInt(this.numBatchesTracked));
+      state[`${prefix}running_mean`] = this.runningMean.slice();
+      state[`${prefix}running_var`] = this.runningVar.slice();
+      state[`${prefix}num_batches_tracked`] = BigInt64Array.of(BigInt(this.batchesTracked));
     }
     return state;
   }
@@ -397,7 +443,9 @@ export abstract class BatchNormBase {
   /**
    * Copies a state dict into the module. Checks every entry first (keys when `strict`, which is the
    * default; lengths; dtypes), so a failed load changes nothing. As in PyTorch, a missing
-   * `num_batches_tracked` counts as 0.
+   * `num_batches_tracked` counts as 0. With `prefix` (say `'1.'` for the second layer of an
+   * `nn.Sequential`), only the keys that start with it are this module's (the prefix removed); the
+   * others belong to other layers and are neither loaded nor reported.
    */
   loadStateDict(stateDict: StateDictInput, options?: LoadStateDictOptions): LoadStateDictResult {
     this.checkIdle('loadStateDict');
@@ -409,7 +457,7 @@ export abstract class BatchNormBase {
    * preceding linear or convolution layer: `scale = weight / sqrt(running_var + eps)`,
    * `shift = bias - running_mean * scale`.
    */
-  toAffine(): { scale: FloatArray; shift: FloatArray } {
+  toAffine(): { scale: ArrayOf<D>; shift: ArrayOf<D> } {
     this.checkIdle('toAffine');
     if (this.runningMean === null || this.runningVar === null) {
       throw new BatchNormStateError(`${this.className}.toAffine() needs running statistics, but trackRunningStats is false`);
@@ -425,7 +473,34 @@ export abstract class BatchNormBase {
   }
 }
 
-function accumulate(parameter: Parameter, gradient: FloatArray): void {
+/** Per-channel arrays the kernels get instead of the module's own (see BatchNormBase.kernelCopies). */
+interface KernelCopies {
+  weight: FloatArray;
+  bias: FloatArray;
+  runningMean: FloatArray;
+  runningVar: FloatArray;
+}
+
+function newKernelCopies(dtype: DType, channels: number): KernelCopies {
+  // Views of one ArrayBuffer made up front, so reading their buffer later allocates nothing.
+  const size = dtype === 'float32' ? 4 : 8;
+  const buffer = new ArrayBuffer(4 * size * channels);
+  const view = (i: number): FloatArray =>
+    dtype === 'float32' ? new Float32Array(buffer, i * size * channels, channels) : new Float64Array(buffer, i * size * channels, channels);
+  return { weight: view(0), bias: view(1), runningMean: view(2), runningVar: view(3) };
+}
+
+/** PyTorch's check that training sees more than one value per channel, with a hint for inference. */
+function checkTrainingBatch(x: CheckedTensor): void {
+  try {
+    checkBatchSizeForTraining(x);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new RangeError(`${error.message} (for inference on a single sample, call eval() first)`);
+  }
+}
+
+function accumulate<A extends FloatArray>(parameter: Parameter<A>, gradient: A): void {
   if (parameter.grad === null) {
     parameter.grad = gradient;
     return;
@@ -433,31 +508,30 @@ function accumulate(parameter: Parameter, gradient: FloatArray): void {
   for (let i = 0; i < gradient.length; i++) parameter.grad[i]! += gradient[i]!;
 }
 
-function rankError(expected: string, rank: number): RangeError {
+export function rankError(expected: string, rank: number): RangeError {
   return new RangeError(`expected ${expected} input (got ${rank}D input)`);
 }
 
 /** Batch norm over (N, C) or (N, C, L) inputs, as `torch.nn.BatchNorm1d`. */
-export class BatchNorm1d extends BatchNormBase {
-  protected readonly className = 'BatchNorm1d';
+export class BatchNorm1d<D extends DType = 'float32'> extends BatchNormBase<D> {
+  protected readonly className: string = 'BatchNorm1d';
   protected checkInputRank(rank: number): void {
     if (rank !== 2 && rank !== 3) throw rankError('2D or 3D', rank);
   }
 }
 
 /** Batch norm over (N, C, H, W) inputs, as `torch.nn.BatchNorm2d`. */
-export class BatchNorm2d extends BatchNormBase {
-  protected readonly className = 'BatchNorm2d';
+export class BatchNorm2d<D extends DType = 'float32'> extends BatchNormBase<D> {
+  protected readonly className: string = 'BatchNorm2d';
   protected checkInputRank(rank: number): void {
     if (rank !== 4) throw rankError('4D', rank);
   }
 }
 
 /** Batch norm over (N, C, D, H, W) inputs, as `torch.nn.BatchNorm3d`. */
-export class BatchNorm3d extends BatchNormBase {
-  protected readonly className = 'BatchNorm3d';
+export class BatchNorm3d<D extends DType = 'float32'> extends BatchNormBase<D> {
+  protected readonly className: string = 'BatchNorm3d';
   protected checkInputRank(rank: number): void {
     if (rank !== 5) throw rankError('5D', rank);
   }
 }
-

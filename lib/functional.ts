@@ -1,9 +1,13 @@
 import { type CallerArray, protectAsyncArrays } from './async-memory';
+import { permuteTo } from './layout';
 import { formatShape, invalidType } from './errors';
 import { elementCount, ownValue } from './intrinsics';
 import { native } from './native';
 import {
+  type ArrayOf,
   type CheckedTensor,
+  type DType,
+  type DTypeOf,
   type FloatArray,
   type Tensor,
   checkChannelArray,
@@ -15,48 +19,54 @@ import {
 } from './tensor';
 import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
 
-/** Options of {@link batchNorm}; names and defaults follow `torch.nn.functional.batch_norm`. */
-export interface BatchNormOptions {
+/**
+ * Options of {@link batchNorm}; names and defaults follow `torch.nn.functional.batch_norm`. `D` is the
+ * input's dtype: every array here has its element type.
+ */
+export interface BatchNormOptions<D extends DType = DType> {
   /** Per-channel scale (gamma), length C; absent means 1. */
-  weight?: FloatArray | null;
+  weight?: ArrayOf<D> | null;
   /** Per-channel shift (beta), length C; absent means 0. */
-  bias?: FloatArray | null;
+  bias?: ArrayOf<D> | null;
   /** Running mean, length C. Read in evaluation; updated in place when training. */
-  runningMean?: FloatArray | null;
+  runningMean?: ArrayOf<D> | null;
   /** Running (unbiased) variance, length C. Read in evaluation; updated in place when training. */
-  runningVar?: FloatArray | null;
+  runningVar?: ArrayOf<D> | null;
   /** Use batch statistics (true) or the running statistics (false, the default). */
   training?: boolean;
   /** Weight of the new batch statistic in the running-stat update. Default 0.1. */
   momentum?: number;
   /** Added to the variance for numerical stability. Default 1e-5. */
   eps?: number;
-  /** Destination for the output: same dtype and length as the input; may be `input.data` (in place). */
-  out?: FloatArray;
+  /**
+   * Destination for the output: same dtype and element count as the input, in the output's layout (the
+   * input's memory format); may be the input's own elements (in place).
+   */
+  out?: ArrayOf<D>;
 }
 
 /** Result of {@link batchNorm}. */
-export interface BatchNormResult {
-  /** The normalized tensor, same shape, dtype and memory format as the input. */
-  output: Tensor;
+export interface BatchNormResult<D extends DType = DType> {
+  /** The normalized tensor, same shape, dtype and memory format as the input (contiguous for a copied strided input). */
+  output: Tensor<ArrayOf<D>>;
   /** Batch mean per channel (training); empty in evaluation. */
-  saveMean: FloatArray;
+  saveMean: ArrayOf<D>;
   /** Batch `1 / sqrt(var + eps)` per channel, biased variance (training); empty in evaluation. */
-  saveInvstd: FloatArray;
+  saveInvstd: ArrayOf<D>;
 }
 
 /** Options of {@link batchNormBackward}; mirrors `torch.ops.aten.native_batch_norm_backward`. */
-export interface BatchNormBackwardOptions {
+export interface BatchNormBackwardOptions<D extends DType = DType> {
   /** The weight used in the forward pass, length C; absent means 1. */
-  weight?: FloatArray | null;
+  weight?: ArrayOf<D> | null;
   /** Running mean: required when `training` is false. */
-  runningMean?: FloatArray | null;
+  runningMean?: ArrayOf<D> | null;
   /** Running variance: required when `training` is false. */
-  runningVar?: FloatArray | null;
+  runningVar?: ArrayOf<D> | null;
   /** `saveMean` returned by the training forward: required when `training` is true. */
-  saveMean?: FloatArray | null;
+  saveMean?: ArrayOf<D> | null;
   /** `saveInvstd` returned by the training forward: required when `training` is true. */
-  saveInvstd?: FloatArray | null;
+  saveInvstd?: ArrayOf<D> | null;
   /** Whether the forward pass used batch statistics. */
   training: boolean;
   /** The forward pass's eps (used in evaluation mode). Default 1e-5. */
@@ -64,17 +74,19 @@ export interface BatchNormBackwardOptions {
   /** Which gradients to compute: `[input, weight, bias]`. Default all true. */
   outputMask?: readonly [boolean, boolean, boolean];
   /**
-   * Destinations for the gradients (same dtype; input-sized / length C), to reuse buffers across steps.
-   * Each must belong to a requested gradient and share no memory with any other argument.
+   * Destinations for the gradients (same dtype; input-sized in the input's layout / length C), to reuse
+   * buffers across steps. Each must belong to a requested gradient and share no memory with any other
+   * argument.
    */
-  out?: { gradInput?: FloatArray; gradWeight?: FloatArray; gradBias?: FloatArray };
+  out?: { gradInput?: ArrayOf<D>; gradWeight?: ArrayOf<D>; gradBias?: ArrayOf<D> };
 }
 
 /** Result of {@link batchNormBackward}; an entry is null when its `outputMask` flag is false. */
-export interface BatchNormBackwardResult {
-  gradInput: Tensor | null;
-  gradWeight: FloatArray | null;
-  gradBias: FloatArray | null;
+export interface BatchNormBackwardResult<D extends DType = DType> {
+  /** In the input's memory format, whatever the gradient's (PyTorch's rule). */
+  gradInput: Tensor<ArrayOf<D>> | null;
+  gradWeight: ArrayOf<D> | null;
+  gradBias: ArrayOf<D> | null;
 }
 
 const FORWARD_KEYS = ['weight', 'bias', 'runningMean', 'runningVar', 'training', 'momentum', 'eps', 'out'] as const;
@@ -137,10 +149,10 @@ export function checkBatchSizeForTraining(input: CheckedTensor): void {
  * const runningMean = new Float32Array(2), runningVar = new Float32Array([1, 1]);
  * const { output } = batchNorm(x, { training: true, runningMean, runningVar });
  */
-export function batchNorm(input: Tensor, options?: BatchNormOptions): BatchNormResult {
+export function batchNorm<A extends FloatArray>(input: Tensor<A>, options?: BatchNormOptions<DTypeOf<A>>): BatchNormResult<DTypeOf<A>> {
   const call = prepareForward(input, options);
   native().forward(...call.args);
-  return call.result;
+  return call.result as BatchNormResult<DTypeOf<A>>;
 }
 
 /**
@@ -148,11 +160,14 @@ export function batchNorm(input: Tensor, options?: BatchNormOptions): BatchNormR
  * are checked before the promise is created (a bad call rejects and changes nothing). The arrays must
  * not be modified, transferred or reused by another call until the promise settles.
  */
-export async function batchNormAsync(input: Tensor, options?: BatchNormOptions): Promise<BatchNormResult> {
+export async function batchNormAsync<A extends FloatArray>(
+  input: Tensor<A>,
+  options?: BatchNormOptions<DTypeOf<A>>,
+): Promise<BatchNormResult<DTypeOf<A>>> {
   const call = prepareForward(input, options);
   const staged = protectAsyncArrays(call.callerArrays);
   await native().forwardAsync(...call.args, staged);
-  return call.result;
+  return call.result as BatchNormResult<DTypeOf<A>>;
 }
 
 type ForwardArgs = Parameters<ReturnType<typeof native>['forward']>;
@@ -165,9 +180,16 @@ interface PreparedCall<Args, Result> {
   callerArrays: CallerArray[];
 }
 
-function prepareForward(input: Tensor, options: BatchNormOptions | undefined): PreparedCall<ForwardArgs, BatchNormResult> {
-  const x = checkTensor(input, 'input');
-  const opts = checkOptions(options, 'options', FORWARD_KEYS);
+function prepareForward(input: unknown, options: unknown): PreparedCall<ForwardArgs, BatchNormResult> {
+  return prepareCheckedForward(checkTensor(input, 'input'), options);
+}
+
+/**
+ * A forward call for an input already checked (the modules check theirs with their own rules). A
+ * module's options object has every key as its own property already (`complete`).
+ */
+function prepareCheckedForward(x: CheckedTensor, options: unknown, complete = false): PreparedCall<ForwardArgs, BatchNormResult> {
+  const opts = complete ? (options as Record<(typeof FORWARD_KEYS)[number], unknown>) : checkOptions(options, 'options', FORWARD_KEYS);
   const training = checkBoolean(opts.training, 'options.training', false);
   const momentum = checkFiniteNumber(opts.momentum, 'options.momentum', DEFAULT_MOMENTUM);
   const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
@@ -250,48 +272,50 @@ function checkOutputMask(value: unknown): readonly [boolean, boolean, boolean] {
  * Pass the same `training` flag as the forward pass: training uses `saveMean`/`saveInvstd` from the
  * forward result, evaluation uses the running statistics and `eps`.
  */
-export function batchNormBackward(
-  gradOutput: Tensor,
-  input: Tensor,
-  options: BatchNormBackwardOptions,
-): BatchNormBackwardResult {
+export function batchNormBackward<A extends FloatArray>(
+  gradOutput: Tensor<A>,
+  input: Tensor<A>,
+  options: BatchNormBackwardOptions<DTypeOf<A>>,
+): BatchNormBackwardResult<DTypeOf<A>> {
   const call = prepareBackward(gradOutput, input, options);
   native().backward(...call.args);
-  return call.result;
+  return call.result as BatchNormBackwardResult<DTypeOf<A>>;
 }
 
 /** {@link batchNormBackward} on the libuv thread pool (see {@link batchNormAsync}). */
-export async function batchNormBackwardAsync(
-  gradOutput: Tensor,
-  input: Tensor,
-  options: BatchNormBackwardOptions,
-): Promise<BatchNormBackwardResult> {
+export async function batchNormBackwardAsync<A extends FloatArray>(
+  gradOutput: Tensor<A>,
+  input: Tensor<A>,
+  options: BatchNormBackwardOptions<DTypeOf<A>>,
+): Promise<BatchNormBackwardResult<DTypeOf<A>>> {
   const call = prepareBackward(gradOutput, input, options);
   const staged = protectAsyncArrays(call.callerArrays);
   await native().backwardAsync(...call.args, staged);
-  return call.result;
+  return call.result as BatchNormBackwardResult<DTypeOf<A>>;
 }
 
-function prepareBackward(
-  gradOutput: Tensor,
-  input: Tensor,
-  options: BatchNormBackwardOptions,
+function prepareBackward(gradOutput: unknown, input: unknown, options: unknown): PreparedCall<BackwardArgs, BatchNormBackwardResult> {
+  return prepareCheckedBackward(checkTensor(gradOutput, 'gradOutput'), checkTensor(input, 'input'), options);
+}
+
+/** A backward call for tensors already checked. */
+function prepareCheckedBackward(
+  gradOutput: CheckedTensor,
+  x: CheckedTensor,
+  options: unknown,
+  complete = false,
 ): PreparedCall<BackwardArgs, BatchNormBackwardResult> {
-  const dy = checkTensor(gradOutput, 'gradOutput');
-  const x = checkTensor(input, 'input');
+  let dy = gradOutput;
   checkSameDtype(dy.data, 'gradOutput.data', x.data);
   if (dy.shape.length !== x.shape.length || dy.shape.some((size, i) => size !== x.shape[i])) {
     throw new RangeError(
       `gradOutput.shape ${formatShape(dy.shape)} must equal input.shape ${formatShape(x.shape)}`,
     );
   }
-  if (dy.memoryFormat !== x.memoryFormat) {
-    throw new RangeError(
-      `gradOutput.memoryFormat '${dy.memoryFormat}' must equal input.memoryFormat '${x.memoryFormat}' ` +
-        '(convert one with toChannelsLast / toContiguous)',
-    );
-  }
-  const opts = checkOptions(options, 'options', BACKWARD_KEYS, true);
+  // PyTorch accepts a gradient in either layout and returns grad_input in the input's: the gradient
+  // is permuted into the input's layout (a copy of gradOutput).
+  if (dy.memoryFormat !== x.memoryFormat) dy = checkTensor(permuteTo(dy, x.memoryFormat), 'gradOutput');
+  const opts = complete ? (options as Record<(typeof BACKWARD_KEYS)[number], unknown>) : checkOptions(options, 'options', BACKWARD_KEYS, true);
   const training = checkBoolean(opts.training, 'options.training', undefined);
   const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
   const [wantInput, wantWeight, wantBias] = checkOutputMask(opts.outputMask);
@@ -377,6 +401,38 @@ function prepareBackward(
     ],
   };
 }
+
+/**
+ * The calls of the modules (lib/batchnorm.ts), on tensors they have checked already: the same
+ * preparation, without checking the tensors twice.
+ */
+/** Every option present as an own property (undefined where unused). */
+type Complete<T> = { [K in keyof Required<T>]: T[K] };
+
+export const checkedCalls = {
+  forward(x: CheckedTensor, options: Complete<BatchNormOptions>): BatchNormResult {
+    const call = prepareCheckedForward(x, options, true);
+    native().forward(...call.args);
+    return call.result;
+  },
+  async forwardAsync(x: CheckedTensor, options: Complete<BatchNormOptions>): Promise<BatchNormResult> {
+    const call = prepareCheckedForward(x, options, true);
+    const staged = protectAsyncArrays(call.callerArrays);
+    await native().forwardAsync(...call.args, staged);
+    return call.result;
+  },
+  backward(dy: CheckedTensor, x: CheckedTensor, options: Complete<BatchNormBackwardOptions>): BatchNormBackwardResult {
+    const call = prepareCheckedBackward(dy, x, options, true);
+    native().backward(...call.args);
+    return call.result;
+  },
+  async backwardAsync(dy: CheckedTensor, x: CheckedTensor, options: Complete<BatchNormBackwardOptions>): Promise<BatchNormBackwardResult> {
+    const call = prepareCheckedBackward(dy, x, options, true);
+    const staged = protectAsyncArrays(call.callerArrays);
+    await native().backwardAsync(...call.args, staged);
+    return call.result;
+  },
+};
 
 /**
  * Name of the native kernel path in use: `'avx512'`, `'avx2'` or `'default'` (portable C++) on x86-64,

@@ -1,4 +1,4 @@
-export type { FloatArray, MemoryFormat, Tensor } from './tensor';
+export type { ArrayOf, DType, DTypeOf, FloatArray, MemoryFormat, Tensor } from './tensor';
 export type {
   BatchNormBackwardOptions,
   BatchNormBackwardResult,
@@ -14,9 +14,16 @@ export {
   getNumThreads,
   setNumThreads,
 } from './functional';
-export type { BatchNormModuleOptions, DType, Parameter } from './batchnorm';
+export type { BatchNormModuleOptions, ModuleBackwardOptions, ModuleForwardOptions, Parameter } from './batchnorm';
 export { BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormBase } from './batchnorm';
-export type { LoadStateDictOptions, LoadStateDictResult, StateDict, StateDictInput } from './state-dict';
+export type {
+  BatchNormStateDict,
+  LoadStateDictOptions,
+  LoadStateDictResult,
+  StateDict,
+  StateDictInput,
+  StateDictOptions,
+} from './state-dict';
 export { fromSafetensors, loadSafetensors, saveSafetensors, toSafetensors } from './safetensors';
 export type { KerasBatchNormConfig, KerasBatchNormWeights } from './keras';
 export { fromKerasWeights, toKerasWeights } from './keras';

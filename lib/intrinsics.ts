@@ -47,6 +47,13 @@ export function arrayBufferByteLength(buffer: ArrayBuffer): number {
   return arrayBufferByteLength_.call(buffer);
 }
 
+const typedArraySubarray = (TypedArrayPrototype as { subarray: (begin: number, end: number) => ArrayBufferView }).subarray;
+
+/** `array.subarray(begin, end)` through the built-in method. */
+export function subarrayOf<A extends ArrayBufferView>(array: A, begin: number, end: number): A {
+  return typedArraySubarray.call(array, begin, end) as A;
+}
+
 /** A SharedArrayBuffer (of any realm); those can be neither detached nor shrunk. */
 export function isShared(buffer: ArrayBufferLike): boolean {
   try {

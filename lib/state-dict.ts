@@ -1,17 +1,36 @@
-import { describeValue, formatShape } from './errors';
+import { describeValue, formatShape, invalidType } from './errors';
 import { elementCount, hasOwn, typedArrayKind } from './intrinsics';
-import { type FloatArray, isFloatArray } from './tensor';
+import { type ArrayOf, type DType, type FloatArray, isFloatArray } from './tensor';
 import { checkBoolean, checkOptions } from './validate';
 
-/** A module's state: PyTorch's keys mapped to typed arrays (`num_batches_tracked` as int64). */
+/** A state dict: PyTorch's keys mapped to typed arrays (`num_batches_tracked` as int64). */
 export type StateDict = Record<string, FloatArray | BigInt64Array>;
+
+/**
+ * A batch-norm module's own state dict, typed per key (the keys present depend on `affine` and
+ * `trackRunningStats`).
+ */
+export type BatchNormStateDict<D extends DType = DType> = {
+  weight?: ArrayOf<D>;
+  bias?: ArrayOf<D>;
+  running_mean?: ArrayOf<D>;
+  running_var?: ArrayOf<D>;
+  num_batches_tracked?: BigInt64Array;
+};
+
+export interface StateDictOptions {
+  /** Put before every key, e.g. `'bn1.'` or `'features.1.'`. Default ''. */
+  prefix?: string;
+}
 
 /** What {@link loadIntoModule} accepts for `num_batches_tracked`. */
 export type StateDictInput = Record<string, FloatArray | BigInt64Array | number | bigint>;
 
 export interface LoadStateDictOptions {
-  /** Require exactly the module's keys. Default true. */
+  /** Require exactly the module's keys (among those with the prefix). Default true. */
   strict?: boolean;
+  /** Only keys starting with this belong to the module (and lose it); e.g. `'1.'` in an `nn.Sequential`. Default ''. */
+  prefix?: string;
 }
 
 /** Keys that were missing from, or unexpected in, a non-strict load (PyTorch's `_IncompatibleKeys`). */
@@ -33,7 +52,18 @@ interface LoadTarget {
 }
 
 const COUNTER_KEY = 'num_batches_tracked';
-const LOAD_KEYS = ['strict'] as const;
+const LOAD_KEYS = ['strict', 'prefix'] as const;
+const STATE_DICT_KEYS = ['prefix'] as const;
+
+function checkPrefix(value: unknown): string {
+  if (value === undefined) return '';
+  if (typeof value !== 'string') throw invalidType('options.prefix', 'a string', value);
+  return value;
+}
+
+export function checkStateDictOptions(options: unknown): { prefix: string } {
+  return { prefix: checkPrefix(checkOptions(options, 'options', STATE_DICT_KEYS).prefix) };
+}
 
 function expectedKeys(module: LoadTarget): string[] {
   const keys: string[] = [];
@@ -78,6 +108,15 @@ function checkCounter(value: unknown): number {
   return asNumber;
 }
 
+/** The own entries whose key starts with `prefix`, the prefix removed (a null-prototype object). */
+function withoutPrefix(stateDict: object, prefix: string): Record<string, unknown> {
+  const entries = Object.create(null) as Record<string, unknown>;
+  for (const key of Object.keys(stateDict)) {
+    if (key.startsWith(prefix)) entries[key.slice(prefix.length)] = (stateDict as Record<string, unknown>)[key];
+  }
+  return entries;
+}
+
 /**
  * Loads `stateDict` into `module`. Every entry is checked before anything is copied, so a load that
  * throws leaves the module unchanged. Errors: unknown/missing keys (strict) as RangeError listing them all,
@@ -86,10 +125,11 @@ function checkCounter(value: unknown): number {
 export function loadIntoModule(module: LoadTarget, stateDict: unknown, options: unknown): LoadStateDictResult {
   const opts = checkOptions(options, 'options', LOAD_KEYS);
   const strict = checkBoolean(opts.strict, 'options.strict', true);
+  const prefix = checkPrefix(opts.prefix);
   if (typeof stateDict !== 'object' || stateDict === null || Array.isArray(stateDict) || ArrayBuffer.isView(stateDict)) {
     throw new TypeError(`Expected a state dict object for stateDict but received ${describeValue(stateDict)}`);
   }
-  const entries = stateDict as Record<string, unknown>;
+  const entries = withoutPrefix(stateDict, prefix);
   const wanted = expectedKeys(module);
   // Own keys only: a polluted Object.prototype must not supply an entry.
   const missingKeys = wanted.filter((key) => !hasOwn(entries, key) && key !== COUNTER_KEY);
@@ -97,10 +137,9 @@ export function loadIntoModule(module: LoadTarget, stateDict: unknown, options: 
   const className = module.constructor.name;
   if (strict && (missingKeys.length > 0 || unexpectedKeys.length > 0)) {
     const parts: string[] = [];
-    if (missingKeys.length > 0) parts.push(`Missing key(s) in state_dict: ${missingKeys.map((k) => `"${k}"`).join(', ')}.`);
-    if (unexpectedKeys.length > 0) {
-      parts.push(`Unexpected key(s) in state_dict: ${unexpectedKeys.map((k) => `"${k}"`).join(', ')}.`);
-    }
+    const quoted = (keys: string[]) => keys.map((k) => `"${prefix}${k}"`).join(', ');
+    if (missingKeys.length > 0) parts.push(`Missing key(s) in state_dict: ${quoted(missingKeys)}.`);
+    if (unexpectedKeys.length > 0) parts.push(`Unexpected key(s) in state_dict: ${quoted(unexpectedKeys)}.`);
     throw new RangeError(`Error(s) in loading state_dict for ${className}: ${parts.join(' ')}`);
   }
 
@@ -132,5 +171,5 @@ export function loadIntoModule(module: LoadTarget, stateDict: unknown, options: 
 
   for (const [target, value] of copies) target.set(value);
   if (counter !== null) module.numBatchesTracked = counter;
-  return { missingKeys, unexpectedKeys };
+  return { missingKeys: missingKeys.map((k) => prefix + k), unexpectedKeys: unexpectedKeys.map((k) => prefix + k) };
 }

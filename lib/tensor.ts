@@ -1,8 +1,18 @@
 import { describeValue, formatShape, invalidType, invalidValue } from './errors';
-import { bufferOf, byteLengthOf, byteOffsetOf, elementCount, ownValue, typedArrayKind } from './intrinsics';
+import { bufferOf, byteLengthOf, byteOffsetOf, elementCount, ownValue, subarrayOf, typedArrayKind } from './intrinsics';
+import { checkStrides, gatherContiguous } from './strides';
 
 /** The element types batch norm works on: float32 and float64. */
 export type FloatArray = Float32Array | Float64Array;
+
+/** A dtype name, as PyTorch spells `torch.float32` / `torch.float64`. */
+export type DType = 'float32' | 'float64';
+
+/** The typed array of a dtype: `Float32Array` for `'float32'`, `Float64Array` for `'float64'`. */
+export type ArrayOf<D extends DType> = D extends 'float32' ? Float32Array : Float64Array;
+
+/** The dtype of a typed array type. */
+export type DTypeOf<A extends FloatArray> = A extends Float32Array ? 'float32' : 'float64';
 
 /** How a tensor's elements are laid out in `data`. */
 export type MemoryFormat = 'contiguous' | 'channelsLast';
@@ -11,14 +21,22 @@ export type MemoryFormat = 'contiguous' | 'channelsLast';
  * A tensor: a typed array and its logical shape `(N, C, *spatial)`, rank 2 to 5.
  * `data` is used in place (zero-copy), including `subarray()` views at a byte offset.
  */
-export interface Tensor {
-  data: FloatArray;
+export interface Tensor<A extends FloatArray = FloatArray> {
+  data: A;
   shape: readonly number[];
   /**
    * `'contiguous'` (NCHW, row-major over the logical shape; the default) or `'channelsLast'` (rank 4/5
    * stored as N, *spatial, C: NHWC / NDHWC, as PyTorch's `torch.channels_last`). The shape stays logical.
    */
   memoryFormat?: MemoryFormat;
+  /**
+   * Element strides per dimension (the `ndarray` convention), for data that is a view into a larger
+   * array. Strides of the contiguous or channels-last layout run in place; any others (transposed,
+   * sliced, broadcast, reversed) are copied into a new contiguous array first.
+   */
+  stride?: readonly number[];
+  /** Index in `data` of the element at index 0 (with `stride`). Default 0. */
+  offset?: number;
 }
 
 /** A validated tensor with the sizes the native kernels work with. */
@@ -34,6 +52,8 @@ export interface CheckedTensor {
   spatial: number;
   /** Elements in all: the length of `data`. */
   elements: number;
+  /** Whether `data` is a copy gathered from a strided view (not the caller's memory). */
+  gathered: boolean;
   /**
    * The (batch, channels, spatial) the kernels traverse: the logical sizes for a contiguous tensor; for a
    * channels-last one (N * spatial, C, 1), since its memory is exactly a contiguous (N * spatial, C) matrix.
@@ -94,17 +114,35 @@ export function checkTensor(value: unknown, name: string): CheckedTensor {
     }
     sizes.push(size);
   }
-  const length = elementCount(data);
-  if (elements !== length) {
-    const detached = length === 0 && byteLengthOf(data) === 0 ? ' (is its ArrayBuffer detached?)' : '';
-    throw new RangeError(
-      `${name}.shape ${formatShape(sizes)} describes ${elements} elements but ${name}.data has ${length}${detached}`,
-    );
-  }
   if (memoryFormat !== undefined && memoryFormat !== 'contiguous' && memoryFormat !== 'channelsLast') {
     throw invalidType(`${name}.memoryFormat`, "'contiguous' or 'channelsLast'", memoryFormat);
   }
-  if (memoryFormat === 'channelsLast' && sizes.length !== 4 && sizes.length !== 5) {
+  const strided = checkStrides(value, name, sizes, data);
+  let elementsData: FloatArray = data;
+  let format = memoryFormat as MemoryFormat | undefined;
+  let gathered = false;
+  if (strided === null) {
+    const length = elementCount(data);
+    if (elements !== length) {
+      const detached = length === 0 && byteLengthOf(data) === 0 ? ' (is its ArrayBuffer detached?)' : '';
+      throw new RangeError(
+        `${name}.shape ${formatShape(sizes)} describes ${elements} elements but ${name}.data has ${length}${detached}`,
+      );
+    }
+  } else if (strided.layouts.length === 0) {
+    if (format !== undefined) {
+      throw new RangeError(`${name}.stride [${strided.strides.join(', ')}] is neither layout, so ${name}.memoryFormat cannot be '${format}'`);
+    }
+    elementsData = gatherContiguous(data, sizes, strided);
+    gathered = true;
+  } else {
+    if (format !== undefined && !strided.layouts.includes(format)) {
+      throw new RangeError(`${name}.stride [${strided.strides.join(', ')}] describes the ${strided.layouts[0]} layout, not ${name}.memoryFormat '${format}'`);
+    }
+    format ??= strided.layouts[0];
+    elementsData = subarrayOf(data, strided.offset, strided.offset + elements);
+  }
+  if (format === 'channelsLast' && sizes.length !== 4 && sizes.length !== 5) {
     throw new RangeError(
       `${name}.memoryFormat 'channelsLast' needs a rank-4 or rank-5 shape (N, C, H, W) or (N, C, D, H, W) but ` +
         `${name}.shape is ${formatShape(sizes)}`,
@@ -112,15 +150,16 @@ export function checkTensor(value: unknown, name: string): CheckedTensor {
   }
   let spatial = 1;
   for (let i = 2; i < sizes.length; i++) spatial *= sizes[i]!;
-  const channelsLast = memoryFormat === 'channelsLast';
+  const channelsLast = format === 'channelsLast';
   return {
-    data,
+    data: elementsData,
     shape: sizes,
-    memoryFormat: (memoryFormat as MemoryFormat | undefined) ?? 'contiguous',
+    memoryFormat: format ?? 'contiguous',
     batch: sizes[0]!,
     channels: sizes[1]!,
     spatial,
     elements,
+    gathered,
     kernelBatch: channelsLast ? sizes[0]! * spatial : sizes[0]!,
     kernelSpatial: channelsLast ? 1 : spatial,
   };

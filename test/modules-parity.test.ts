@@ -12,6 +12,7 @@ import {
   BatchNorm3d,
   type BatchNormBase,
   type FloatArray,
+  type StateDict,
   loadSafetensors,
   saveSafetensors,
 } from '../lib/index';
@@ -23,7 +24,7 @@ const CLASSES = { BatchNorm1d, BatchNorm2d, BatchNorm3d };
 
 function expectState(module: BatchNormBase, recorded: EncodedState, rtol: number, label: string): void {
   const expected = decodeState(recorded);
-  const actual = module.stateDict();
+  const actual: StateDict = module.stateDict();
   expect(Object.keys(actual), `${label}: keys`).toEqual(Object.keys(expected));
   for (const [key, value] of Object.entries(expected)) {
     if (typeof value === 'number') {

@@ -85,15 +85,14 @@ describe('forward and backward errors change nothing', () => {
     expect(snapshot(m)).toEqual(before);
   });
 
-  it('rejects a gradient of another shape, dtype or format, then still accepts the right one', () => {
+  it('rejects a gradient of another shape or dtype, then still accepts the right one', () => {
     const m = new BatchNorm2d(2);
     m.forward({ data: ramp(16), shape: [2, 2, 2, 2] });
     const before = snapshot(m);
     expect(() => m.backward({ data: ramp(16), shape: [4, 2, 2, 1] })).toThrow(
       "gradOutput.shape [4, 2, 2, 1] must equal the forward input's shape [2, 2, 2, 2]",
     );
-    expect(() => m.backward({ data: new Float64Array(16), shape: [2, 2, 2, 2] })).toThrow(TypeError);
-    expect(() => m.backward({ data: ramp(16), shape: [2, 2, 2, 2], memoryFormat: 'channelsLast' })).toThrow(RangeError);
+    expect(() => m.backward({ data: new Float64Array(16), shape: [2, 2, 2, 2] } as never)).toThrow(TypeError);
     expect(snapshot(m)).toEqual(before);
     expect(m.backward({ data: ramp(16), shape: [2, 2, 2, 2] }).shape).toEqual([2, 2, 2, 2]);
     expect(() => m.backward({ data: ramp(16), shape: [2, 2, 2, 2] })).toThrow('each forward allows one backward');

@@ -94,7 +94,7 @@ function runForward(fixture: FixtureCase) {
 function runBackward(fixture: FixtureCase) {
   const inputs = fixture.inputs();
   return batchNormBackward(
-    { data: inputs.gradOutput!, shape: fixture.shape, memoryFormat: fixture.memoryFormat },
+    { data: inputs.gradOutput!, shape: fixture.shape, memoryFormat: fixture.gradOutputFormat ?? fixture.memoryFormat },
     { data: inputs.input!, shape: fixture.shape, memoryFormat: fixture.memoryFormat },
     {
       weight: inputs.weight,
@@ -131,8 +131,10 @@ describe(`parity with PyTorch (${cases.length} cases, kernel path ${cpuCapabilit
     );
   });
 
-  it('has fixtures covering every rank, both dtypes, both modes and both memory formats', () => {
+  it('has fixtures covering every rank, both dtypes, both modes and both memory formats (also mixed)', () => {
     expect(new Set(cases.map((c) => c.memoryFormat))).toEqual(new Set(['contiguous', 'channelsLast']));
+    const mixed = cases.filter((c) => (c.gradOutputFormat ?? c.memoryFormat) !== c.memoryFormat);
+    expect(new Set(mixed.map((c) => `${c.memoryFormat}/${c.gradOutputFormat}/${c.training}`)).size).toBe(4);
     const ranks = new Set(cases.map((c) => c.shape.length));
     expect([...ranks].sort()).toEqual([2, 3, 4, 5]);
     expect(new Set(cases.map((c) => c.dtype)).size).toBe(2);
@@ -156,6 +158,8 @@ describe(`parity with PyTorch (${cases.length} cases, kernel path ${cpuCapabilit
 
     it('backward matches the float64 answer', () => {
       const result = runBackward(fixture);
+      // grad_input takes the input's memory format, whatever the gradient's (PyTorch's rule).
+      if (result.gradInput !== null) expect(result.gradInput.memoryFormat).toBe(fixture.memoryFormat);
       const termScale = gradInputTermScale(fixture);
       expectClose(result.gradInput?.data ?? null, fixture.expected.gradInput, rtol, 'gradInput', termScale);
       expectClose(result.gradWeight, fixture.expected.gradWeight, rtol, 'gradWeight');

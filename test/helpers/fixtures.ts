@@ -31,6 +31,8 @@ interface EncodedCase {
   eps: number;
   outputMask: [boolean, boolean, boolean];
   memoryFormat: 'contiguous' | 'channelsLast';
+  /** The gradient's own layout (the input's unless a mixed-format case). */
+  gradOutputFormat?: 'contiguous' | 'channelsLast';
   inputs: EncodedSet<InputKey>;
   expected: EncodedSet<ResultKey>;
   torch: EncodedSet<ResultKey>;
@@ -118,9 +120,26 @@ export interface Checkpoint {
   evalOutput: EncodedArray;
 }
 
-export function loadModuleFixtures(): { sequences: ModuleSequence[]; checkpoints: Checkpoint[] } {
+/** A whole model's checkpoint (nn.Sequential of BatchNorm2d, ReLU, BatchNorm2d) saved by PyTorch. */
+export interface SequentialCheckpoint {
+  file: string;
+  shape: number[];
+  prefixes: string[];
+  momenta: (number | null)[];
+  trainInput: EncodedArray;
+  trainOutput: EncodedArray;
+  stateAfterTrain: EncodedState;
+  evalInput: EncodedArray;
+  evalOutput: EncodedArray;
+}
+
+export function loadModuleFixtures(): { sequences: ModuleSequence[]; checkpoints: Checkpoint[]; sequential: SequentialCheckpoint } {
   const file = path.join(fixturesDir(), 'modules.json');
-  return JSON.parse(readFileSync(file, 'utf8')) as { sequences: ModuleSequence[]; checkpoints: Checkpoint[] };
+  return JSON.parse(readFileSync(file, 'utf8')) as {
+    sequences: ModuleSequence[];
+    checkpoints: Checkpoint[];
+    sequential: SequentialCheckpoint;
+  };
 }
 
 /** Decodes a recorded state dict into what loadStateDict accepts. */
