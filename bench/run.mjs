@@ -313,6 +313,20 @@ function moduleCase({ shape, format }) {
 
 const moduleCases = selected.flatMap((shape) => moduleCase(shape));
 
+// Reading a checkpoint's header: a safetensors file of 300,000 one-element tensors (README, State files).
+function safetensorsCase() {
+  const state = {};
+  for (let i = 0; i < 300_000; i++) state[`layer${i}.weight`] = Float32Array.of(i);
+  const bytes = bn.toSafetensors(state);
+  const samples = [];
+  for (let i = 0; i < 5; i++) {
+    const start = process.hrtime.bigint();
+    bn.fromSafetensors(bytes);
+    samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+  }
+  return { tensors: 300_000, parseMs: median(samples) };
+}
+
 const asyncCases = [];
 if (only === null) {
   for (const shape of ASYNC_SHAPES) for (const op of OPS) asyncCases.push(await asyncCase(shape, op));
@@ -326,6 +340,7 @@ const report = {
   rounds,
   cases,
   moduleCases,
+  safetensors: only === null ? safetensorsCase() : null,
   asyncMemoryGuard: bn.asyncMemoryGuard(),
   asyncCases,
 };
@@ -368,6 +383,9 @@ if (json) {
       `${(c.moduleMs / c.functionalMs).toFixed(2)}x`,
     ]),
   );
+  if (report.safetensors !== null) {
+    console.log(`\nsafetensors: fromSafetensors of ${report.safetensors.tensors} one-element tensors: ${fmt(report.safetensors.parseMs)} (median of 5)`);
+  }
   if (asyncCases.length > 0) {
     console.log(`\nasync calls (${allThreads} threads, with out; this runtime's mechanism: ${report.asyncMemoryGuard})`);
     printTable(
