@@ -51,7 +51,7 @@ for (const c of fixtures.cases) {
   );
   const b = fresh();
   const backward = bn.batchNormBackward(
-    { data: b.gradOutput, shape: c.shape, memoryFormat: format },
+    { data: b.gradOutput, shape: c.shape, memoryFormat: c.gradOutputFormat ?? format },
     { data: b.input, shape: c.shape, memoryFormat: format },
     { weight: b.weight, runningMean: b.runningMean, runningVar: b.runningVar, saveMean: b.saveMean,
       saveInvstd: b.saveInvstd, training: c.training, eps: c.eps, outputMask: c.outputMask },
