@@ -1,7 +1,13 @@
 import { defineConfig } from 'vitest/config';
 
 // Suites that exercise the kernels: run once more per kernel path, forced through the environment.
-const KERNEL_SUITES = ['test/parity.test.ts', 'test/modules-parity.test.ts', 'test/simd.test.ts', 'test/isa.test.ts'];
+const KERNEL_SUITES = [
+  'test/parity.test.ts',
+  'test/modules-parity.test.ts',
+  'test/family-parity.test.ts',
+  'test/simd.test.ts',
+  'test/isa.test.ts',
+];
 
 export default defineConfig({
   test: {

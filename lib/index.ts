@@ -15,7 +15,16 @@ export {
   setNumThreads,
 } from './functional';
 export type { BatchNormModuleOptions, ModuleBackwardOptions, ModuleForwardOptions, Parameter } from './batchnorm';
-export { BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormBase } from './batchnorm';
+export {
+  BatchNorm1d,
+  BatchNorm2d,
+  BatchNorm3d,
+  BatchNormBase,
+  LazyBatchNorm1d,
+  LazyBatchNorm2d,
+  LazyBatchNorm3d,
+} from './batchnorm';
+export { InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, InstanceNormBase } from './instancenorm';
 export type {
   BatchNormStateDict,
   LoadStateDictOptions,

@@ -1,8 +1,8 @@
 import { type ArrayOf, type CheckedTensor, type DTypeOf, type FloatArray, type MemoryFormat, type Tensor, checkTensor, newLike } from './tensor';
 
-/** A copy of a checked tensor's elements in `format` (same logical shape). */
-export function permuteTo(x: CheckedTensor, format: MemoryFormat): Tensor {
-  const data = newLike(x.data, x.elements);
+/** A copy of a checked tensor's elements in `format` (same logical shape), into `destination` if given. */
+export function permuteTo(x: CheckedTensor, format: MemoryFormat, destination?: FloatArray): Tensor {
+  const data = destination ?? newLike(x.data, x.elements);
   if (x.memoryFormat === format) {
     data.set(x.data);
   } else {

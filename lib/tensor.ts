@@ -54,6 +54,8 @@ export interface CheckedTensor {
   elements: number;
   /** Whether `data` is a copy gathered from a strided view (not the caller's memory). */
   gathered: boolean;
+  /** A module input given without its batch dimension (InstanceNorm); `shape` has it added. */
+  unbatched?: boolean;
   /**
    * The (batch, channels, spatial) the kernels traverse: the logical sizes for a contiguous tensor; for a
    * channels-last one (N * spatial, C, 1), since its memory is exactly a contiguous (N * spatial, C) matrix.

@@ -36,7 +36,7 @@ for (const args of [
 
 const vitest = spawnSync(
   process.execPath,
-  [path.join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', 'test/parity.test.ts', 'test/modules-parity.test.ts'],
+  [path.join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', 'test/parity.test.ts', 'test/modules-parity.test.ts', 'test/family-parity.test.ts'],
   { cwd: root, stdio: 'inherit', env: { ...process.env, BATCHNORM_FIXTURES_DIR: dir } },
 );
 fs.rmSync(dir, { recursive: true, force: true });

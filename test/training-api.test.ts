@@ -8,6 +8,11 @@ import { describe, expect, it } from 'vitest';
 import {
   BatchNorm1d,
   BatchNorm2d,
+  BatchNormStateError,
+  InstanceNorm1d,
+  InstanceNorm2d,
+  LazyBatchNorm1d,
+  LazyBatchNorm2d,
   type StateDict,
   batchNorm,
   batchNormAsync,
@@ -249,6 +254,86 @@ describe("Keras's moving-variance rule (README, Keras section)", () => {
       const biased = values.reduce((a, v) => a + (v - mean) ** 2, 0) / n;
       const keras = (1 - momentum) * [1, 2][c]! + momentum * biased;
       expect(Math.abs(runningVar[c]! - keras)).toBeLessThan(1e-12);
+    }
+  });
+});
+
+describe('LazyBatchNorm: numFeatures from the first input or a state dict', () => {
+  it('keeps its parameter objects (an optimizer may hold them) and initializes on the first forward', () => {
+    const m = new LazyBatchNorm2d();
+    const [weight, bias] = m.parameters();
+    expect(m.numFeatures).toBe(0);
+    expect(weight!.data.length).toBe(0);
+    expect(m.runningMean).toBe(null);
+    expect(() => m.stateDict()).toThrow(BatchNormStateError);
+    m.forward({ data: ramp(2 * 3 * 4), shape: [2, 3, 2, 2] });
+    expect(m.numFeatures).toBe(3);
+    expect(m.parameters()[0]).toBe(weight);
+    expect(Array.from(weight!.data)).toEqual([1, 1, 1]);
+    expect(Array.from(bias!.data)).toEqual([0, 0, 0]);
+    expect(m.numBatchesTracked).toBe(1);
+    expect(() => m.forward({ data: ramp(2 * 4 * 4), shape: [2, 4, 2, 2] })).toThrow('Expected input with 3 channels');
+  });
+
+  it('a call that fails leaves it uninitialized (PyTorch would initialize first)', () => {
+    const m = new LazyBatchNorm2d();
+    expect(() => m.forward({ data: ramp(12), shape: [2, 3, 2] })).toThrow('expected 4D input (got 3D input)');
+    expect(() => m.forward({ data: ramp(3), shape: [1, 3, 1, 1] })).toThrow('Expected more than 1 value per channel');
+    expect(m.numFeatures).toBe(0);
+  });
+
+  it('takes numFeatures from a loaded state dict, all or nothing', () => {
+    const source = new BatchNorm1d(5);
+    source.forward({ data: ramp(20), shape: [4, 5] });
+    const m = new LazyBatchNorm1d();
+    expect(() => m.loadStateDict({ ...source.stateDict(), running_var: new Float32Array(4) })).toThrow('size mismatch for running_var');
+    expect(m.numFeatures).toBe(0);
+    m.loadStateDict(source.stateDict());
+    expect(m.numFeatures).toBe(5);
+    expect(bytes(m.runningMean!)).toBe(bytes(source.runningMean!));
+    expect(m.numBatchesTracked).toBe(1);
+  });
+
+  it('initializes through forwardAsync as well', async () => {
+    const m = new LazyBatchNorm1d({ dtype: 'float64' });
+    const y = await m.forwardAsync({ data: Float64Array.from({ length: 12 }, (_, i) => i % 5), shape: [4, 3] });
+    expect(m.numFeatures).toBe(3);
+    expect(y.data).toBeInstanceOf(Float64Array);
+  });
+});
+
+describe('InstanceNorm: options, ranks and messages as in PyTorch', () => {
+  it('defaults to no affine parameters and no running stats, and never counts batches', () => {
+    const m = new InstanceNorm2d(3);
+    expect([m.affine, m.trackRunningStats, m.weight, m.runningMean]).toEqual([false, false, null, null]);
+    const tracked = new InstanceNorm2d(3, { trackRunningStats: true });
+    tracked.forward({ data: ramp(2 * 3 * 4), shape: [2, 3, 2, 2] });
+    expect(tracked.numBatchesTracked).toBe(0);
+    expect(tracked.stateDict().num_batches_tracked).toEqual(BigInt64Array.of(0n));
+  });
+
+  it('refuses momentum null, wrong ranks, too few spatial elements and a channel count it uses', () => {
+    expect(() => new InstanceNorm1d(3, { momentum: null, trackRunningStats: true })).toThrow(TypeError);
+    expect(() => new InstanceNorm2d(3).forward({ data: ramp(6), shape: [3, 2] })).toThrow('expected 3D or 4D input (got 2D input)');
+    expect(() => new InstanceNorm2d(3).forward({ data: ramp(6), shape: [2, 3, 1, 1] })).toThrow(
+      'Expected more than 1 spatial element when training, got input size [2, 3, 1, 1]',
+    );
+    expect(() => new InstanceNorm1d(3, { affine: true }).forward({ data: ramp(8), shape: [2, 4] })).toThrow(
+      "expected input's size at dim=0 to match num_features (3), but got: 2",
+    );
+    // Without affine parameters or running stats numFeatures is unused: any C is accepted, as in PyTorch.
+    expect(new InstanceNorm1d(3).forward({ data: ramp(8), shape: [4, 2] }).shape).toEqual([4, 2]);
+  });
+
+  it('normalizes each sample and channel over its spatial positions', () => {
+    const data = Float64Array.from({ length: 2 * 2 * 3 }, (_, i) => (i * 7) % 5);
+    const y = new InstanceNorm1d(2, { dtype: 'float64', eps: 0 }).forward({ data, shape: [2, 2, 3] }).data;
+    for (let row = 0; row < 4; row++) {
+      const values = Array.from(y.subarray(row * 3, row * 3 + 3));
+      const mean = values.reduce((a, b) => a + b, 0) / 3;
+      const variance = values.reduce((a, v) => a + (v - mean) ** 2, 0) / 3;
+      expect(Math.abs(mean)).toBeLessThan(1e-12);
+      expect(Math.abs(variance - 1)).toBeLessThan(1e-9);
     }
   });
 });

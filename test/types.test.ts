@@ -6,6 +6,8 @@ import {
   BatchNorm1d,
   BatchNorm2d,
   type BatchNormStateDict,
+  InstanceNorm1d,
+  LazyBatchNorm2d,
   type Parameter,
   type StateDict,
   type Tensor,
@@ -35,6 +37,13 @@ describe('types by dtype', () => {
     expect(() => new BatchNorm1d(8).forward({ data: new Float32Array(16), shape: [2, 8] }, { out: new Float64Array(16) })).toThrow(
       TypeError,
     );
+  });
+
+  it('the lazy and instance classes follow the dtype too', () => {
+    expectTypeOf(new LazyBatchNorm2d()).toEqualTypeOf<LazyBatchNorm2d<'float32'>>();
+    expectTypeOf(new LazyBatchNorm2d({ dtype: 'float64' }).runningMean).toEqualTypeOf<Float64Array | null>();
+    const instance = new InstanceNorm1d(4, { dtype: 'float64' });
+    expectTypeOf(instance.forward({ data: new Float64Array(8), shape: [4, 2] }).data).toEqualTypeOf<Float64Array>();
   });
 
   it('state dicts type each key', () => {

@@ -133,13 +133,23 @@ export interface SequentialCheckpoint {
   evalOutput: EncodedArray;
 }
 
-export function loadModuleFixtures(): { sequences: ModuleSequence[]; checkpoints: Checkpoint[]; sequential: SequentialCheckpoint } {
+/** A LazyBatchNorm or InstanceNorm sequence; results in the formats PyTorch returned them. */
+export interface FamilySequence extends Omit<ModuleSequence, 'className' | 'initialState'> {
+  className: string;
+  initialState: EncodedState | null;
+  outputFormat: 'contiguous' | 'channelsLast';
+  gradInputFormat: 'contiguous' | 'channelsLast';
+  numFeatures: number;
+}
+
+export function loadModuleFixtures(): {
+  sequences: ModuleSequence[];
+  checkpoints: Checkpoint[];
+  sequential: SequentialCheckpoint;
+  family: FamilySequence[];
+} {
   const file = path.join(fixturesDir(), 'modules.json');
-  return JSON.parse(readFileSync(file, 'utf8')) as {
-    sequences: ModuleSequence[];
-    checkpoints: Checkpoint[];
-    sequential: SequentialCheckpoint;
-  };
+  return JSON.parse(readFileSync(file, 'utf8')) as ReturnType<typeof loadModuleFixtures>;
 }
 
 /** Decodes a recorded state dict into what loadStateDict accepts. */

@@ -1,0 +1,724 @@
+// The module machinery of the batch-norm family (BatchNorm*, LazyBatchNorm*, InstanceNorm*): parameters
+// and buffers through their lifecycle, train/eval, forward and backward (sync and queued async), state
+// dicts. Subclasses say how an input maps onto the batch-norm kernels (kernelInput and its hooks).
+import { BatchNormStateError, formatShape, invalidType, invalidValue } from './errors';
+import { type BatchNormBackwardResult, type BatchNormResult, DEFAULT_EPS, DEFAULT_MOMENTUM, checkedCalls } from './functional';
+import { elementCount, ownValue } from './intrinsics';
+import { permuteTo } from './layout';
+import {
+  type BatchNormStateDict,
+  type LoadStateDictOptions,
+  type LoadStateDictResult,
+  type StateDict,
+  type StateDictInput,
+  type StateDictOptions,
+  checkStateDictOptions,
+  loadIntoModule,
+} from './state-dict';
+import { type ArrayOf, type CheckedTensor, type DType, type FloatArray, type Tensor, checkSameDtype, checkTensor, dtypeName } from './tensor';
+import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
+
+/** A trainable per-channel array and its accumulated gradient (null until a backward pass, or after zeroGrad). */
+export interface Parameter<A extends FloatArray = FloatArray> {
+  data: A;
+  grad: A | null;
+}
+
+/** Options of the batch-norm family; names and defaults follow `torch.nn.BatchNorm2d`. */
+export interface BatchNormModuleOptions<D extends DType = DType> {
+  /** Added to the variance. Default 1e-5. */
+  eps?: number;
+  /** Running-stat update factor; `null` uses a cumulative moving average. Default 0.1. */
+  momentum?: number | null;
+  /** Learnable weight (init 1) and bias (init 0). Default true (false for InstanceNorm). */
+  affine?: boolean;
+  /** Keep running_mean/running_var/num_batches_tracked and use them in eval mode. Default true (false for InstanceNorm). */
+  trackRunningStats?: boolean;
+  /** Element type of parameters, buffers and accepted inputs. Default 'float32'. */
+  dtype?: D;
+}
+
+/** Options of a module's forward: where to write the output. */
+export interface ModuleForwardOptions<D extends DType = DType> {
+  /**
+   * Destination for the output (the input's element count and dtype, in the output's layout), reused
+   * across steps instead of a new array per call. May be the input's own elements (in place); then
+   * backward, which reads the forward's input, must come before the input is overwritten again.
+   */
+  out?: ArrayOf<D>;
+}
+
+/** Options of a module's backward: where to write the input gradient. */
+export interface ModuleBackwardOptions<D extends DType = DType> {
+  /** `gradInput`: destination for the gradient w.r.t. the input (input-sized, in the input's layout). */
+  out?: { gradInput?: ArrayOf<D> };
+}
+
+/** How a module's input meets the kernels: the tensor they see and how often each channel repeats in it. */
+export interface KernelInput {
+  x: CheckedTensor;
+  /** The kernels see `repeat` copies of each of the module's channels (InstanceNorm: N). */
+  repeat: number;
+}
+
+/** What backward needs from the forward pass, as autograd would save it. */
+interface SavedForward {
+  /** The input as given (after strides), for the layout of the gradient. */
+  original: CheckedTensor;
+  kernel: KernelInput;
+  /** Copy of the weight at forward time (an optimizer step before backward does not change the gradient). */
+  weight: FloatArray | null;
+  usedBatchStats: boolean;
+  saveMean: FloatArray;
+  saveInvstd: FloatArray;
+  /** Copies of the running stats the forward read, for an evaluation-mode backward. */
+  runningMean: FloatArray | null;
+  runningVar: FloatArray | null;
+}
+
+/** Per-channel arrays the kernels get instead of the module's own. */
+interface KernelCopies {
+  weight: FloatArray;
+  bias: FloatArray;
+  runningMean: FloatArray;
+  runningVar: FloatArray;
+}
+
+function newKernelCopies(dtype: DType, length: number): KernelCopies {
+  // Views of one ArrayBuffer made up front, so reading their buffer later allocates nothing.
+  const size = dtype === 'float32' ? 4 : 8;
+  const buffer = new ArrayBuffer(4 * size * length);
+  const view = (i: number): FloatArray =>
+    dtype === 'float32' ? new Float32Array(buffer, i * size * length, length) : new Float64Array(buffer, i * size * length, length);
+  return { weight: view(0), bias: view(1), runningMean: view(2), runningVar: view(3) };
+}
+
+const MODULE_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype'] as const;
+const FORWARD_CALL_KEYS = ['out'] as const;
+const BACKWARD_CALL_KEYS = ['out'] as const;
+const BACKWARD_OUT_KEYS = ['gradInput'] as const;
+
+export function newArray<D extends DType>(dtype: D, length: number): ArrayOf<D> {
+  return (dtype === 'float32' ? new Float32Array(length) : new Float64Array(length)) as ArrayOf<D>;
+}
+
+function checkDType(value: unknown, name: string): DType {
+  if (value !== undefined && value !== 'float32' && value !== 'float64') {
+    throw invalidType(name, "'float32' or 'float64'", value);
+  }
+  return (value as DType | undefined) ?? 'float32';
+}
+
+export function rankError(expected: string, rank: number): RangeError {
+  return new RangeError(`expected ${expected} input (got ${rank}D input)`);
+}
+
+/** The defaults a class gives `affine` and `trackRunningStats`. */
+export interface ModuleDefaults {
+  affine: boolean;
+  trackRunningStats: boolean;
+}
+
+/**
+ * The shared base of the batch-norm family: owns the parameters (`weight`, `bias` and their gradients)
+ * and running buffers through train/eval, forward, backward and state dicts, following PyTorch's
+ * `_NormBase`. `D` is the dtype: inputs, outputs, parameters and buffers are `Float32Array`s for
+ * `'float32'` (the default), `Float64Array`s for `'float64'`. A lazy module (numFeatures 0) gets its
+ * arrays from the first forward that passes validation, or from a loaded state dict.
+ */
+export abstract class BatchNormBase<D extends DType = DType> {
+  readonly eps: number;
+  readonly momentum: number | null;
+  readonly affine: boolean;
+  readonly trackRunningStats: boolean;
+  readonly dtype: D;
+
+  /** Scale (gamma), present when `affine` (its `data` is empty until a lazy module is initialized). */
+  readonly weight: Parameter<ArrayOf<D>> | null;
+  /** Shift (beta), present when `affine`. */
+  readonly bias: Parameter<ArrayOf<D>> | null;
+  /** Training mode (batch statistics) or evaluation mode (running statistics). New modules train. */
+  training = true;
+
+  private features = 0;
+  private meanBuffer: ArrayOf<D> | null = null;
+  private varBuffer: ArrayOf<D> | null = null;
+  private batchesTracked = 0;
+  private saved: SavedForward | null = null;
+  /**
+   * Two sets of copies of the per-channel arrays for the kernels, used in turn: the set the saved
+   * forward refers to is never written by the next forward's plan, so a forward that fails leaves the
+   * saved one intact. Reused across calls (a fresh small typed array per call, plus materializing its
+   * buffer for the overlap checks, cost several microseconds per small call).
+   */
+  private kernelCopies: [KernelCopies, KernelCopies] | null = null;
+  private nextCopies = 0;
+  /** Whether the last forward's gradient was taken (for the message of a second backward). */
+  private backwardTaken = false;
+  private pending = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /** The module's name in messages, e.g. `BatchNorm2d`. */
+  protected abstract readonly className: string;
+
+  /** Throws a RangeError like PyTorch's "expected 4D input (got 3D input)" for a rank this class rejects. */
+  protected abstract checkInputRank(rank: number): void;
+
+  /**
+   * @param numFeatures C, or null for a lazy module (inferred from the first input).
+   * @param defaults the class's defaults for `affine` and `trackRunningStats`.
+   */
+  constructor(numFeatures: number | null, options: BatchNormModuleOptions<D> | undefined, defaults: ModuleDefaults) {
+    if (numFeatures !== null) {
+      if (typeof numFeatures !== 'number') throw invalidType('numFeatures', 'a positive integer', numFeatures);
+      if (!Number.isSafeInteger(numFeatures) || numFeatures < 1) {
+        throw invalidValue('numFeatures', 'a positive integer', numFeatures);
+      }
+    }
+    const opts = checkOptions(options, 'options', MODULE_KEYS);
+    this.eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
+    this.momentum = opts.momentum === null ? null : checkFiniteNumber(opts.momentum, 'options.momentum', DEFAULT_MOMENTUM);
+    this.affine = checkBoolean(opts.affine, 'options.affine', defaults.affine);
+    this.trackRunningStats = checkBoolean(opts.trackRunningStats, 'options.trackRunningStats', defaults.trackRunningStats);
+    this.dtype = checkDType(opts.dtype, 'options.dtype') as D;
+    this.weight = this.affine ? { data: newArray(this.dtype, 0), grad: null } : null;
+    this.bias = this.affine ? { data: newArray(this.dtype, 0), grad: null } : null;
+    if (numFeatures !== null) this.initialize(numFeatures);
+  }
+
+  /** C, the number of channels of accepted inputs (0 while a lazy module is not initialized). */
+  get numFeatures(): number {
+    return this.features;
+  }
+
+  /** Present when `trackRunningStats` (and initialized); updated in place by training forwards. */
+  get runningMean(): ArrayOf<D> | null {
+    return this.meanBuffer;
+  }
+
+  /** Present when `trackRunningStats` (and initialized); holds the unbiased variance estimate. */
+  get runningVar(): ArrayOf<D> | null {
+    return this.varBuffer;
+  }
+
+  /** Training forwards seen so far (PyTorch's int64 `num_batches_tracked`): a non-negative safe integer. */
+  get numBatchesTracked(): number {
+    return this.batchesTracked;
+  }
+  set numBatchesTracked(value: number) {
+    if (typeof value !== 'number') throw invalidType('numBatchesTracked', 'a non-negative safe integer', value);
+    if (!Number.isSafeInteger(value) || value < 0) throw invalidValue('numBatchesTracked', 'a non-negative safe integer', value);
+    this.checkIdle('numBatchesTracked');
+    this.batchesTracked = value;
+  }
+
+  /** Whether the module has its arrays (always, but for a lazy module before its first forward or load). */
+  get initialized(): boolean {
+    return this.features > 0;
+  }
+
+  /**
+   * Gives the module its arrays for `numFeatures` channels (PyTorch's `initialize_parameters`): the
+   * parameter objects keep their identity (an optimizer built before holds them), their data is replaced.
+   */
+  protected initialize(numFeatures: number): void {
+    this.features = numFeatures;
+    if (this.weight !== null && this.bias !== null) {
+      this.weight.data = newArray(this.dtype, numFeatures);
+      this.bias.data = newArray(this.dtype, numFeatures);
+    }
+    this.meanBuffer = this.trackRunningStats ? newArray(this.dtype, numFeatures) : null;
+    this.varBuffer = this.trackRunningStats ? newArray(this.dtype, numFeatures) : null;
+    this.kernelCopies = null;
+    // PyTorch's reset_parameters, without the idle check: a queued forwardAsync initializes too.
+    this.meanBuffer?.fill(0);
+    this.varBuffer?.fill(1);
+    this.batchesTracked = 0;
+    this.weight?.data.fill(1);
+    this.bias?.data.fill(0);
+  }
+
+  /** Back to the uninitialized state of a lazy module (a load that failed while initializing it). */
+  private uninitialize(): void {
+    this.features = 0;
+    if (this.weight !== null && this.bias !== null) {
+      this.weight.data = newArray(this.dtype, 0);
+      this.bias.data = newArray(this.dtype, 0);
+    }
+    this.meanBuffer = this.varBuffer = null;
+  }
+
+  private requireInitialized(method: string): void {
+    if (!this.initialized) {
+      throw new BatchNormStateError(
+        `${this.className}.${method}() needs the module's arrays, which a lazy module gets from its first forward() or loadStateDict()`,
+      );
+    }
+  }
+
+  /** Sets training mode (`true`, the default) or evaluation mode. */
+  train(mode = true): this {
+    this.training = checkBoolean(mode, 'mode', true);
+    return this;
+  }
+
+  /** Evaluation mode: normalize with the running statistics (when tracked). */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** running_mean = 0, running_var = 1, num_batches_tracked = 0. */
+  resetRunningStats(): void {
+    this.checkIdle('resetRunningStats');
+    this.meanBuffer?.fill(0);
+    this.varBuffer?.fill(1);
+    this.batchesTracked = 0;
+  }
+
+  /** Resets the running stats and sets weight = 1, bias = 0 (gradients are kept, as in PyTorch). */
+  resetParameters(): void {
+    this.resetRunningStats();
+    this.weight?.data.fill(1);
+    this.bias?.data.fill(0);
+  }
+
+  /** The trainable parameters, `[weight, bias]` (empty when not affine), for an optimizer. */
+  parameters(): Parameter<ArrayOf<D>>[] {
+    return this.weight !== null && this.bias !== null ? [this.weight, this.bias] : [];
+  }
+
+  /** Sets every parameter's gradient back to null. */
+  zeroGrad(): void {
+    this.checkIdle('zeroGrad');
+    for (const parameter of this.parameters()) parameter.grad = null;
+  }
+
+  /**
+   * Normalizes `input`. In training mode this uses the batch statistics and updates the running stats;
+   * in eval mode it uses the running stats (or batch statistics when they are not tracked). Remembers
+   * what {@link backward} needs; `input.data` must not change until then. With `out`, the output is
+   * written there (no allocation).
+   */
+  forward(input: Tensor<ArrayOf<D>>, options?: ModuleForwardOptions<D>): Tensor<ArrayOf<D>> {
+    this.checkIdle('forward');
+    const plan = this.planForward(input, this.training, options);
+    const result = checkedCalls.forward(plan.kernel.x, plan.options);
+    return this.commitForward(plan, result);
+  }
+
+  /**
+   * {@link forward} on the libuv thread pool, so a large batch does not block the event loop. Async calls
+   * on one module run one after another in call order (each sees the state the previous one left);
+   * calls on different modules run in parallel. Until they settle, synchronous calls that use or change
+   * the module's state throw, and the input's data (and `out`) must not change.
+   */
+  forwardAsync(input: Tensor<ArrayOf<D>>, options?: ModuleForwardOptions<D>): Promise<Tensor<ArrayOf<D>>> {
+    const training = this.training;
+    return this.enqueue(async () => {
+      const plan = this.planForward(input, training, options);
+      const result = await checkedCalls.forwardAsync(plan.kernel.x, plan.options);
+      return this.commitForward(plan, result);
+    });
+  }
+
+  /**
+   * Gradient with respect to the last forward's input, for `gradOutput` (the gradient of the loss with
+   * respect to that forward's output, in either memory format; the result takes the input's). Adds the
+   * weight and bias gradients into `weight.grad` and `bias.grad`, as PyTorch's autograd accumulates them.
+   * Each forward allows one backward. With `out.gradInput`, the gradient is written there.
+   */
+  backward(gradOutput: Tensor<ArrayOf<D>>, options?: ModuleBackwardOptions<D>): Tensor<ArrayOf<D>> {
+    this.checkIdle('backward');
+    const plan = this.planBackward(gradOutput, options);
+    const grads = checkedCalls.backward(plan.gradOutput, plan.saved.kernel.x, plan.options);
+    return this.commitBackward(plan.saved, grads, plan.destination);
+  }
+
+  /** {@link backward} on the libuv thread pool, queued after this module's pending async calls. */
+  backwardAsync(gradOutput: Tensor<ArrayOf<D>>, options?: ModuleBackwardOptions<D>): Promise<Tensor<ArrayOf<D>>> {
+    return this.enqueue(async () => {
+      const plan = this.planBackward(gradOutput, options);
+      const grads = await checkedCalls.backwardAsync(plan.gradOutput, plan.saved.kernel.x, plan.options);
+      return this.commitBackward(plan.saved, grads, plan.destination);
+    });
+  }
+
+  /** Async calls on this module that have not settled yet. */
+  get pendingAsyncCalls(): number {
+    return this.pending;
+  }
+
+  private enqueue<R>(task: () => Promise<R>): Promise<R> {
+    this.pending++;
+    const run = this.queue.then(task);
+    this.queue = run.then(
+      () => this.pending--,
+      () => this.pending--,
+    );
+    return run;
+  }
+
+  /** Synchronous calls that read or change state must not interleave with queued async calls. */
+  protected checkIdle(method: string): void {
+    if (this.pending > 0) {
+      throw new BatchNormStateError(
+        `${this.className}.${method}() was called while ${this.pending} async call(s) on this module are pending; ` +
+          'await them first (or use the async variant, which queues behind them)',
+      );
+    }
+  }
+
+  /**
+   * Reads an input or gradient: the class's rank rule first (PyTorch's message), then the tensor, with
+   * a batch dimension of 1 added to an unbatched one (InstanceNorm's (C, *spatial)).
+   */
+  private readTensor(value: unknown, name: string): CheckedTensor {
+    const shape = typeof value === 'object' && value !== null ? ownValue(value, 'shape') : undefined;
+    if (!Array.isArray(shape)) return checkTensor(value, name);
+    this.checkInputRank(shape.length);
+    if (!this.isUnbatchedRank(shape.length)) return checkTensor(value, name);
+    return { ...checkTensor(withBatchDimension(value as object, shape), name), unbatched: true };
+  }
+
+  /** Whether inputs of this rank have no batch dimension (InstanceNorm's (C, *spatial)). */
+  protected isUnbatchedRank(_rank: number): boolean {
+    return false;
+  }
+
+  /** Checks an input: rank, dtype and channel count. */
+  private checkInput(value: unknown): CheckedTensor {
+    const tensor = this.readTensor(value, 'input');
+    if (dtypeName(tensor.data) !== this.dtype) {
+      const arrayName = (dtype: DType) => (dtype === 'float32' ? 'Float32Array' : 'Float64Array');
+      throw new TypeError(
+        `Expected a ${arrayName(this.dtype)} for input.data (the module's dtype is ${this.dtype}) but received ` +
+          arrayName(dtypeName(tensor.data)),
+      );
+    }
+    if (this.initialized) this.checkChannels(tensor);
+    else if (tensor.channels < 1) throw new RangeError(`A lazy ${this.className} needs an input with at least one channel`);
+    return tensor;
+  }
+
+  /** The channel rule: the input's C must be numFeatures. */
+  protected checkChannels(tensor: CheckedTensor): void {
+    if (tensor.channels !== this.features) {
+      throw new RangeError(
+        `Expected input with ${this.features} channels (numFeatures) but got ${tensor.channels} ` +
+          `(input.shape ${formatShape(tensor.shape)})`,
+      );
+    }
+  }
+
+  /** PyTorch's check that batch statistics see more than one value per channel. */
+  protected checkTrainingInput(x: CheckedTensor): void {
+    if (x.batch * x.spatial === 1) {
+      throw new RangeError(
+        `Expected more than 1 value per channel when training, got input size ${formatShape(x.shape)} ` +
+          '(for inference on a single sample, call eval() first)',
+      );
+    }
+  }
+
+  /** How the input meets the kernels; batch norm: as it is. */
+  protected kernelInput(x: CheckedTensor): KernelInput {
+    return { x, repeat: 1 };
+  }
+
+  /** Whether a training forward counts in numBatchesTracked (InstanceNorm's never does). */
+  protected get countsBatches(): boolean {
+    return true;
+  }
+
+  /** The output of a forward as the caller gets it. */
+  protected outputTensor(result: Tensor, _original: CheckedTensor, _kernel: KernelInput): Tensor {
+    return result;
+  }
+
+  /**
+   * The input gradient of a backward as the caller gets it; `destination` is the caller's
+   * `out.gradInput` when the kernels could not write it there directly.
+   */
+  protected gradInputTensor(result: Tensor, _original: CheckedTensor, _destination: FloatArray | undefined): Tensor {
+    return result;
+  }
+
+  /** Whether the kernels' gradient is already in the caller's layout (so it may go straight into `out`). */
+  protected gradInputInKernelLayout(_original: CheckedTensor): boolean {
+    return true;
+  }
+
+  /** The kernels' copies for `length` per-channel values, two sets used in turn. */
+  private copiesFor(length: number): KernelCopies {
+    if (this.kernelCopies === null || this.kernelCopies[0].weight.length !== length) {
+      this.kernelCopies = [newKernelCopies(this.dtype, length), newKernelCopies(this.dtype, length)];
+    }
+    return this.kernelCopies[this.nextCopies]!;
+  }
+
+  /**
+   * Everything forward decides before touching state; throws (changing nothing) on bad input. The
+   * kernels get copies of the module's arrays (each channel's values repeated as the kernel input
+   * needs): the running stats are updated in the copies and committed only when the call succeeds,
+   * and no array the module owns is ever marked or held by an async call.
+   */
+  private planForward(input: unknown, training: boolean, options: unknown) {
+    const { out } = checkOptions(options, 'options', FORWARD_CALL_KEYS);
+    const original = this.checkInput(input);
+    const usedBatchStats = training || !this.trackRunningStats;
+    const updatesRunningStats = usedBatchStats && this.trackRunningStats;
+    if (usedBatchStats) this.checkTrainingInput(original);
+    const kernel = this.kernelInput(original);
+    if (!this.initialized) this.initialize(original.channels);
+    // PyTorch counts the batch first, so momentum null averages over batches including this one.
+    const counted = updatesRunningStats && this.countsBatches ? this.batchesTracked + 1 : this.batchesTracked;
+    const factor = this.momentum ?? (updatesRunningStats ? 1 / counted : 0);
+    const readsRunningStats = usedBatchStats ? updatesRunningStats : true;
+    const copies = this.copiesFor(this.features * kernel.repeat);
+    const repeated = (source: FloatArray | null | undefined, target: FloatArray) => {
+      if (source == null) return null;
+      for (let r = 0; r < kernel.repeat; r++) target.set(source, r * source.length);
+      return target;
+    };
+    const runningMean = readsRunningStats ? repeated(this.meanBuffer, copies.runningMean) : null;
+    const runningVar = readsRunningStats ? repeated(this.varBuffer, copies.runningVar) : null;
+    const weight = repeated(this.weight?.data, copies.weight);
+    return {
+      original,
+      kernel,
+      usedBatchStats,
+      counted,
+      updatesRunningStats,
+      options: {
+        weight,
+        bias: repeated(this.bias?.data, copies.bias),
+        runningMean,
+        runningVar,
+        training: usedBatchStats,
+        momentum: factor,
+        eps: this.eps,
+        out: out as FloatArray | undefined,
+      },
+      // The weight and running stats this forward used, for its backward (an optimizer step in between
+      // must not change the gradient).
+      runningMeanAtForward: usedBatchStats ? null : runningMean,
+      runningVarAtForward: usedBatchStats ? null : runningVar,
+    };
+  }
+
+  /** Applies a successful forward: running stats, counter and what backward needs, all at once. */
+  private commitForward(plan: ReturnType<BatchNormBase['planForward']>, result: BatchNormResult): Tensor<ArrayOf<D>> {
+    if (plan.updatesRunningStats) {
+      averageRepeats(this.meanBuffer!, plan.options.runningMean!, plan.kernel.repeat);
+      averageRepeats(this.varBuffer!, plan.options.runningVar!, plan.kernel.repeat);
+    }
+    this.batchesTracked = plan.counted;
+    this.nextCopies = 1 - this.nextCopies;
+    this.saved = {
+      original: plan.original,
+      kernel: plan.kernel,
+      weight: plan.options.weight,
+      usedBatchStats: plan.usedBatchStats,
+      saveMean: result.saveMean,
+      saveInvstd: result.saveInvstd,
+      runningMean: plan.runningMeanAtForward,
+      runningVar: plan.runningVarAtForward,
+    };
+    this.backwardTaken = false;
+    return this.outputTensor(result.output, plan.original, plan.kernel) as Tensor<ArrayOf<D>>;
+  }
+
+  private planBackward(gradOutput: unknown, options: unknown) {
+    const { out } = checkOptions(options, 'options', BACKWARD_CALL_KEYS);
+    const { gradInput } = checkOptions(out, 'options.out', BACKWARD_OUT_KEYS);
+    const saved = this.saved;
+    if (saved === null) {
+      throw new BatchNormStateError(
+        this.backwardTaken
+          ? `${this.className}.backward() was already called for the last forward(); each forward allows one backward ` +
+              '(run forward() again for another gradient)'
+          : `${this.className}.backward() needs a preceding forward() (none since the module was created)`,
+      );
+    }
+    let dy = this.readTensor(gradOutput, 'gradOutput');
+    checkSameDtype(dy.data, 'gradOutput.data', saved.original.data);
+    if (dy.shape.length !== saved.original.shape.length || dy.shape.some((size, i) => size !== saved.original.shape[i])) {
+      throw new RangeError(
+        `gradOutput.shape ${formatShape(dy.shape)} must equal the forward input's shape ${formatShape(saved.original.shape)}`,
+      );
+    }
+    if (gradInput !== undefined) {
+      checkSameDtype(gradInput, 'options.out.gradInput', saved.original.data);
+      const length = elementCount(gradInput);
+      if (length !== saved.original.elements) {
+        throw new RangeError(`options.out.gradInput should contain ${saved.original.elements} elements not ${length}`);
+      }
+    }
+    if (saved.kernel.x !== saved.original) dy = this.kernelInput(dy).x;
+    // One backward per forward: claimed now, so a second (even queued) backward fails clearly.
+    this.saved = null;
+    this.backwardTaken = true;
+    const direct = this.gradInputInKernelLayout(saved.original);
+    return {
+      gradOutput: dy,
+      saved,
+      destination: direct ? undefined : (gradInput as FloatArray | undefined),
+      options: {
+        weight: saved.weight,
+        runningMean: saved.runningMean,
+        runningVar: saved.runningVar,
+        saveMean: saved.saveMean,
+        saveInvstd: saved.saveInvstd,
+        training: saved.usedBatchStats,
+        eps: this.eps,
+        outputMask: [true, this.affine, this.affine] as [boolean, boolean, boolean],
+        out: gradInput === undefined || !direct ? undefined : { gradInput: gradInput as FloatArray },
+      },
+    };
+  }
+
+  private commitBackward(saved: SavedForward, grads: BatchNormBackwardResult, destination: FloatArray | undefined): Tensor<ArrayOf<D>> {
+    if (this.weight !== null && this.bias !== null) {
+      accumulate(this.weight, sumRepeats(grads.gradWeight!, saved.kernel.repeat) as ArrayOf<D>);
+      accumulate(this.bias, sumRepeats(grads.gradBias!, saved.kernel.repeat) as ArrayOf<D>);
+    }
+    return this.gradInputTensor(grads.gradInput!, saved.original, destination) as Tensor<ArrayOf<D>>;
+  }
+
+  /**
+   * The module's state with PyTorch's keys and order: `weight`, `bias`, `running_mean`, `running_var`,
+   * `num_batches_tracked` (those the module has). Values are copies, so the dict is a snapshot;
+   * `num_batches_tracked` is a `BigInt64Array` of length 1. With `prefix` (say `'bn1.'`), every key
+   * starts with it, as a layer's keys do in a whole model's state dict.
+   */
+  stateDict(): BatchNormStateDict<D>;
+  stateDict(options: StateDictOptions): StateDict;
+  stateDict(options?: StateDictOptions): BatchNormStateDict<D> | StateDict {
+    const { prefix } = checkStateDictOptions(options);
+    this.checkIdle('stateDict');
+    this.requireInitialized('stateDict');
+    const state: StateDict = {};
+    if (this.weight !== null && this.bias !== null) {
+      state[`${prefix}weight`] = this.weight.data.slice();
+      state[`${prefix}bias`] = this.bias.data.slice();
+    }
+    if (this.meanBuffer !== null && this.varBuffer !== null) {
+      state[`${prefix}running_mean`] = this.meanBuffer.slice();
+      state[`${prefix}running_var`] = this.varBuffer.slice();
+      state[`${prefix}num_batches_tracked`] = BigInt64Array.of(BigInt(this.batchesTracked));
+    }
+    return state;
+  }
+
+  /**
+   * Copies a state dict into the module. Checks every entry first (keys when `strict`, which is the
+   * default; lengths; dtypes), so a failed load changes nothing. As in PyTorch, a missing
+   * `num_batches_tracked` counts as 0. With `prefix` (say `'1.'` for the second layer of an
+   * `nn.Sequential`), only the keys that start with it are this module's (the prefix removed); the
+   * others belong to other layers and are neither loaded nor reported. A lazy module not yet
+   * initialized takes its numFeatures from the state dict's arrays.
+   */
+  loadStateDict(stateDict: StateDictInput, options?: LoadStateDictOptions): LoadStateDictResult {
+    this.checkIdle('loadStateDict');
+    if (this.initialized) return loadIntoModule(this, stateDict, options);
+    const length = lengthInStateDict(stateDict, options);
+    if (length === null) {
+      throw new BatchNormStateError(`${this.className}.loadStateDict() found no array to take numFeatures from`);
+    }
+    this.initialize(length);
+    try {
+      return loadIntoModule(this, stateDict, options);
+    } catch (error) {
+      this.uninitialize();
+      throw error;
+    }
+  }
+
+  /**
+   * The per-channel map `y = x * scale + shift` this module applies in eval mode, for folding into a
+   * preceding linear or convolution layer: `scale = weight / sqrt(running_var + eps)`,
+   * `shift = bias - running_mean * scale`.
+   */
+  toAffine(): { scale: ArrayOf<D>; shift: ArrayOf<D> } {
+    this.checkIdle('toAffine');
+    this.requireInitialized('toAffine');
+    if (this.meanBuffer === null || this.varBuffer === null) {
+      throw new BatchNormStateError(`${this.className}.toAffine() needs running statistics, but trackRunningStats is false`);
+    }
+    const scale = newArray(this.dtype, this.features);
+    const shift = newArray(this.dtype, this.features);
+    for (let c = 0; c < this.features; c++) {
+      const s = (this.weight?.data[c] ?? 1) / Math.sqrt(this.varBuffer[c]! + this.eps);
+      scale[c] = s;
+      shift[c] = (this.bias?.data[c] ?? 0) - this.meanBuffer[c]! * s;
+    }
+    return { scale, shift };
+  }
+}
+
+/** numFeatures as a state dict gives it (the length of its first per-channel array), or null. */
+function lengthInStateDict(stateDict: unknown, options: unknown): number | null {
+  if (typeof stateDict !== 'object' || stateDict === null) return null;
+  const prefixValue = typeof options === 'object' && options !== null ? ownValue(options, 'prefix') : undefined;
+  const prefix = typeof prefixValue === 'string' ? prefixValue : '';
+  for (const key of ['weight', 'bias', 'running_mean', 'running_var']) {
+    const value = ownValue(stateDict, prefix + key);
+    if (ArrayBuffer.isView(value) && (value as FloatArray).length > 0) return (value as FloatArray).length;
+  }
+  return null;
+}
+
+/**
+ * `target[c]` = the mean over r of `repeated[r * C + c]` (PyTorch's instance_norm averages the repeated
+ * running stats over the batch), accumulated in double; with one repeat, a plain copy.
+ */
+function averageRepeats(target: FloatArray, repeated: FloatArray, repeat: number): void {
+  if (repeat === 1) {
+    target.set(repeated);
+    return;
+  }
+  const channels = target.length;
+  for (let c = 0; c < channels; c++) {
+    let sum = 0;
+    for (let r = 0; r < repeat; r++) sum += repeated[r * channels + c]!;
+    target[c] = sum / repeat;
+  }
+}
+
+/** The gradient of a repeated per-channel array: the sum over its repeats (autograd's `repeat` backward). */
+function sumRepeats(gradient: FloatArray, repeat: number): FloatArray {
+  if (repeat === 1) return gradient;
+  const channels = gradient.length / repeat;
+  const sums = gradient.subarray(0, channels).slice();
+  for (let c = 0; c < channels; c++) {
+    let sum = 0;
+    for (let r = 0; r < repeat; r++) sum += gradient[r * channels + c]!;
+    sums[c] = sum;
+  }
+  return sums;
+}
+
+function accumulate<A extends FloatArray>(parameter: Parameter<A>, gradient: A): void {
+  if (parameter.grad === null) {
+    parameter.grad = gradient;
+    return;
+  }
+  for (let i = 0; i < gradient.length; i++) parameter.grad[i]! += gradient[i]!;
+}
+
+/** A tensor object with a leading dimension of size 1 (own fields only). */
+function withBatchDimension(value: object, shape: unknown[]): object {
+  const stride = ownValue(value, 'stride');
+  return {
+    data: ownValue(value, 'data'),
+    shape: [1, ...shape],
+    memoryFormat: ownValue(value, 'memoryFormat'),
+    stride: Array.isArray(stride) ? [0, ...stride] : stride,
+    offset: ownValue(value, 'offset'),
+  };
+}
+
+/** A tensor's elements in the contiguous layout (itself when it is; InstanceNorm's kernels need it). */
+export function contiguousOf(x: CheckedTensor): CheckedTensor {
+  return x.memoryFormat === 'contiguous' ? x : checkTensor(permuteTo(x, 'contiguous'), 'input');
+}
