@@ -402,13 +402,13 @@ function prepareCheckedBackward(
   };
 }
 
-/**
- * The calls of the modules (lib/batchnorm.ts), on tensors they have checked already: the same
- * preparation, without checking the tensors twice.
- */
 /** Every option present as an own property (undefined where unused). */
 type Complete<T> = { [K in keyof Required<T>]: T[K] };
 
+/**
+ * The calls of the modules (lib/norm-base.ts), on tensors they have checked already: the same
+ * preparation, without checking the tensors twice.
+ */
 export const checkedCalls = {
   forward(x: CheckedTensor, options: Complete<BatchNormOptions>): BatchNormResult {
     const call = prepareCheckedForward(x, options, true);

@@ -14,16 +14,11 @@ import {
   batchNormBackward,
   batchNormBackwardAsync,
 } from '../lib/index';
+import { bytes, ramp } from './helpers/arrays';
 
 const root = path.join(__dirname, '..');
 
-function ramp(length: number, seed = 1): Float32Array {
-  return Float32Array.from({ length }, (_, i) => Math.sin(i * 0.37 + seed) * 2 + 0.5);
-}
 
-function bytes(array: FloatArray): string {
-  return Buffer.from(array.buffer, array.byteOffset, array.byteLength).toString('base64');
-}
 
 describe('functional async', () => {
   it.each([

@@ -19,14 +19,9 @@ import {
   toKerasWeights,
   toSafetensors,
 } from '../lib/index';
+import { bytes, ramp } from './helpers/arrays';
 
-function ramp(length: number, seed = 1): Float32Array {
-  return Float32Array.from({ length }, (_, i) => Math.sin(i * 0.37 + seed) * 2 + 0.5);
-}
 
-function bytes(array: ArrayBufferView): string {
-  return Buffer.from(array.buffer, array.byteOffset, array.byteLength).toString('base64');
-}
 
 describe('module state during async calls', () => {
   const shape = [8, 4, 32, 32];

@@ -11,29 +11,16 @@ import {
   BatchNorm2d,
   BatchNorm3d,
   type BatchNormBase,
-  type FloatArray,
   type StateDict,
   loadSafetensors,
   saveSafetensors,
 } from '../lib/index';
 import { expectClose, toleranceFor } from './helpers/compare';
-import { type EncodedState, decode, decodeState, fixturesDir, loadModuleFixtures } from './helpers/fixtures';
+import { decode, decodeState, fixturesDir, loadModuleFixtures } from './helpers/fixtures';
+import { expectState, replaySteps } from './helpers/sequences';
 
 const { sequences, checkpoints } = loadModuleFixtures();
 const CLASSES = { BatchNorm1d, BatchNorm2d, BatchNorm3d };
-
-function expectState(module: BatchNormBase, recorded: EncodedState, rtol: number, label: string): void {
-  const expected = decodeState(recorded);
-  const actual: StateDict = module.stateDict();
-  expect(Object.keys(actual), `${label}: keys`).toEqual(Object.keys(expected));
-  for (const [key, value] of Object.entries(expected)) {
-    if (typeof value === 'number') {
-      expect(actual[key], `${label}: ${key}`).toEqual(BigInt64Array.of(BigInt(value)));
-    } else {
-      expectClose(actual[key] as FloatArray, value, rtol, `${label}: ${key}`);
-    }
-  }
-}
 
 describe(`module sequences from PyTorch (${sequences.length})`, () => {
   it('cover every class, dtype, momentum, affine and tracking option', () => {
@@ -48,24 +35,9 @@ describe(`module sequences from PyTorch (${sequences.length})`, () => {
   });
 
   it.each(sequences.map((s) => [s.name, s] as const))('%s', (_name, sequence) => {
-    const rtol = toleranceFor(sequence.dtype);
     const module = new CLASSES[sequence.className](sequence.shape[1]!, { ...sequence.options, dtype: sequence.dtype });
     module.loadStateDict(decodeState(sequence.initialState));
-    sequence.steps.forEach((step, index) => {
-      const label = `step ${index} (${step.training ? 'train' : 'eval'})`;
-      module.train(step.training);
-      if (step.zeroGradBefore) module.zeroGrad();
-      const format = sequence.memoryFormat;
-      const output = module.forward({ data: decode(step.input)!, shape: sequence.shape, memoryFormat: format });
-      expect(output.memoryFormat).toBe(format);
-      expectClose(output.data, decode(step.output), rtol, `${label}: output`);
-      const gradInput = module.backward({ data: decode(step.gradOutput)!, shape: sequence.shape, memoryFormat: format });
-      expect(gradInput.memoryFormat).toBe(format);
-      expectClose(gradInput.data, decode(step.gradInput), rtol, `${label}: gradInput`);
-      expectClose(module.weight?.grad ?? null, decode(step.weightGrad), rtol, `${label}: weight.grad`);
-      expectClose(module.bias?.grad ?? null, decode(step.biasGrad), rtol, `${label}: bias.grad`);
-      expectState(module, step.state, rtol, label);
-    });
+    replaySteps(module, sequence);
   });
 });
 

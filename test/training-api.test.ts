@@ -22,16 +22,11 @@ import {
   toChannelsLast,
   toSafetensors,
 } from '../lib/index';
+import { bytes, ramp } from './helpers/arrays';
 import { expectClose, toleranceFor } from './helpers/compare';
 import { decode, decodeState, fixturesDir, loadModuleFixtures } from './helpers/fixtures';
 
-function ramp(length: number, seed = 1): Float32Array {
-  return Float32Array.from({ length }, (_, i) => Math.sin(i * 0.37 + seed) * 2 + 0.5);
-}
 
-function bytes(array: ArrayBufferView): string {
-  return Buffer.from(array.buffer, array.byteOffset, array.byteLength).toString('base64');
-}
 
 describe('module outputs into caller buffers', () => {
   const shape = [4, 3, 5, 5];
