@@ -371,17 +371,31 @@ if (json) {
     c.vsContiguous == null ? '' : `${c.vsContiguous.toFixed(2)}x`,
   ]);
   printTable(header, rows);
-  console.log('\nmodule path (1 thread): BatchNorm1d/2d/3d against the functional calls; step = training forward + backward');
+  console.log(
+    '\nmodule path (1 thread): BatchNorm1d/2d/3d against the functional calls; step = training forward + backward;\n' +
+      'PyTorch: the same ops from the table above (step: its train + backward)',
+  );
+  const torchFor = (c) => {
+    const key = (op) => `${c.shape.join('x')}/${c.format}/${op}/1`;
+    const results = torch?.results;
+    if (results === undefined) return null;
+    return c.op === 'step' ? results[key('train')] + results[key('backward')] : results[key(c.op)];
+  };
   printTable(
-    ['shape', 'op', 'out', 'functional', 'module', 'module/functional'],
-    moduleCases.map((c) => [
-      `(${c.shape.join(',')})${c.format === 'channelsLast' ? ' NHWC' : ''}`,
-      c.op,
-      c.out ? 'out' : 'alloc',
-      fmt(c.functionalMs),
-      fmt(c.moduleMs),
-      `${(c.moduleMs / c.functionalMs).toFixed(2)}x`,
-    ]),
+    ['shape', 'op', 'out', 'functional', 'module', 'module/functional', 'PyTorch', 'PyTorch/module'],
+    moduleCases.map((c) => {
+      const torchMs = torchFor(c);
+      return [
+        `(${c.shape.join(',')})${c.format === 'channelsLast' ? ' NHWC' : ''}`,
+        c.op,
+        c.out ? 'out' : 'alloc',
+        fmt(c.functionalMs),
+        fmt(c.moduleMs),
+        `${(c.moduleMs / c.functionalMs).toFixed(2)}x`,
+        torchMs == null ? '-' : fmt(torchMs),
+        torchMs == null ? '-' : `${(torchMs / c.moduleMs).toFixed(2)}x`,
+      ];
+    }),
   );
   if (report.safetensors !== null) {
     console.log(`\nsafetensors: fromSafetensors of ${report.safetensors.tensors} one-element tensors: ${fmt(report.safetensors.parseMs)} (median of 5)`);
