@@ -4,8 +4,8 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 
 import { describeValue } from './errors';
-import { bufferOf, byteLengthOf, byteOffsetOf, elementCount, hasOwn, typedArrayKind } from './intrinsics';
-import { scanHeader } from './safetensors-header';
+import { bufferOf, byteLengthOf, byteOffsetOf, elementCount, typedArrayKind } from './intrinsics';
+import { type RawHeaderEntry, scanHeader } from './safetensors-header';
 import type { StateDict } from './state-dict';
 
 type SafetensorsDType = 'F32' | 'F64' | 'I64';
@@ -134,7 +134,6 @@ export function fromSafetensors(input: Uint8Array): StateDict {
   // A null prototype: a tensor named `__proto__` is an entry, not the result's prototype.
   const result = Object.create(null) as StateDict;
   for (const { name, dtype, shape, offsets } of entries) {
-    if (hasOwn(result, name)) throw malformed(`tensor ${name} appears twice in the header`);
     if (dtype !== 'F32' && dtype !== 'F64' && dtype !== 'I64') {
       throw new TypeError(`Unsupported safetensors dtype ${String(dtype)} for ${name}: expected F32, F64 or I64`);
     }
@@ -157,18 +156,34 @@ export function fromSafetensors(input: Uint8Array): StateDict {
     }
     result[name] = tensorAt(data, begin, elements, dtype);
   }
-  // Tensors must tile the data section exactly: no gaps, no overlaps, nothing after the last one.
-  // Writers lay tensors out in header order, so the sort is usually skipped.
-  const spans = entries.map(({ name, offsets }) => [...(offsets as [number, number]), name] as const);
-  const byPosition = (a: readonly [number, number, string], b: readonly [number, number, string]) => a[0] - b[0] || a[1] - b[1];
-  if (!spans.every((span, i) => i === 0 || byPosition(spans[i - 1]!, span) <= 0)) spans.sort(byPosition);
+  checkTiling(entries, dataLength);
+  return result;
+}
+
+/**
+ * Tensors must tile the data section exactly: no gaps, no overlaps, nothing after the last one.
+ * Writers lay tensors out in header order, so the entries are sorted only when they are not.
+ */
+function checkTiling(entries: RawHeaderEntry[], dataLength: number): void {
+  const span = (i: number) => entries[i]!.offsets as [number, number];
+  const before = (a: [number, number], b: [number, number]) => a[0] - b[0] || a[1] - b[1];
+  let order: number[] | null = null;
+  for (let i = 1; i < entries.length; i++) {
+    if (before(span(i - 1), span(i)) > 0) {
+      order = entries.map((_, k) => k).sort((a, b) => before(span(a), span(b)));
+      break;
+    }
+  }
   let expectedStart = 0;
-  for (const [begin, end, name] of spans) {
-    if (begin !== expectedStart) throw malformed(`${name} starts at byte ${begin}, expected ${expectedStart} (gap or overlap)`);
+  for (let k = 0; k < entries.length; k++) {
+    const i = order === null ? k : order[k]!;
+    const [begin, end] = span(i);
+    if (begin !== expectedStart) {
+      throw malformed(`${entries[i]!.name} starts at byte ${begin}, expected ${expectedStart} (gap or overlap)`);
+    }
     expectedStart = end;
   }
   if (expectedStart !== dataLength) throw malformed(`${dataLength - expectedStart} trailing bytes after the last tensor`);
-  return result;
 }
 
 /** Writes a state dict to a `.safetensors` file that `safetensors.torch.load_file` reads. */
