@@ -332,3 +332,25 @@ describe('InstanceNorm: options, ranks and messages as in PyTorch', () => {
     }
   });
 });
+
+describe('InstanceNorm through the async and out paths', () => {
+  it('gives the sync bits async, and writes a channels-last gradient into out in the input layout', async () => {
+    const x = toChannelsLast({ data: ramp(2 * 3 * 4 * 5), shape: [2, 3, 4, 5] });
+    const dy = toChannelsLast({ data: ramp(2 * 3 * 4 * 5, 2), shape: [2, 3, 4, 5] });
+    const sync = new InstanceNorm2d(3, { affine: true, trackRunningStats: true });
+    const queued = new InstanceNorm2d(3, { affine: true, trackRunningStats: true });
+    const y = sync.forward(x);
+    const yAsync = await queued.forwardAsync(x);
+    expect(y.memoryFormat).toBe('contiguous');
+    expect(bytes(yAsync.data)).toBe(bytes(y.data));
+    expect(bytes(queued.runningVar!)).toBe(bytes(sync.runningVar!));
+    const gradInput = new Float32Array(120);
+    const g = sync.backward(dy);
+    const gAsync = await queued.backwardAsync(dy, { out: { gradInput } });
+    expect(g.memoryFormat).toBe('channelsLast');
+    expect(gAsync.data).toBe(gradInput);
+    expect(gAsync.memoryFormat).toBe('channelsLast');
+    expect(bytes(gradInput)).toBe(bytes(g.data));
+    expect(bytes(queued.weight!.grad!)).toBe(bytes(sync.weight!.grad!));
+  });
+});
