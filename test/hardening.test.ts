@@ -185,6 +185,19 @@ describe('safetensors edge cases', () => {
   });
 });
 
+describe('typed arrays whose own properties lie', () => {
+  it('are measured with the built-in getters', () => {
+    const data = ramp(8);
+    Object.defineProperty(data, 'length', { value: 16 });
+    expect(() => batchNorm({ data, shape: [4, 4] }, { training: true })).toThrow(
+      'input.shape [4, 4] describes 16 elements but input.data has 8',
+    );
+    const out = new Float32Array(8);
+    Object.defineProperty(out, 'length', { value: 4 });
+    expect(batchNorm({ data, shape: [4, 2] }, { training: true, out }).output.data).toBe(out);
+  });
+});
+
 describe('typed arrays from another realm', () => {
   it('are accepted by kind, with the same bits as this realm', () => {
     const foreign = vm.runInNewContext('new Float32Array(16)') as Float32Array;
