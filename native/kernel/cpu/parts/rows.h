@@ -1,0 +1,356 @@
+// Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces (one
+// translation unit per ISA, so that everything inlines); not a header of its own.
+// Chunks of a row, loads and stores with tails, prefetch, compensated sums, scratch and the tiling of the interleaved traversal.
+
+using vec::Doubles;
+using vec::Floats;
+
+// Work units smaller than this many elements stay on one thread.
+constexpr int64_t kMinElementsPerTask = 1 << 15;
+// Interleaved blocks aim at this many bytes of input, so the three passes over a block hit the L2 cache.
+constexpr int64_t kBlockBytes = 1 << 18;
+// ... and at most this many positions (channels x S) per row, bounding the scratch rows.
+constexpr int64_t kMaxBlockPositions = 1024;
+// Rows of an interleaved block that share each load and store of the per-position accumulators.
+constexpr int kAccumulatedRows = 4;
+
+inline int clampInt(int64_t value, int low, int high) {
+  return static_cast<int>(value < low ? low : value > high ? high : value);
+}
+inline int64_t maxInt64(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t minInt64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Chunk<T>: `lanes` consecutive elements of T held as double parts, so both dtypes share the arithmetic.
+template <typename T>
+struct Chunk;
+
+template <>
+struct Chunk<float> {
+  static constexpr int parts = 2;
+  static constexpr int lanes = Floats::lanes;
+  Doubles part[parts];
+
+  static Chunk load(const float* p) {
+    Chunk c;
+    loadWidened(p, c.part[0], c.part[1]);
+    return c;
+  }
+  static Chunk loadFirst(const float* p, int count) {
+    Chunk c;
+    widen(Floats::loadFirst(p, count), c.part[0], c.part[1]);
+    return c;
+  }
+  void store(float* p) const { storeNarrowed(p, part[0], part[1]); }
+  void storeFirst(float* p, int count) const { narrow(part[0], part[1]).storeFirst(p, count); }
+  void stream(float* p) const { narrow(part[0], part[1]).stream(p); }
+};
+
+template <>
+struct Chunk<double> {
+  static constexpr int parts = 1;
+  static constexpr int lanes = Doubles::lanes;
+  Doubles part[parts];
+
+  static Chunk load(const double* p) {
+    Chunk c;
+    c.part[0] = Doubles::load(p);
+    return c;
+  }
+  static Chunk loadFirst(const double* p, int count) {
+    Chunk c;
+    c.part[0] = Doubles::loadFirst(p, count);
+    return c;
+  }
+  void store(double* p) const { part[0].store(p); }
+  void storeFirst(double* p, int count) const { part[0].storeFirst(p, count); }
+  void stream(double* p) const { part[0].stream(p); }
+};
+
+// Zeroes the lanes of part `p` that lie at or beyond `count` valid elements of the chunk.
+inline Doubles keepValid(Doubles v, int p, int count) {
+  return keepFirst(v, clampInt(count - p * Doubles::lanes, 0, Doubles::lanes));
+}
+
+constexpr int64_t kLineBytes = 64;
+// How far ahead of a row's reduction its lines are requested.
+constexpr int64_t kPrefetchBytes = 2048;
+inline void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p);
+#else
+  (void)p;
+#endif
+}
+
+// How many rows ahead the walks that interleave rows (a chunk of each of a few rows in turn) request
+// their inputs: such runs are ones the hardware prefetchers follow poorly.
+constexpr int64_t kStreamedRowsAhead = 8;
+
+// Each row of a planar reduction is a fresh run for the hardware prefetchers: its first lines are
+// requested up front, and the loop stays kPrefetchBytes ahead inside it.
+template <typename T>
+inline void prefetchRowStart(const T* row, int64_t length) {
+  const int64_t end = minInt64(kPrefetchBytes / static_cast<int64_t>(sizeof(T)), length);
+  for (int64_t k = 0; k < end; k += kLineBytes / static_cast<int64_t>(sizeof(T))) prefetch(row + k);
+}
+// The lines `span` elements long at `at` + kPrefetchBytes, when still inside the row.
+template <typename T>
+inline void prefetchAhead(const T* row, int64_t at, int64_t span, int64_t length) {
+  const int64_t ahead = at + kPrefetchBytes / static_cast<int64_t>(sizeof(T));
+  if (ahead >= length) return;
+  for (int64_t k = 0; k < span; k += kLineBytes / static_cast<int64_t>(sizeof(T))) prefetch(row + ahead + k);
+}
+
+// Visits the chunks of a row of `length` elements: full chunks two at a time (slots 0 and 1 feed
+// independent accumulator chains), then a single one, then a zero-padded partial one.
+template <typename T, typename Visit>
+inline void forChunks(const T* row, int64_t length, Visit&& visit) {
+  constexpr int lanes = Chunk<T>::lanes;
+  int64_t i = 0;
+  prefetchRowStart(row, length);
+  for (; i + 2 * lanes <= length; i += 2 * lanes) {
+    prefetchAhead(row, i, 2 * lanes, length);
+    visit(Chunk<T>::load(row + i), 0, lanes);
+    visit(Chunk<T>::load(row + i + lanes), 1, lanes);
+  }
+  for (; i + lanes <= length; i += lanes) visit(Chunk<T>::load(row + i), 0, lanes);
+  if (i < length) {
+    const int count = static_cast<int>(length - i);
+    visit(Chunk<T>::loadFirst(row + i, count), 1, count);
+  }
+}
+
+// Outputs of at least this many bytes are written with non-temporal stores: they are not read again
+// soon, and streaming them spares the read-for-ownership and keeps the inputs of later channels cached.
+constexpr int64_t kStreamBytes = int64_t{8} << 20;
+// Tensors below this size are assumed to come from cache (the last-level cache of a server core complex).
+constexpr int64_t kCachedBytes = int64_t{16} << 20;
+
+template <typename T>
+inline Chunk<T> loadChunk(const T* p, int valid) {
+  return valid == Chunk<T>::lanes ? Chunk<T>::load(p) : Chunk<T>::loadFirst(p, valid);
+}
+// Elements before `out` reaches the alignment a streaming store of a whole chunk needs.
+template <typename T>
+inline int64_t headBeforeAlignment(const T* out, int64_t length) {
+  const auto alignment = static_cast<uintptr_t>(Chunk<T>::lanes) * sizeof(T);
+  const uintptr_t misalignment = reinterpret_cast<uintptr_t>(out) % alignment;
+  const auto head = static_cast<int64_t>(misalignment == 0 ? 0 : (alignment - misalignment) / sizeof(T));
+  return head < length ? head : length;
+}
+
+// Whether a tensor of this many elements is written with non-temporal stores (and treated as not
+// staying in cache).
+template <typename T>
+bool streamsElements(int64_t elements) {
+  return elements * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
+}
+template <typename T>
+bool streamsOutput(const Geometry& g) {
+  return streamsElements<T>(g.elements());
+}
+
+// Walks a row of `length` elements a chunk at a time: step(at, count, stream) handles elements
+// [at, at + count), count < lanes only for the partial chunks. With `streaming`, whole chunks are
+// stored non-temporally (stream = true) once out is aligned; the caller fences at the end of its pass.
+template <typename T, typename Step>
+inline void forRowChunks(T* out, int64_t length, bool streaming, Step&& step) {
+  constexpr int lanes = Chunk<T>::lanes;
+  int64_t i = 0;
+  if (streaming) {
+    // Fewer than a chunk's lanes, by construction.
+    i = headBeforeAlignment(out, length);
+    if (i > 0) step(int64_t{0}, static_cast<int>(i), false);
+  }
+  for (; i + lanes <= length; i += lanes) step(i, lanes, streaming);
+  if (i < length) step(i, static_cast<int>(length - i), false);
+}
+
+template <typename T>
+inline void putChunk(const Chunk<T>& y, T* out, int count, bool stream) {
+  if (count < Chunk<T>::lanes) {
+    y.storeFirst(out, count);
+  } else if (stream) {
+    y.stream(out);
+  } else {
+    y.store(out);
+  }
+}
+
+// out[i] = f(in[i]) over a row, for elementwise passes (out may alias in).
+template <typename T, typename Map>
+inline void mapRow(const T* in, T* out, int64_t length, Map&& map, bool streaming = false) {
+  forRowChunks(out, length, streaming, [&](int64_t at, int count, bool stream) {
+    const Chunk<T> x = loadChunk(in + at, count);
+    Chunk<T> y;
+    for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p]);
+    putChunk(y, out + at, count, stream);
+  });
+}
+
+// out[i] = f(a[i], b[i]) over a row (see mapRow).
+template <typename T, typename Map>
+inline void mapRow2(const T* a, const T* b, T* out, int64_t length, Map&& map, bool streaming = false) {
+  forRowChunks(out, length, streaming, [&](int64_t at, int count, bool stream) {
+    const Chunk<T> x = loadChunk(a + at, count);
+    Chunk<T> y = loadChunk(b + at, count);
+    for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p], y.part[p]);
+    putChunk(y, out + at, count, stream);
+  });
+}
+
+// A scalar sum as high + low (Knuth's TwoSum on every addition).
+struct ScalarTwoSum {
+  double high = 0;
+  double low = 0;
+  void add(double value) {
+    const double sum = high + value;
+    const double valuePart = sum - high;
+    low += (high - (sum - valuePart)) + (value - valuePart);
+    high = sum;
+  }
+};
+
+// The vector form: lane-wise TwoSum. float64 input needs it so that x - mean keeps its digits when
+// |mean| >> std; float32 input summed in double is already exact enough, so it skips the compensation.
+template <typename T>
+struct VectorSum {
+  static constexpr bool compensated = std::is_same<T, double>::value;
+  Doubles high = Doubles::zero();
+  Doubles low = Doubles::zero();
+
+  void add(Doubles value) {
+    if (compensated) {
+      const Doubles sum = high + value;
+      const Doubles valuePart = sum - high;
+      low = low + ((high - (sum - valuePart)) + (value - valuePart));
+      high = sum;
+    } else {
+      high = high + value;
+    }
+  }
+  // Lane by lane into a scalar sum, in lane order.
+  void addTo(ScalarTwoSum& total) const {
+    double highs[Doubles::lanes], lows[Doubles::lanes];
+    high.store(highs);
+    low.store(lows);
+    for (int i = 0; i < Doubles::lanes; ++i) total.add(highs[i]);
+    for (int i = 0; i < Doubles::lanes; ++i) total.low += lows[i];
+  }
+};
+
+// mean = (high + low) / count as mean + meanLow (the fma gives the division's exact remainder). An Inf
+// or NaN total makes the low part meaningless: the mean is then Inf or NaN, as in PyTorch.
+inline void meanOf(const ScalarTwoSum& sum, double count, double& mean, double& meanLow) {
+  if (!std::isfinite(sum.high)) {
+    mean = sum.high / count;
+    meanLow = 0;
+    return;
+  }
+  const double total = sum.high + sum.low;
+  const double totalLow = sum.low - (total - sum.high);
+  mean = total / count;
+  meanLow = (std::fma(-mean, count, total) + totalLow) / count;
+}
+
+// Scratch rows of doubles for one interleaved block, padded to whole chunks.
+class Scratch {
+ public:
+  Scratch(int rows, int64_t length) : length_(length), data_(new double[static_cast<size_t>(rows * length)]) {}
+  ~Scratch() { delete[] data_; }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  double* row(int index) const { return data_ + index * length_; }
+
+ private:
+  int64_t length_;
+  double* data_;
+};
+
+template <typename T>
+int64_t paddedLength(int64_t positions) {
+  const int64_t lanes = Chunk<T>::lanes;
+  return (positions + lanes - 1) / lanes * lanes;
+}
+
+// Channels whose rows are shorter than 64 values are walked across channels (interleaved): a planar
+// walk pays a fresh run per row for the prefetchers, and its head and tail, whatever the vector width
+// (measured with AVX2, (256, 256, 7, 7): planar 4x slower in training forward, 2.5x in backward).
+template <typename T>
+bool useInterleaved(const Geometry& g) {
+  return g.spatial < 64;
+}
+
+template <typename F>
+void parallelOver(int64_t count, int64_t elementsPerItem, F& body) {
+  const int64_t grain = maxInt64(1, kMinElementsPerTask / maxInt64(1, elementsPerItem));
+  parallelFor(
+      count, grain, [](void* context, int64_t begin, int64_t end) { (*static_cast<F*>(context))(begin, end); }, &body);
+}
+
+inline const double* broadcastRow(double* row, int64_t from, int64_t count, double value) {
+  for (int64_t i = 0; i < count; ++i) row[from + i] = value;
+  return row;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Shared pieces of the interleaved traversal
+
+template <typename T>
+inline void storeChunk(const Chunk<T>& chunk, T* p, int valid) {
+  if (valid == Chunk<T>::lanes) {
+    chunk.store(p);
+  } else {
+    chunk.storeFirst(p, valid);
+  }
+}
+
+// A block of an interleaved traversal: channels [c0, c1) of rows [b0, b1), each row a run of
+// `positions` contiguous values.
+struct Block {
+  int64_t c0 = 0, c1 = 0, b0 = 0, b1 = 0, positions = 0, first = 0, stride = 0, tensorRows = 0;
+  Block(const Geometry& g, int64_t fromChannel, int64_t toChannel, int64_t fromRow, int64_t toRow)
+      : c0(fromChannel),
+        c1(toChannel),
+        b0(fromRow),
+        b1(toRow),
+        positions((toChannel - fromChannel) * g.spatial),
+        first(fromChannel * g.spatial),
+        stride(g.channels * g.spatial),
+        tensorRows(g.batch) {}
+  int64_t rowOffset(int64_t b) const { return b * stride + first; }
+};
+
+// How an interleaved traversal cuts the tensor: channel blocks of `channels`, row blocks of `rows`.
+// Both depend only on the shape, so the reduction order never depends on the thread count.
+struct Tiling {
+  int64_t channels = 1, channelBlocks = 1, rows = 1, rowBlocks = 1;
+  Block block(const Geometry& g, int64_t channelBlock, int64_t rowBlock) const {
+    const int64_t c0 = channelBlock * channels, b0 = rowBlock * rows;
+    return Block(g, c0, minInt64(c0 + channels, g.channels), b0, minInt64(b0 + rows, g.batch));
+  }
+};
+
+// Channel blocks: enough input bytes per row to read in runs the prefetcher follows (at least four
+// chunks), few enough positions to bound the scratch rows. Row blocks: all rows while a channel block
+// stays within kBlockBytes (its passes then run back to back in L2); otherwise fixed row blocks whose
+// partial sums are combined in order (channels-last and long (N, C) tensors).
+template <typename T>
+Tiling tilingFor(const Geometry& g) {
+  Tiling t;
+  const int64_t element = static_cast<int64_t>(sizeof(T));
+  const int64_t bytesPerChannel = maxInt64(1, g.batch * g.spatial * element);
+  const int64_t minChannels = (4 * Chunk<T>::lanes + g.spatial - 1) / g.spatial;
+  const int64_t maxChannels = maxInt64(1, kMaxBlockPositions / g.spatial);
+  int64_t channels = kBlockBytes / bytesPerChannel;
+  // When rows must be split anyway, take the widest row segments: longer contiguous runs per row.
+  if (channels < minChannels) channels = maxChannels;
+  t.channels = maxInt64(1, minInt64(minInt64(channels, maxChannels), g.channels));
+  t.channelBlocks = (g.channels + t.channels - 1) / t.channels;
+  const int64_t rowBytes = t.channels * g.spatial * element;
+  t.rows = g.batch * rowBytes <= kBlockBytes ? maxInt64(1, g.batch) : maxInt64(2, kBlockBytes / rowBytes);
+  // Whole groups of kAccumulatedRows, so every row block accumulates in the same pattern.
+  t.rows = (t.rows + kAccumulatedRows - 1) / kAccumulatedRows * kAccumulatedRows;
+  t.rowBlocks = maxInt64(1, (g.batch + t.rows - 1) / t.rows);
+  return t;
+}
