@@ -15,7 +15,17 @@ import {
   checkStateDictOptions,
   loadIntoModule,
 } from './state-dict';
-import { type ArrayOf, type CheckedTensor, type DType, type FloatArray, type Tensor, checkSameDtype, checkTensor, dtypeName } from './tensor';
+import {
+  type ArrayOf,
+  type CheckedTensor,
+  type DType,
+  type FloatArray,
+  type Tensor,
+  checkSameDtype,
+  checkTensor,
+  dtypeName,
+  isFloatArray,
+} from './tensor';
 import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
 
 /** A trainable per-channel array and its accumulated gradient (null until a backward pass, or after zeroGrad). */
@@ -663,7 +673,7 @@ function lengthInStateDict(stateDict: unknown, options: unknown): number | null 
   const prefix = typeof prefixValue === 'string' ? prefixValue : '';
   for (const key of ['weight', 'bias', 'running_mean', 'running_var']) {
     const value = ownValue(stateDict, prefix + key);
-    if (ArrayBuffer.isView(value) && (value as FloatArray).length > 0) return (value as FloatArray).length;
+    if (isFloatArray(value) && elementCount(value) > 0) return elementCount(value);
   }
   return null;
 }
