@@ -84,7 +84,6 @@ struct Backward {
     GradientAffine g;
     g.center = self.center[c];
     g.scale = invstd * valueOr(a.weight, c, 1);
-    g.readsInput = a.training;
     if (a.training) {
       g.gradMean = sumDy / self.count;
       g.projection = dotp * invstd * invstd / self.count;
@@ -152,6 +151,7 @@ void batchNormBackward(const Geometry& geometry, const BackwardArgs<T>& args) {
   plan.center = center.data();
   // Evaluation-mode grad_input is dy scaled per channel: it needs no reduction.
   plan.needSums = args.gradWeight != nullptr || args.gradBias != nullptr || (args.training && args.gradInput != nullptr);
+  plan.readsInput = args.training;
   plan.fromSums = &Backward<T>::fromSums;
   if (!plan.needSums && args.gradInput == nullptr) return;
   tableFor<T>(args.useReference).backward(geometry, args.input, args.gradOutput, args.gradInput, plan);

@@ -19,13 +19,12 @@ struct ChannelAffine {
   double shift = 0;
 };
 
-// dx = (dy - gradMean - (x - center) * projection) * scale; with readsInput false, dx = dy * scale.
+// dx = (dy - gradMean - (x - center) * projection) * scale; without BackwardPlan::readsInput, dx = dy * scale.
 struct GradientAffine {
   double center = 0;
   double gradMean = 0;
   double projection = 0;
   double scale = 0;
-  bool readsInput = true;
 };
 
 struct ForwardPlan {
@@ -40,6 +39,7 @@ struct BackwardPlan {
   void* context = nullptr;
   const double* center = nullptr;  // the mean the reductions center x on, per channel
   bool needSums = true;            // compute sum(dy) and sum(dy * (x - center)); otherwise they are 0
+  bool readsInput = true;          // training: dx depends on x; evaluation: dx = dy * scale
   // Called once per channel with its sums; records the weight/bias gradients and returns dx's coefficients.
   GradientAffine (*fromSums)(void* context, int64_t channel, double sumDy, double dotp) = nullptr;
 };

@@ -222,12 +222,14 @@ async function terminate() {
   await new Promise((r) => setTimeout(r, 500));
   const before = { threads: threadCount(), rssMb: settledRssMb() };
   ready = 0;
-  for (let i = 0; i < cycles; i++) await runOnce(random() * 1.5 * readyMs);
+  for (let i = 0; i < cycles / 2; i++) await runOnce(random() * 1.5 * readyMs);
+  const middle = { threads: await settledThreads(before.threads), rssMb: settledRssMb() };
+  for (let i = cycles / 2; i < cycles; i++) await runOnce(random() * 1.5 * readyMs);
   const threads = await settledThreads(before.threads);
   const after = { threads, rssMb: settledRssMb() };
   // The addon still works on this thread.
   const check = await bn.batchNormAsync({ data: Float32Array.of(1, 2, 3, 4), shape: [2, 2] }, { training: true });
-  return { cycles, readyMs, calling: ready, before, after, works: Math.abs(check.output.data[0] + 1) < 1e-4 };
+  return { cycles, readyMs, calling: ready, before, middle, after, works: Math.abs(check.output.data[0] + 1) < 1e-4 };
 }
 
 function reload() {

@@ -36,7 +36,7 @@ namespace {
 // The kernels by concern, in dependency order; each part is a fragment of this translation unit.
 #include "kernel/cpu/parts/rows.h"
 #include "kernel/cpu/parts/statistics.h"
-#include "kernel/cpu/parts/float_normalize.h"
+#include "kernel/cpu/parts/float_passes.h"
 #include "kernel/cpu/parts/forward.h"
 #include "kernel/cpu/parts/backward.h"
 

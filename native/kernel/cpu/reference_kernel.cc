@@ -97,7 +97,7 @@ void backward(const Geometry& geometry, const T* input, const T* gradOutput, T* 
       for (int64_t s = 0; s < geometry.spatial; ++s) {
         const double dy = static_cast<double>(gradOutput[offset + s]);
         double dx;
-        if (g.readsInput) {
+        if (plan.readsInput) {
           const double x = static_cast<double>(input[offset + s]);
           dx = (dy - g.gradMean - (x - g.center) * g.projection) * g.scale;
         } else {

@@ -5,14 +5,40 @@
 // ---------------------------------------------------------------------------------------------------
 // Backward
 
-// float32: dx = dy * dyFactor + (x * xFactor + constant), the terms regrouped in double (see affineRow
-// for why that is exact enough for float32 and not for float64).
-struct FoldedGradient {
-  double dyFactor = 0, xFactor = 0, constant = 0;
-  static FoldedGradient of(const GradientAffine& coef) {
-    return {coef.scale, -coef.projection * coef.scale, (coef.center * coef.projection - coef.gradMean) * coef.scale};
+// grad_input of a channel in floats: the training formula (GradientInFloats), or in evaluation,
+// dx = dy * scale, as a normalization of dy with center 0 and shift 0 (NormalizeInFloats).
+inline bool gradientInFloats(const GradientAffine& coef, bool readsInput, FloatChannel& out) {
+  if (readsInput) return GradientInFloats::coefficients(coef, out);
+  ChannelAffine scaling;
+  scaling.scale = coef.scale;
+  return NormalizeInFloats::coefficients(scaling, out);
+}
+
+// Runs `walk(pass)` with the pass of grad_input in floats: GradientInFloats or NormalizeInFloats.
+template <typename Walk>
+inline void withGradientPass(bool readsInput, const float* input, const float* gradOutput, float* gradInput,
+                             Walk&& walk) {
+  if (readsInput) {
+    walk(GradientInFloats{input, gradOutput, gradInput});
+  } else {
+    walk(NormalizeInFloats{gradOutput, gradInput});
   }
-};
+}
+
+// dx over one row in double: dx = (dy - gradMean - (x - center) * projection) * scale, or dy * scale.
+template <typename T>
+inline void gradientRow(const T* x, const T* dy, T* dx, int64_t length, const GradientAffine& coef, bool readsInput,
+                        bool streaming) {
+  const Doubles center = Doubles::broadcast(coef.center), gradMean = Doubles::broadcast(coef.gradMean),
+                projection = Doubles::broadcast(coef.projection), scale = Doubles::broadcast(coef.scale);
+  if (readsInput) {
+    mapRow2(
+        x, dy, dx, length, [&](Doubles xs, Doubles dys) { return (dys - gradMean - (xs - center) * projection) * scale; },
+        streaming);
+  } else {
+    mapRow(dy, dx, length, [&](Doubles dys) { return dys * scale; }, streaming);
+  }
+}
 
 template <typename T>
 void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan,
@@ -61,26 +87,19 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
   }
   const GradientAffine coef = plan.fromSums(plan.context, c, sumDy, dotp);
   if (gradInput == nullptr) return;
-  const Doubles center = Doubles::broadcast(coef.center), gradMean = Doubles::broadcast(coef.gradMean),
-                projection = Doubles::broadcast(coef.projection), scale = Doubles::broadcast(coef.scale);
-  const FoldedGradient f = FoldedGradient::of(coef);
-  const bool folded = std::is_same<T, float>::value && std::isfinite(f.xFactor) && std::isfinite(f.constant) &&
-                      std::isfinite(f.dyFactor);
-  const Doubles xFactorV = Doubles::broadcast(f.xFactor), constantV = Doubles::broadcast(f.constant);
-  // Last rows first, as in planarTrainingForward: they are still cached from the reduction.
+  if constexpr (kFloatArithmetic<T>) {
+    FloatChannel channel;
+    if (gradientInFloats(coef, plan.readsInput, channel)) {
+      withGradientPass(plan.readsInput, input, gradOutput, gradInput, [&](auto pass) {
+        // Last rows first, as in planarTrainingForward: they are still cached from the reduction.
+        for (int64_t b = g.batch - 1; b >= 0; --b) rowInFloats(pass, b * stride + c * g.spatial, g.spatial, channel, streaming);
+      });
+      return;
+    }
+  }
   for (int64_t b = g.batch - 1; b >= 0; --b) {
     const int64_t offset = b * stride + c * g.spatial;
-    if (coef.readsInput && folded) {
-      mapRow2(
-          input + offset, gradOutput + offset, gradInput + offset, g.spatial,
-          [&](Doubles x, Doubles dy) { return fmadd(dy, scale, fmadd(x, xFactorV, constantV)); }, streaming);
-    } else if (coef.readsInput) {
-      mapRow2(
-          input + offset, gradOutput + offset, gradInput + offset, g.spatial,
-          [&](Doubles x, Doubles dy) { return (dy - gradMean - (x - center) * projection) * scale; }, streaming);
-    } else {
-      mapRow(gradOutput + offset, gradInput + offset, g.spatial, [&](Doubles dy) { return dy * scale; }, streaming);
-    }
+    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, plan.readsInput, streaming);
   }
 }
 
@@ -116,34 +135,6 @@ void gradientPartialsHeld(const T* input, const T* gradOutput, const Block& bloc
   }
 }
 
-// dx = dy * dyFactor + (x * xFactor + constant) for kChunks chunks from position `column` of each row of
-// a block, the coefficients held in registers.
-template <typename T, int kChunks>
-void foldedGradientColumns(const T* input, const T* gradOutput, T* gradInput, const Block& block, int64_t column,
-                           const double* dyFactors, const double* xFactors, const double* constants) {
-  constexpr int parts = Chunk<T>::parts, lanes = Chunk<T>::lanes;
-  Doubles dyFactor[kChunks][parts], xFactor[kChunks][parts], constant[kChunks][parts];
-  for (int k = 0; k < kChunks; ++k) {
-    for (int p = 0; p < parts; ++p) {
-      const int64_t at = k * lanes + p * Doubles::lanes;
-      dyFactor[k][p] = Doubles::load(dyFactors + at);
-      xFactor[k][p] = Doubles::load(xFactors + at);
-      constant[k][p] = Doubles::load(constants + at);
-    }
-  }
-  for (int64_t b = block.b0; b < block.b1; ++b) {
-    const int64_t offset = block.rowOffset(b) + column;
-    for (int k = 0; k < kChunks; ++k) {
-      Chunk<T> dys = Chunk<T>::load(gradOutput + offset + k * lanes);
-      const Chunk<T> xs = Chunk<T>::load(input + offset + k * lanes);
-      for (int p = 0; p < parts; ++p) {
-        dys.part[p] = fmadd(dys.part[p], dyFactor[k][p], fmadd(xs.part[p], xFactor[k][p], constant[k][p]));
-      }
-      dys.store(gradInput + offset + k * lanes);
-    }
-  }
-}
-
 // Interleaved backward: partial sums per (channel block, row block), combined per channel in order, then
 // the gradient; fused per channel block when it has a single row block.
 template <typename T>
@@ -154,11 +145,10 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
   const Tiling tiling = tilingFor<T>(g);
   const int64_t padded = paddedLength<T>(tiling.channels * g.spatial);
   TaskRows partials(tiling, 2, padded);  // sum(dy), sum((x - center) dy)
-  // Per channel block: center, gradMean, projection, scale; a chunk more for forStreamedRows' wrap.
-  TaskRows coefficients(Tiling{tiling.channels, tiling.channelBlocks, 1, 1}, 4, padded + lanes);
-  bool* readsInput = new bool[static_cast<size_t>(tiling.channelBlocks)];
-  // float32 blocks whose dx coefficients fold into three rows (see FoldedGradient).
-  bool* folded = new bool[static_cast<size_t>(tiling.channelBlocks)];
+  // Per channel block: center, gradMean, projection, scale (the double path).
+  TaskRows coefficients(Tiling{tiling.channels, tiling.channelBlocks, 1, 1}, 4, padded);
+  // Per channel block, its float coefficients (float32 on the FMA paths; null: the double path).
+  FloatCoefficients** inFloats = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)]();
 
   auto fillCenters = [&](int64_t cb) {
     const Block first = tiling.block(g, cb, 0);
@@ -215,12 +205,13 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
   };
   // The coefficients go to rows 0-3 field by field as they come (copying the returned struct whole
   // read it back in one wide load before its narrow stores could forward: measured 15% of the (128,
-  // 1024) backward), then fold in place where every channel allows it.
+  // 1024) backward), and to floats where every channel of the block allows it.
   auto combine = [&](int64_t cb) {
     const Block first = tiling.block(g, cb, 0);
     double *centers = coefficients.row(cb, 0, 0), *gradMeans = coefficients.row(cb, 0, 1),
            *projections = coefficients.row(cb, 0, 2), *scales = coefficients.row(cb, 0, 3);
-    bool foldable = std::is_same<T, float>::value;
+    const int64_t count = first.c1 - first.c0;
+    FloatChannel* channels = kFloatArithmetic<T> ? new FloatChannel[static_cast<size_t>(count)] : nullptr;
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const int64_t from = (c - first.c0) * g.spatial;
       double sumDy = 0, dotp = 0;
@@ -233,81 +224,34 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
         }
       }
       const GradientAffine coef = plan.fromSums(plan.context, c, sumDy, dotp);
-      readsInput[cb] = coef.readsInput;
       broadcastRow(centers, from, g.spatial, coef.center);
       broadcastRow(gradMeans, from, g.spatial, coef.gradMean);
       broadcastRow(projections, from, g.spatial, coef.projection);
       broadcastRow(scales, from, g.spatial, coef.scale);
-      const FoldedGradient f = FoldedGradient::of(coef);
-      foldable = foldable && std::isfinite(f.dyFactor) && std::isfinite(f.xFactor) && std::isfinite(f.constant);
+      if (channels != nullptr && !gradientInFloats(coef, plan.readsInput, channels[c - first.c0])) {
+        delete[] channels;
+        channels = nullptr;
+      }
     }
-    folded[cb] = foldable && readsInput[cb];
-    if (!folded[cb]) return;
-    const int64_t positions = first.positions;
-    for (int64_t i = 0; i < positions; ++i) {
-      GradientAffine coef;
-      coef.center = centers[i];
-      coef.gradMean = gradMeans[i];
-      coef.projection = projections[i];
-      coef.scale = scales[i];
-      const FoldedGradient f = FoldedGradient::of(coef);
-      centers[i] = f.dyFactor;
-      gradMeans[i] = f.xFactor;
-      projections[i] = f.constant;
+    if (channels != nullptr && gradInput != nullptr) {
+      inFloats[cb] = new FloatCoefficients(g, channels, count, reinterpret_cast<float*>(gradInput) + first.first);
     }
-    // The first chunk repeated after the last position, for forStreamedRows.
-    double* foldedRows[3] = {centers, gradMeans, projections};
-    for (double* row : foldedRows) {
-      for (int64_t i = 0; i < lanes; ++i) row[positions + i] = row[i % positions];
-    }
+    delete[] channels;
   };
   auto applyPass = [&](int64_t cb, int64_t rb) {
     if (gradInput == nullptr) return;
     const Block block = tiling.block(g, cb, rb);
+    if constexpr (kFloatArithmetic<T>) {
+      if (inFloats[cb] != nullptr) {
+        withGradientPass(plan.readsInput, input, gradOutput, gradInput,
+                         [&](auto pass) { blockInFloats(pass, g, block, *inFloats[cb]); });
+        return;
+      }
+    }
     const double* centers = coefficients.row(cb, 0, 0);
     const double* gradMeans = coefficients.row(cb, 0, 1);
     const double* projections = coefficients.row(cb, 0, 2);
     const double* scales = coefficients.row(cb, 0, 3);
-    const bool training = readsInput[cb];
-    // dx = dy * dyFactor + (x * xFactor + constant), coefficients in rows 0, 1, 2.
-    auto foldedChunk = [&](int64_t offset, int valid, const ScratchChunks3<T>& k, bool stream) {
-      Chunk<T> dys = loadChunk(gradOutput + offset, valid);
-      const Chunk<T> xs = loadChunk(input + offset, valid);
-      for (int p = 0; p < parts; ++p) {
-        dys.part[p] = fmadd(dys.part[p], k.a.v[p], fmadd(xs.part[p], k.b.v[p], k.c.v[p]));
-      }
-      putChunk(dys, gradInput + offset, valid, stream);
-    };
-    auto foldedAt = [&](int64_t at) {
-      return ScratchChunks3<T>{ScratchChunk<T>::load(centers, at), ScratchChunk<T>::load(gradMeans, at),
-                               ScratchChunk<T>::load(projections, at)};
-    };
-    // Streamed where the rows are longer than the held coefficients, as normalizeBlockInFloats, eight rows
-    // per load of the coefficients (measured on Zen 4, channels-last (256, 256, 7, 7): 10-18% faster than
-    // four, and than one; sixteen 30% slower).
-    if (folded[cb] && block.positions > kHeldStatChunks * lanes && streamsRows<T>(g, block)) {
-      auto prefetchInputs = [&](int64_t offset) {
-        prefetch(input + offset);
-        prefetch(gradOutput + offset);
-      };
-      forStreamedRows<T, 8>(block, gradInput, g.elements(), foldedAt, prefetchInputs, foldedChunk);
-      return;
-    }
-    if (folded[cb] && wideColumnGroups<T, kHeldStatChunks>(block.positions) &&
-        block.positions * static_cast<int64_t>(sizeof(T)) <= kColumnRowBytes) {
-      // Column groups with the coefficients in registers, as normalizeBlockInFloats.
-      forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
-        foldedGradientColumns<T, decltype(chunks)::value>(input, gradOutput, gradInput, block, at, centers + at,
-                                                          gradMeans + at, projections + at);
-      });
-      return;
-    }
-    if (folded[cb]) {
-      forBlockChunks<T>(block, foldedAt, [&](int64_t offset, int valid, const ScratchChunks3<T>& k) {
-        foldedChunk(offset, valid, k, false);
-      });
-      return;
-    }
     // Four rows per load of the coefficients.
     for (int64_t b = block.b0; b < block.b1; b += 4) {
       const int rows = static_cast<int>(minInt64(4, block.b1 - b));
@@ -320,7 +264,7 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
         for (int r = 0; r < rows; ++r) {
           const int64_t offset = block.rowOffset(b + r) + at;
           Chunk<T> dys = loadChunk(gradOutput + offset, valid);
-          if (training) {
+          if (plan.readsInput) {
             const Chunk<T> xs = loadChunk(input + offset, valid);
             for (int p = 0; p < parts; ++p) {
               dys.part[p] = (dys.part[p] - gradMean.v[p] - (xs.part[p] - center.v[p]) * projection.v[p]) * scale.v[p];
@@ -347,8 +291,8 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
     forEachChannelBlock(g, tiling, combine);
     forEachTask(g, tiling, applyPass);
   }
-  delete[] readsInput;
-  delete[] folded;
+  for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) delete inFloats[cb];
+  delete[] inFloats;
 }
 
 template <typename T>

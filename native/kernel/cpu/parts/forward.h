@@ -5,6 +5,21 @@
 // ---------------------------------------------------------------------------------------------------
 // Training forward
 
+// A channel's normalization, prepared once for all the rows it maps.
+struct PreparedAffine {
+  ChannelAffine exact;
+  FloatChannel inFloats;
+  bool useFloats = false;
+};
+
+template <typename T>
+PreparedAffine prepareAffine(const ChannelAffine& affine) {
+  PreparedAffine prepared;
+  prepared.exact = affine;
+  if (kFloatArithmetic<T>) prepared.useFloats = NormalizeInFloats::coefficients(affine, prepared.inFloats);
+  return prepared;
+}
+
 // y = (x - center) * scale + shift over one row: in floats where prepared (float32 on the FMA paths),
 // otherwise in double. There, float32 is rounded once from double either way, and folding the centering
 // into the shift, x * scale + (shift - center * scale), saves a subtraction per element and costs at
@@ -15,7 +30,7 @@ template <typename T>
 inline void affineRow(const T* in, T* out, int64_t length, const PreparedAffine& prepared, bool streaming) {
   if constexpr (kFloatArithmetic<T>) {
     if (prepared.useFloats) {
-      affineRowInFloats(in, out, length, prepared.inFloats, streaming);
+      rowInFloats(NormalizeInFloats{in, out}, 0, length, prepared.inFloats, streaming);
       return;
     }
   }
@@ -87,7 +102,7 @@ void interleavedTrainingForward(const Geometry& g, const T* input, T* output, co
       affines[c - first.c0] = plan.fromStats(plan.context, c, st.mean, st.meanLow, st.varSum);
     }
     if constexpr (kFloatArithmetic<T>) {
-      if (FloatAffine* channels = floatAffines(affines, first.c1 - first.c0)) {
+      if (FloatChannel* channels = floatChannels<NormalizeInFloats>(affines, first.c1 - first.c0)) {
         inFloats[cb] = new FloatCoefficients(g, channels, first.c1 - first.c0, output + first.first);
         delete[] channels;
       }
@@ -107,7 +122,7 @@ void interleavedTrainingForward(const Geometry& g, const T* input, T* output, co
     const Block block = tiling.block(g, cb, rb);
     if constexpr (kFloatArithmetic<T>) {
       if (inFloats[cb] != nullptr) {
-        normalizeBlockInFloats(g, input, output, block, *inFloats[cb]);
+        blockInFloats(NormalizeInFloats{input, output}, g, block, *inFloats[cb]);
         return;
       }
     }
@@ -168,7 +183,7 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
 // coefficients built once, and tasks ordered by rows first, so that each thread writes one contiguous
 // part of the output (split by channels, threads would share the cache lines at block edges).
 inline void affineInterleavedInFloats(const Geometry& g, const float* input, float* output,
-                                      const FloatAffine* channels) {
+                                      const FloatChannel* channels) {
   Tiling tiling;
   tiling.channels = maxInt64(1, minInt64(g.channels, kMaxBlockPositions / g.spatial));
   tiling.channelBlocks = (g.channels + tiling.channels - 1) / tiling.channels;
@@ -183,7 +198,7 @@ inline void affineInterleavedInFloats(const Geometry& g, const float* input, flo
   auto run = [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t rb = task / tiling.channelBlocks, cb = task % tiling.channelBlocks;
-      normalizeBlockInFloats(g, input, output, tiling.block(g, cb, rb), *blocks[cb]);
+      blockInFloats(NormalizeInFloats{input, output}, g, tiling.block(g, cb, rb), *blocks[cb]);
     }
     vec::streamFence();
   };
@@ -198,7 +213,7 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
   // only rows shorter than a chunk go across channels.
   if (g.spatial < Chunk<T>::lanes) {
     if constexpr (kFloatArithmetic<T>) {
-      if (FloatAffine* inFloats = floatAffines(channels, g.channels)) {
+      if (FloatChannel* inFloats = floatChannels<NormalizeInFloats>(channels, g.channels)) {
         affineInterleavedInFloats(g, input, output, inFloats);
         delete[] inFloats;
         return;
@@ -220,8 +235,8 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
   }
   const bool streaming = streamsOutput<T>(g);
   if constexpr (kFloatArithmetic<T>) {
-    if (FloatAffine* inFloats = floatAffines(channels, g.channels)) {
-      affineFlatInFloats(g, input, output, inFloats, streaming);
+    if (FloatChannel* inFloats = floatChannels<NormalizeInFloats>(channels, g.channels)) {
+      normalizeFlatInFloats(g, input, output, inFloats, streaming);
       delete[] inFloats;
       return;
     }

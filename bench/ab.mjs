@@ -1,0 +1,114 @@
+// Interleaved A/B of two builds of the addon in one process, the method README "Performance" asks of a
+// special code path: each case is timed A, B, B, A (both orders), `rounds` times, and each side keeps
+// its smallest median.
+//   node bench/ab.mjs <a.node> <b.node> [--only 256x256x7x7] [--ops eval,train,backward] [--threads 1]
+//                     [--rounds 3] [--budget-ms 200]
+// Build B from another tree (or copy build/Release/batchnorm.node aside before a change) and pass both.
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const index = args.indexOf(name);
+  return index >= 0 && args[index + 1] !== undefined ? args[index + 1] : fallback;
+};
+const [addonA, addonB] = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+if (addonA === undefined || addonB === undefined) {
+  console.error('usage: node bench/ab.mjs <a.node> <b.node> [--only text] [--ops eval,train,backward] [--threads 1]');
+  process.exit(2);
+}
+const rounds = Number(option('--rounds', 3));
+const budgetMs = Number(option('--budget-ms', 200));
+const threads = Number(option('--threads', 1));
+const ops = option('--ops', 'eval,train,backward').split(',');
+const only = option('--only', null);
+
+/** The package's dist/ loaded afresh against one addon (dist/native.js reads BATCHNORM_ADDON_PATH once). */
+function loadPackage(addon) {
+  const dist = path.join(here, '..', 'dist');
+  for (const key of Object.keys(require.cache)) if (key.startsWith(dist)) delete require.cache[key];
+  process.env.BATCHNORM_ADDON_PATH = path.resolve(addon);
+  const bn = require(path.join(dist, 'index.js'));
+  bn.cpuCapability();  // loads the addon now, while the variable points at it
+  return bn;
+}
+const sides = [loadPackage(addonA), loadPackage(addonB)];
+delete process.env.BATCHNORM_ADDON_PATH;
+
+const SHAPES = [
+  [[32, 64, 56, 56], 'contiguous'],
+  [[256, 256, 7, 7], 'contiguous'],
+  [[128, 1024], 'contiguous'],
+  [[8, 32, 128, 128], 'contiguous'],
+  [[4096, 256], 'contiguous'],
+  [[2, 4], 'contiguous'],
+  [[32, 64, 56, 56], 'channelsLast'],
+  [[256, 256, 7, 7], 'channelsLast'],
+];
+
+function randomArray(length, seed) {
+  const array = new Float32Array(length);
+  let state = seed >>> 0;
+  for (let i = 0; i < length; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    array[i] = state / 2 ** 31 - 1;
+  }
+  return array;
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1];
+}
+
+function measure(fn, batch) {
+  const warmUntil = performance.now() + budgetMs / 4;
+  do fn(); while (performance.now() < warmUntil);
+  const samples = [];
+  const deadline = performance.now() + budgetMs;
+  while (samples.length < 5 || (performance.now() < deadline && samples.length < 2000)) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < batch; i++) fn();
+    samples.push(Number(process.hrtime.bigint() - start) / 1e6 / batch);
+  }
+  return median(samples);
+}
+
+/** The call of one side for a case, with `out` given (what a training loop passes). */
+function callFor(bn, shape, format, op) {
+  bn.setNumThreads(threads);
+  const length = shape.reduce((a, b) => a * b, 1);
+  const channels = shape[1];
+  const x = { data: randomArray(length, 1), shape, memoryFormat: format };
+  const dy = { data: randomArray(length, 2), shape, memoryFormat: format };
+  const weight = randomArray(channels, 3).map((v) => v + 1.5);
+  const bias = randomArray(channels, 4);
+  const forwardOptions = { weight, bias, runningMean: new Float32Array(channels), runningVar: new Float32Array(channels).fill(1) };
+  if (op === 'backward') {
+    const { saveMean, saveInvstd } = bn.batchNorm(x, { ...forwardOptions, training: true });
+    const options = { weight, saveMean, saveInvstd, training: true, out: { gradInput: new Float32Array(length) } };
+    return () => bn.batchNormBackward(dy, x, options);
+  }
+  const options = { ...forwardOptions, training: op === 'train', out: new Float32Array(length) };
+  return () => bn.batchNorm(x, options);
+}
+
+const fmt = (ms) => (ms < 0.01 ? `${(ms * 1000).toFixed(2)} us` : `${ms.toFixed(3)} ms`);
+console.log(`A = ${addonA}\nB = ${addonB}\n${threads} thread(s), ${rounds} rounds of A B B A\n`);
+console.log('| shape | op | A | B | A/B |\n|---|---|---|---|---|');
+for (const [shape, format] of SHAPES) {
+  const name = `(${shape.join(',')})${format === 'channelsLast' ? ' NHWC' : ''}`;
+  if (only !== null && !`${shape.join('x')}${format === 'channelsLast' ? ' NHWC' : ''}`.includes(only)) continue;
+  for (const op of ops) {
+    const batch = shape.reduce((a, b) => a * b, 1) < 4096 ? 2000 : 1;
+    const calls = sides.map((bn) => callFor(bn, shape, format, op));
+    const best = [Infinity, Infinity];
+    for (let round = 0; round < rounds; round++) {
+      for (const side of [0, 1, 1, 0]) best[side] = Math.min(best[side], measure(calls[side], batch));
+    }
+    console.log(`| ${name} | ${op} | ${fmt(best[0])} | ${fmt(best[1])} | ${(best[0] / best[1]).toFixed(2)}x |`);
+  }
+}

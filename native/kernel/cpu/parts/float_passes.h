@@ -1,0 +1,310 @@
+// Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces (one
+// translation unit per ISA, so that everything inlines); not a header of its own.
+// The elementwise passes of float32 tensors in float arithmetic: normalization and grad_input.
+//
+// Where fmadd on Floats is fused, float32 outputs are computed without widening to double (conversions
+// cost more than the arithmetic). Both passes take four float coefficients per channel, made once from
+// the operator's double ones, and subtract a float center first: d = x - c_f is exact whenever x lies
+// within a factor of two of c_f (Sterbenz), the |mean| >> std case where a folded x * a + b would lose
+// digits; otherwise it is off by half an ulp of d. The bound of each pass is written beside its
+// coefficients (u = 2^-24, terms of order u^2 dropped); test/parity.test.ts checks both per fixture.
+// Channels whose coefficients are not finite or far out of float range keep the double path, so special
+// values propagate as there.
+
+template <typename T>
+constexpr bool kFloatArithmetic = std::is_same<T, float>::value && vec::kFusedFloats;
+
+// A channel's four coefficients for a pass in floats; their meaning is the pass's (see its k* names).
+struct FloatChannel {
+  float k[4] = {0, 0, 0, 0};
+};
+
+// Coefficients outside this magnitude range (other than zero) keep the double path: far from float's
+// range ends, no product of them with a float32 value underflows into subnormals or overflows early.
+inline bool inFloatRange(double value) {
+  const double magnitude = std::fabs(value);
+  return magnitude == 0 || (magnitude >= 0x1p-90 && magnitude <= 0x1p90);
+}
+
+// y = (x - center) * scale + shift as d = x - c_f, y = fma(d, s_hi, fma(d, s_lo, t_f)), with s = s_hi + s_lo
+// and the center's rounding c - c_f folded into t_f.
+// Bound: |y - exact| <= u (|x - center| |scale| + 2 |shift| + |y|): d, t_f and the outer fma round once
+// each (the split scale is exact to u^2). PyTorch's own float32 arithmetic rounds three or four times.
+// s_hi is s rounded toward zero, so s_lo has s's sign and an infinite x still gives an infinite y, not
+// Inf - Inf; a zero s_lo becomes the smallest subnormal of that sign for the same reason (it moves y by
+// less than a tie-break).
+struct NormalizeInFloats {
+  enum : int { kCenter, kScaleHigh, kScaleLow, kShift };
+  const float* input;
+  float* output;
+
+  static bool coefficients(const ChannelAffine& affine, FloatChannel& out) {
+    if (affine.scale == 0 || !inFloatRange(affine.scale) || !(std::fabs(affine.center) <= FLT_MAX)) return false;
+    const float center = static_cast<float>(affine.center);
+    float scaleHigh = static_cast<float>(affine.scale);
+    if (std::fabs(static_cast<double>(scaleHigh)) > std::fabs(affine.scale)) {
+      // One step toward zero: the next smaller magnitude of a finite nonzero float is its bit pattern
+      // minus one, whatever its sign.
+      uint32_t bits;
+      std::memcpy(&bits, &scaleHigh, sizeof bits);
+      --bits;
+      std::memcpy(&scaleHigh, &bits, sizeof bits);
+    }
+    float scaleLow = static_cast<float>(affine.scale - static_cast<double>(scaleHigh));
+    if (scaleLow == 0.0f) scaleLow = std::copysign(FLT_TRUE_MIN, scaleHigh);
+    const float shift = static_cast<float>(affine.shift - (affine.center - static_cast<double>(center)) * affine.scale);
+    out = FloatChannel{{center, scaleHigh, scaleLow, shift}};
+    return std::isfinite(center) && std::isfinite(shift);
+  }
+  template <typename Lanes>
+  Floats apply(int64_t offset, int valid, const Lanes& c) const {
+    const Floats x = valid == Floats::lanes ? Floats::load(input + offset) : Floats::loadFirst(input + offset, valid);
+    const Floats d = x - c.k[kCenter];
+    return fmadd(d, c.k[kScaleHigh], fmadd(d, c.k[kScaleLow], c.k[kShift]));
+  }
+  float* destination() const { return output; }
+  void prefetchInputs(int64_t offset) const { prefetch(input + offset); }
+};
+
+// dx = (dy - gradMean - (x - center) * projection) * scale as d = x - c_f,
+// dx = fma(d, xScale, fma(dy, dyScale, constant)), with xScale = float(-projection * scale),
+// dyScale = float(scale) and constant = float(((center - c_f) * projection - gradMean) * scale).
+// Bound: |dx - exact| <= u (2 |dy scale| + 2 |gradMean scale| + 2 |(x - center) projection scale| + |dx|):
+// the three coefficients round once each (u times their term), d once unless exact (u |(x - center)
+// projection scale|), the inner fma once about dy scale + constant, the outer once about dx. (The folded
+// dx = dy a + x b + c would add u |x projection scale|, unbounded as |mean| / std grows.)
+struct GradientInFloats {
+  enum : int { kCenter, kXScale, kDyScale, kConstant };
+  const float* input;
+  const float* gradOutput;
+  float* gradInput;
+
+  static bool coefficients(const GradientAffine& coef, FloatChannel& out) {
+    const double xScale = -coef.projection * coef.scale;
+    if (!inFloatRange(coef.scale) || !inFloatRange(xScale) || !(std::fabs(coef.center) <= FLT_MAX)) return false;
+    const float center = static_cast<float>(coef.center);
+    const double constant = ((coef.center - static_cast<double>(center)) * coef.projection - coef.gradMean) * coef.scale;
+    if (!inFloatRange(constant)) return false;
+    out = FloatChannel{{center, static_cast<float>(xScale), static_cast<float>(coef.scale), static_cast<float>(constant)}};
+    return std::isfinite(center);
+  }
+  template <typename Lanes>
+  Floats apply(int64_t offset, int valid, const Lanes& c) const {
+    const bool whole = valid == Floats::lanes;
+    const Floats x = whole ? Floats::load(input + offset) : Floats::loadFirst(input + offset, valid);
+    const Floats dy = whole ? Floats::load(gradOutput + offset) : Floats::loadFirst(gradOutput + offset, valid);
+    return fmadd(x - c.k[kCenter], c.k[kXScale], fmadd(dy, c.k[kDyScale], c.k[kConstant]));
+  }
+  float* destination() const { return gradInput; }
+  void prefetchInputs(int64_t offset) const {
+    prefetch(input + offset);
+    prefetch(gradOutput + offset);
+  }
+};
+
+// A channel's coefficients in registers.
+struct FloatLanes {
+  Floats k[4];
+  static FloatLanes of(const FloatChannel& channel) {
+    return {{Floats::broadcast(channel.k[0]), Floats::broadcast(channel.k[1]), Floats::broadcast(channel.k[2]),
+             Floats::broadcast(channel.k[3])}};
+  }
+  // The first `count` lanes from this channel, the others from `next`.
+  FloatLanes joined(int count, const FloatLanes& next) const {
+    return {{selectFirst(count, k[0], next.k[0]), selectFirst(count, k[1], next.k[1]),
+             selectFirst(count, k[2], next.k[2]), selectFirst(count, k[3], next.k[3])}};
+  }
+};
+
+// Every channel's float coefficients for `Pass`, or null when one of them needs the double path.
+template <typename Pass, typename Coefficients>
+FloatChannel* floatChannels(const Coefficients* channels, int64_t count) {
+  FloatChannel* inFloats = new FloatChannel[static_cast<size_t>(count)];
+  for (int64_t c = 0; c < count; ++c) {
+    if (!Pass::coefficients(channels[c], inFloats[c])) {
+      delete[] inFloats;
+      return nullptr;
+    }
+  }
+  return inFloats;
+}
+
+inline void putFloats(Floats y, float* out, int count, bool stream) {
+  if (count < Floats::lanes) {
+    y.storeFirst(out, count);
+  } else if (stream) {
+    y.stream(out);
+  } else {
+    y.store(out);
+  }
+}
+
+// A pass over one row of `length` values at `offset`, all of one channel (planar rows).
+template <typename Pass>
+inline void rowInFloats(Pass pass, int64_t offset, int64_t length, const FloatChannel& channel, bool streaming) {
+  const FloatLanes lanes = FloatLanes::of(channel);
+  float* out = pass.destination() + offset;
+  forRowChunks(out, length, streaming, [&](int64_t at, int count, bool stream) {
+    putFloats(pass.apply(offset + at, count, lanes), out + at, count, stream);
+  });
+}
+
+// Per-position float coefficients of `count` consecutive channels: four rows of `padded` floats. Each
+// row repeats its first lanes after its last position, so that a chunk of a row that continues into the
+// next row (forStreamedRows) loads its coefficients in one piece. Position p of every row sits at the
+// same offset within a chunk's alignment as p of `alignedLike` (the output's first row): where the
+// output is stored by aligned chunks, the coefficients are loaded by aligned chunks too, not split
+// across two cache lines (measured on Zen 4: channels-last (256, 256, 7, 7) eval with input and output
+// misaligned to each other 0.49-0.54 ms with split coefficient loads, 0.40 ms aligned).
+class FloatCoefficients {
+ public:
+  FloatCoefficients(const Geometry& g, const FloatChannel* channels, int64_t count, const float* alignedLike)
+      : padded_(paddedLength<float>(count * g.spatial) + Floats::lanes),
+        storage_(new float[static_cast<size_t>(4 * padded_ + Floats::lanes)]) {
+    constexpr uintptr_t alignment = Floats::lanes * sizeof(float);
+    const uintptr_t wanted = reinterpret_cast<uintptr_t>(alignedLike) % alignment;
+    const uintptr_t have = reinterpret_cast<uintptr_t>(storage_) % alignment;
+    data_ = storage_ + (wanted + alignment - have) % alignment / sizeof(float);
+    for (int64_t c = 0; c < count; ++c) {
+      for (int64_t s = c * g.spatial, end = s + g.spatial; s < end; ++s) set(s, channels[c]);
+    }
+    const int64_t positions = count * g.spatial;
+    for (int64_t s = positions; positions > 0 && s < positions + Floats::lanes; ++s) {
+      set(s, channels[(s - positions) % positions / g.spatial]);
+    }
+  }
+  ~FloatCoefficients() { delete[] storage_; }
+  FloatCoefficients(const FloatCoefficients&) = delete;
+  FloatCoefficients& operator=(const FloatCoefficients&) = delete;
+  FloatLanes at(int64_t position) const {
+    return {{Floats::load(data_ + position), Floats::load(data_ + padded_ + position),
+             Floats::load(data_ + 2 * padded_ + position), Floats::load(data_ + 3 * padded_ + position)}};
+  }
+
+ private:
+  void set(int64_t position, const FloatChannel& channel) {
+    for (int k = 0; k < 4; ++k) data_[k * padded_ + position] = channel.k[k];
+  }
+
+  int64_t padded_;
+  float* storage_;
+  float* data_;
+};
+
+// The walks of a pass in floats over an interleaved block (rows of `positions` values, `stride` apart).
+
+// `kRows` rows per load of the coefficients, ordinary stores.
+template <int kRows, typename Pass>
+inline void rowGroupsInFloats(Pass pass, const Block& block, const FloatCoefficients& coefficients) {
+  constexpr int lanes = Floats::lanes;
+  float* out = pass.destination();
+  for (int64_t b = block.b0; b < block.b1; b += kRows) {
+    const int count = static_cast<int>(minInt64(kRows, block.b1 - b));
+    for (int64_t at = 0; at < block.positions; at += lanes) {
+      const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
+      const FloatLanes lanesAt = coefficients.at(at);
+      for (int r = 0; r < count; ++r) {
+        const int64_t offset = block.rowOffset(b + r) + at;
+        putFloats(pass.apply(offset, valid, lanesAt), out + offset, valid, false);
+      }
+    }
+  }
+}
+
+// kChunks chunks from position `column` of each row, the coefficients held in registers.
+template <int kChunks, typename Pass>
+inline void columnsInFloats(Pass pass, const Block& block, int64_t column, const FloatCoefficients& coefficients) {
+  constexpr int lanes = Floats::lanes;
+  FloatLanes held[kChunks];
+  for (int k = 0; k < kChunks; ++k) held[k] = coefficients.at(column + k * lanes);
+  float* out = pass.destination();
+  for (int64_t b = block.b0; b < block.b1; ++b) {
+    for (int k = 0; k < kChunks; ++k) {
+      const int64_t offset = block.rowOffset(b) + column + k * lanes;
+      pass.apply(offset, lanes, held[k]).store(out + offset);
+    }
+  }
+}
+
+// Registers for the coefficients of this many chunks (four each), leaving room for the arithmetic.
+constexpr int kHeldChunks = Floats::lanes >= 16 ? 4 : 2;
+// Rows up to this long are walked in column groups (measured: faster on channels-last (256, 256, 7, 7),
+// whose rows are 1 KB; slower on (128, 1024), whose rows are 4 KB: with rows 4 KB apart, a group's loads
+// alias the previous row's stores and its lines share a few L1 sets).
+constexpr int64_t kColumnRowBytes = 1024;
+
+enum class FloatBlockWalk { StreamedRows, ColumnGroups, RowGroups, SingleRows };
+
+// Which walk a block takes. Rows that follow each other in a tensor too large for the cache: one flat
+// stream with non-temporal stores (forStreamedRows; measured on Zen 4 against column groups with ordinary
+// stores: eval of channels-last (256, 256, 7, 7) 0.95x a copy, was 1.1x; AVX2 (32, 64, 56, 56) 1.0x,
+// was 1.65x), unless their coefficients all fit in registers (AVX-512 (32, 64, 56, 56): 0.9x a copy so,
+// 1.03x streamed). Rows of whole chunks up to kColumnRowBytes: column groups with the coefficients in
+// registers. Otherwise a tensor that stays in cache is bound by instructions (four rows share each load
+// of the coefficients), a larger one by memory, read fastest strictly in address order (measured on Zen
+// 4: about 1.5x either way).
+inline FloatBlockWalk floatBlockWalk(const Geometry& g, const Block& block) {
+  if (block.positions > kHeldChunks * Floats::lanes && streamsRows<float>(g, block)) return FloatBlockWalk::StreamedRows;
+  if (wideColumnGroups<float, kHeldChunks>(block.positions) &&
+      block.positions * static_cast<int64_t>(sizeof(float)) <= kColumnRowBytes) {
+    return FloatBlockWalk::ColumnGroups;
+  }
+  const bool cached = g.elements() * static_cast<int64_t>(sizeof(float)) < kCachedBytes;
+  return cached ? FloatBlockWalk::RowGroups : FloatBlockWalk::SingleRows;
+}
+
+template <typename Pass>
+inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, const FloatCoefficients& coefficients) {
+  switch (floatBlockWalk(g, block)) {
+    case FloatBlockWalk::StreamedRows:
+      forStreamedRows<float, 4>(
+          block, pass.destination(), g.elements(), [&](int64_t at) { return coefficients.at(at); },
+          [&](int64_t offset) { pass.prefetchInputs(offset); },
+          [&](int64_t offset, int valid, const FloatLanes& lanes, bool stream) {
+            putFloats(pass.apply(offset, valid, lanes), pass.destination() + offset, valid, stream);
+          });
+      return;
+    case FloatBlockWalk::ColumnGroups:
+      forColumnGroups<kHeldChunks>(block.positions, Floats::lanes, [&](int64_t at, auto chunks) {
+        columnsInFloats<decltype(chunks)::value>(pass, block, at, coefficients);
+      });
+      return;
+    case FloatBlockWalk::RowGroups:
+      rowGroupsInFloats<4>(pass, block, coefficients);
+      return;
+    case FloatBlockWalk::SingleRows:
+      rowGroupsInFloats<1>(pass, block, coefficients);
+      return;
+  }
+}
+
+// Eval forward of a contiguous (N, C, S) float32 tensor with S >= lanes, walked as one flat array: a
+// chunk then spans at most two channels, whose coefficients it joins. Short rows (7 x 7 = 49 values)
+// cost no per-row head and tail this way, and the output is one stream that non-temporal stores can
+// write whole cache lines of.
+inline void normalizeFlatInFloats(const Geometry& g, const float* input, float* output, const FloatChannel* channels,
+                                  bool streaming) {
+  constexpr int lanes = Floats::lanes;
+  const int64_t total = g.elements();
+  const NormalizeInFloats pass{input, output};
+  auto body = [&](int64_t beginChunk, int64_t endChunk) {
+    const int64_t begin = beginChunk * lanes, end = minInt64(endChunk * lanes, total);
+    int64_t channel = (begin / g.spatial) % g.channels;
+    int64_t left = g.spatial - begin % g.spatial;  // values of `channel` from the current position on
+    FloatLanes current = FloatLanes::of(channels[channel]);
+    FloatLanes next = FloatLanes::of(channels[(channel + 1) % g.channels]);
+    forRowChunks(output + begin, end - begin, streaming, [&](int64_t at, int count, bool stream) {
+      const FloatLanes lanesAt = left >= count ? current : current.joined(static_cast<int>(left), next);
+      putFloats(pass.apply(begin + at, count, lanesAt), output + begin + at, count, stream);
+      left -= count;
+      if (left <= 0) {  // count <= lanes <= S: at most one channel boundary per chunk
+        channel = channel + 1 == g.channels ? 0 : channel + 1;
+        left += g.spatial;
+        current = next;
+        next = FloatLanes::of(channels[channel + 1 == g.channels ? 0 : channel + 1]);
+      }
+    });
+    if (streaming) vec::streamFence();
+  };
+  parallelOver((total + lanes - 1) / lanes, lanes, body);
+}
