@@ -86,4 +86,40 @@ export interface NativeBinding {
 
   /** Name of the kernel path chosen at load: "default", "avx2" or "avx512" (x86-64), "neon" (arm64). */
   cpuCapability(): string;
+
+  /**
+   * The planner's answer for a call of `phase` (0 training forward, 1 eval forward, 2 backward) on a
+   * (batch, channels, spatial) geometry, without running it (native/kernel/dispatch.h, WalkPlan).
+   */
+  kernelPlan(
+    float64: boolean,
+    batch: number,
+    channels: number,
+    spatial: number,
+    phase: 0 | 1 | 2,
+    useReference: boolean,
+  ): NativeWalkPlan;
+
+  /** The caches the planner sizes its blocks and streaming by, found at load. */
+  cacheSizes(): NativeCacheSizes;
+}
+
+/** native/kernel/cache_sizes.h CacheSizes. */
+export interface NativeCacheSizes {
+  l2Bytes: number;
+  lastLevelBytes: number;
+  source: 'sysfs' | 'cpuid' | 'fallback';
+}
+
+/** native/kernel/dispatch.h WalkPlan; "" where a field does not apply. */
+export interface NativeWalkPlan {
+  traversal: string;
+  reduction: string;
+  elementwise: string;
+  reductionLast: string;
+  elementwiseLast: string;
+  arithmetic: string;
+  blockChannels: number;
+  blockRows: number;
+  streamed: boolean;
 }

@@ -7,6 +7,7 @@ const KERNEL_SUITES = [
   'test/family-parity.test.ts',
   'test/simd.test.ts',
   'test/isa.test.ts',
+  'test/kernel-plan.test.ts',
 ];
 
 export default defineConfig({

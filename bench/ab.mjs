@@ -2,11 +2,13 @@
 // special code path: each case is timed A, B, B, A (both orders), `rounds` times, and each side keeps
 // its smallest median.
 //   node bench/ab.mjs <a.node> <b.node> [--only 256x256x7x7] [--ops eval,train,backward] [--threads 1]
-//                     [--rounds 3] [--budget-ms 200]
+//                     [--rounds 3] [--budget-ms 200] [--shape 42000x100[,nhwc]]
 // Build B from another tree (or copy build/Release/batchnorm.node aside before a change) and pass both.
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { measure, randomArray } from './timing.mjs';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -25,6 +27,7 @@ const budgetMs = Number(option('--budget-ms', 200));
 const threads = Number(option('--threads', 1));
 const ops = option('--ops', 'eval,train,backward').split(',');
 const only = option('--only', null);
+const extraShape = option('--shape', null);
 
 /** The package's dist/ loaded afresh against one addon (dist/native.js reads BATCHNORM_ADDON_PATH once). */
 function loadPackage(addon) {
@@ -48,33 +51,10 @@ const SHAPES = [
   [[32, 64, 56, 56], 'channelsLast'],
   [[256, 256, 7, 7], 'channelsLast'],
 ];
-
-function randomArray(length, seed) {
-  const array = new Float32Array(length);
-  let state = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    array[i] = state / 2 ** 31 - 1;
-  }
-  return array;
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1];
-}
-
-function measure(fn, batch) {
-  const warmUntil = performance.now() + budgetMs / 4;
-  do fn(); while (performance.now() < warmUntil);
-  const samples = [];
-  const deadline = performance.now() + budgetMs;
-  while (samples.length < 5 || (performance.now() < deadline && samples.length < 2000)) {
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < batch; i++) fn();
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6 / batch);
-  }
-  return median(samples);
+// A shape of no bench row, for a walk only it takes.
+if (extraShape !== null) {
+  const [dims, layout] = extraShape.split(',');
+  SHAPES.push([dims.split('x').map(Number), layout === 'nhwc' ? 'channelsLast' : 'contiguous']);
 }
 
 /** The call of one side for a case, with `out` given (what a training loop passes). */
@@ -107,7 +87,7 @@ for (const [shape, format] of SHAPES) {
     const calls = sides.map((bn) => callFor(bn, shape, format, op));
     const best = [Infinity, Infinity];
     for (let round = 0; round < rounds; round++) {
-      for (const side of [0, 1, 1, 0]) best[side] = Math.min(best[side], measure(calls[side], batch));
+      for (const side of [0, 1, 1, 0]) best[side] = Math.min(best[side], measure(calls[side], batch, budgetMs));
     }
     console.log(`| ${name} | ${op} | ${fmt(best[0])} | ${fmt(best[1])} | ${(best[0] / best[1]).toFixed(2)}x |`);
   }

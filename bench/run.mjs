@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import bn from '../dist/index.js';
+import { measure as measureFor, median, randomArray } from './timing.mjs';
 import nativeModule from '../dist/native.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -41,34 +42,9 @@ const selected = only === null ? SHAPES : SHAPES.filter(({ shape, format }) =>
 const OPS = ['eval', 'train', 'backward'];
 const native = nativeModule.native();
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/** Median milliseconds per call of fn, sampling for about budgetMs (at least 5 samples) after a warm-up. */
+/** Median milliseconds per call of fn over this run's budget (bench/timing.mjs). */
 function measure(fn, batch = 1) {
-  const warmUntil = performance.now() + Math.min(100, budgetMs / 4);
-  do fn(); while (performance.now() < warmUntil);
-  const samples = [];
-  const deadline = performance.now() + budgetMs;
-  while (samples.length < 5 || (performance.now() < deadline && samples.length < 2000)) {
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < batch; i++) fn();
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6 / batch);
-  }
-  return median(samples);
-}
-
-function randomArray(length, seed) {
-  const array = new Float32Array(length);
-  let state = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    array[i] = state / 2 ** 31 - 1;
-  }
-  return array;
+  return measureFor(fn, batch, budgetMs);
 }
 
 function benchCase({ shape, format }, op, threads) {
@@ -106,7 +82,15 @@ function benchCase({ shape, format }, op, threads) {
   const copy = measure(() => native.copy(copyTarget, x.data), batch);
   const ours = measure(intoOut, batch);
   const oursAllocating = measure(allocating, batch);
-  return { shape, format, op, threads, batch, oursMs: ours, copyMs: copy, oursAllocatingMs: oursAllocating };
+  return { shape, format, op, threads, batch, oursMs: ours, copyMs: copy, oursAllocatingMs: oursAllocating, walks: walksOf(x, op) };
+}
+
+/** The planner's walks for a row (bn.kernelPlan): reduction + elementwise pass ("ew" alone in eval). */
+function walksOf(x, op) {
+  const plan = bn.kernelPlan(x);
+  const phase = op === 'eval' ? plan.evalForward : op === 'train' ? plan.trainingForward : plan.backward;
+  const last = phase.lastBlock === null ? '' : ` (last block ${[phase.lastBlock.reduction, phase.lastBlock.elementwise].filter(Boolean).join(' + ')})`;
+  return [phase.reduction, phase.elementwise].filter(Boolean).join(' + ') + last;
 }
 
 function torchTimes(cases) {
@@ -357,7 +341,7 @@ if (json) {
     'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call (V8 zero-fills it);\n' +
       'PyTorch: F.batch_norm / native_batch_norm_backward (PyTorch allocates from its own allocator)',
   );
-  const header = ['shape', 'op', 'thr', 'ours', 'memcpy', 'ours/memcpy', 'ours+alloc', 'PyTorch', 'PyTorch/ours', 'NHWC/NCHW'];
+  const header = ['shape', 'op', 'thr', 'ours', 'memcpy', 'ours/memcpy', 'ours+alloc', 'PyTorch', 'PyTorch/ours', 'NHWC/NCHW', 'walks'];
   const rows = cases.map((c) => [
     `(${c.shape.join(',')})${c.format === 'channelsLast' ? ' NHWC' : ''}`,
     c.op,
@@ -369,6 +353,7 @@ if (json) {
     c.torchMs === null ? '-' : fmt(c.torchMs),
     c.speedupVsTorch === null ? '-' : `${c.speedupVsTorch.toFixed(2)}x`,
     c.vsContiguous == null ? '' : `${c.vsContiguous.toFixed(2)}x`,
+    c.walks,
   ]);
   printTable(header, rows);
   console.log(

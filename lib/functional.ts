@@ -18,6 +18,7 @@ import {
   newLike,
 } from './tensor';
 import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
+import { BackwardArgument, ForwardArgument, backwardArguments, forwardArguments } from './native-arguments';
 
 /**
  * Options of {@link batchNorm}; names and defaults follow `torch.nn.functional.batch_norm`. `D` is the
@@ -224,29 +225,29 @@ function prepareCheckedForward(x: CheckedTensor, options: unknown, complete = fa
   const output = out ?? newLike(x.data, x.elements);
   const empty = isFloat32Array(x.data) ? EMPTY_FLOAT32 : EMPTY_FLOAT64;
   const [saveMean, saveInvstd] = training ? newSavedStats(x.data, x.channels) : [empty, empty];
-  const args: ForwardArgs = [
-    x.data,
+  const args = forwardArguments({
+    input: x.data,
     output,
-    x.kernelBatch,
-    x.channels,
-    x.kernelSpatial,
+    batch: x.kernelBatch,
+    channels: x.channels,
+    spatial: x.kernelSpatial,
     weight,
     bias,
     runningMean,
     runningVar,
-    training ? saveMean : null,
-    training ? saveInvstd : null,
+    saveMean: training ? saveMean : null,
+    saveInvstd: training ? saveInvstd : null,
     training,
     momentum,
     eps,
-  ];
+  });
   const callerArrays: CallerArray[] = [
-    { name: 'input.data', array: x.data, argument: 0 },
-    { name: 'options.out', array: out, argument: 1 },
-    { name: 'weight', array: weight, argument: 5 },
-    { name: 'bias', array: bias, argument: 6 },
-    { name: 'runningMean', array: runningMean, argument: 7 },
-    { name: 'runningVar', array: runningVar, argument: 8 },
+    { name: 'input.data', array: x.data, argument: ForwardArgument.input },
+    { name: 'options.out', array: out, argument: ForwardArgument.output },
+    { name: 'weight', array: weight, argument: ForwardArgument.weight },
+    { name: 'bias', array: bias, argument: ForwardArgument.bias },
+    { name: 'runningMean', array: runningMean, argument: ForwardArgument.runningMean },
+    { name: 'runningVar', array: runningVar, argument: ForwardArgument.runningVar },
   ];
   return {
     args,
@@ -363,12 +364,12 @@ function prepareCheckedBackward(
     { name: 'options.out.gradWeight', array: gradWeight, written: true },
     { name: 'options.out.gradBias', array: gradBias, written: true },
   ]);
-  const args: BackwardArgs = [
-    dy.data,
-    x.data,
-    x.kernelBatch,
-    x.channels,
-    x.kernelSpatial,
+  const args = backwardArguments({
+    gradOutput: dy.data,
+    input: x.data,
+    batch: x.kernelBatch,
+    channels: x.channels,
+    spatial: x.kernelSpatial,
     weight,
     runningMean,
     runningVar,
@@ -379,7 +380,7 @@ function prepareCheckedBackward(
     gradBias,
     training,
     eps,
-  ];
+  });
   return {
     args,
     result: {
@@ -388,16 +389,16 @@ function prepareCheckedBackward(
       gradBias,
     },
     callerArrays: [
-      { name: 'gradOutput.data', array: dy.data, argument: 0 },
-      { name: 'input.data', array: x.data, argument: 1 },
-      { name: 'weight', array: weight, argument: 5 },
-      { name: 'runningMean', array: runningMean, argument: 6 },
-      { name: 'runningVar', array: runningVar, argument: 7 },
-      { name: 'saveMean', array: saveMean, argument: 8 },
-      { name: 'saveInvstd', array: saveInvstd, argument: 9 },
-      { name: 'options.out.gradInput', array: outs.gradInput === undefined ? null : gradInput, argument: 10 },
-      { name: 'options.out.gradWeight', array: outs.gradWeight === undefined ? null : gradWeight, argument: 11 },
-      { name: 'options.out.gradBias', array: outs.gradBias === undefined ? null : gradBias, argument: 12 },
+      { name: 'gradOutput.data', array: dy.data, argument: BackwardArgument.gradOutput },
+      { name: 'input.data', array: x.data, argument: BackwardArgument.input },
+      { name: 'weight', array: weight, argument: BackwardArgument.weight },
+      { name: 'runningMean', array: runningMean, argument: BackwardArgument.runningMean },
+      { name: 'runningVar', array: runningVar, argument: BackwardArgument.runningVar },
+      { name: 'saveMean', array: saveMean, argument: BackwardArgument.saveMean },
+      { name: 'saveInvstd', array: saveInvstd, argument: BackwardArgument.saveInvstd },
+      { name: 'options.out.gradInput', array: outs.gradInput === undefined ? null : gradInput, argument: BackwardArgument.gradInput },
+      { name: 'options.out.gradWeight', array: outs.gradWeight === undefined ? null : gradWeight, argument: BackwardArgument.gradWeight },
+      { name: 'options.out.gradBias', array: outs.gradBias === undefined ? null : gradBias, argument: BackwardArgument.gradBias },
     ],
   };
 }

@@ -37,6 +37,8 @@ export { fromSafetensors, loadSafetensors, saveSafetensors, toSafetensors } from
 export type { KerasBatchNormConfig, KerasBatchNormWeights } from './keras';
 export { fromKerasWeights, toKerasWeights } from './keras';
 export { toChannelsLast, toContiguous } from './layout';
+export type { KernelPlan, KernelWalk, PhasePlan } from './kernel-plan';
+export { kernelPlan } from './kernel-plan';
 export { BatchNormLoadError } from './native';
 export { BatchNormStateError } from './errors';
 export type { AsyncMemoryGuard } from './async-memory';

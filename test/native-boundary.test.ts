@@ -1,8 +1,19 @@
 // The native module re-checks what it relies on: calls that bypass lib/'s validation get a TypeError or
 // RangeError, never a crash or a write out of bounds.
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 
 import { native } from '../lib/native';
+import {
+  BACKWARD_ARGUMENTS,
+  BackwardArgument,
+  FORWARD_ARGUMENTS,
+  ForwardArgument,
+  backwardArguments,
+  forwardArguments,
+} from '../lib/native-arguments';
 
 const f32 = (n: number) => new Float32Array(n);
 
@@ -83,5 +94,37 @@ describe('native backward re-checks', () => {
     const args = base();
     args[index] = value === 'alias' ? args[8] : value;
     expect(() => call(args)).toThrow(message);
+  });
+});
+
+describe('argument positions shared by lib/ and native/', () => {
+  const root = path.join(__dirname, '..');
+  /** The member names of `struct <name>`'s enum in native/binding/argument_names.h, in order. */
+  function enumNames(name: string): string[] {
+    const header = readFileSync(path.join(root, 'native/binding/argument_names.h'), 'utf8');
+    const body = new RegExp(`struct ${name} \\{\\s*enum : size_t \\{([^}]*)\\}`).exec(header)?.[1];
+    expect(body, `${name} in argument_names.h`).toBeDefined();
+    return body!.split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'count');
+  }
+  /** The parameter names of `method(...)` in binding.d.ts, in order. */
+  function declaredNames(method: string): string[] {
+    const declarations = readFileSync(path.join(root, 'binding.d.ts'), 'utf8');
+    const body = new RegExp(`\\n  ${method}\\(([^)]*)\\): void;`).exec(declarations)?.[1];
+    expect(body, `${method} in binding.d.ts`).toBeDefined();
+    return body!.split(',').map((s) => s.split(':')[0]!.trim()).filter((s) => s !== '');
+  }
+  /** What a builder puts at each position, given each name as its own value. */
+  function builtOrder(build: (named: never) => unknown[], names: readonly string[]): unknown[] {
+    return build(Object.fromEntries(names.map((n) => [n, n])) as never);
+  }
+
+  it.each([
+    ['ForwardArgument', 'forward', FORWARD_ARGUMENTS, ForwardArgument, forwardArguments],
+    ['BackwardArgument', 'backward', BACKWARD_ARGUMENTS, BackwardArgument, backwardArguments],
+  ] as const)('%s: the C++ enum, binding.d.ts, lib/native-arguments.ts and its builder agree', (struct, method, names, positions, build) => {
+    expect(enumNames(struct)).toEqual([...names]);
+    expect(declaredNames(method)).toEqual([...names]);
+    expect(names.map((n) => (positions as Record<string, number>)[n])).toEqual(names.map((_, i) => i));
+    expect(builtOrder(build as (named: never) => unknown[], names)).toEqual([...names]);
   });
 });

@@ -74,6 +74,12 @@ function run(c: Case, reference: boolean): FloatArray[] {
   return [output, runningMean, runningVar, saveMean, saveInvstd, gradInput, gradWeight, gradBias];
 }
 
+/** Every geometry this file compares with the oracle, for the walk coverage test at the end. */
+const compared: { float64: boolean; batch: number; channels: number; spatial: number; training: boolean }[] = [];
+function comparing(ctor: Ctor, batch: number, channels: number, spatial: number, training: boolean): void {
+  compared.push({ float64: ctor === Float64Array, batch, channels, spatial, training });
+}
+
 const LABELS = ['output', 'runningMean', 'runningVar', 'saveMean', 'saveInvstd', 'gradInput', 'gradWeight', 'gradBias'];
 
 describe(`kernel path ${cpuCapability()} against the scalar oracle`, () => {
@@ -110,6 +116,7 @@ describe(`kernel path ${cpuCapability()} against the scalar oracle`, () => {
     }
   }
 
+  for (const [, c] of cases) comparing(c.ctor, c.batch, c.channels, c.spatial, c.training);
   it.each(cases)('%s', (_label, c) => {
     const ours = run(c, false);
     const oracle = run(c, true);
@@ -146,6 +153,7 @@ describe('large outputs, written with non-temporal stores', () => {
   it.each([true, false])('match the oracle with misaligned destinations, training=%s', (training) => {
     const random = seeded(77);
     const [batch, channels, spatial] = [4, 8, 131073];
+    comparing(Float32Array, batch, channels, spatial, training);
     const c = makeCase(random, Float32Array, batch, channels, spatial, training);
     const n = c.x.length;
     const binding = native();
@@ -167,6 +175,7 @@ describe('large outputs, written with non-temporal stores', () => {
 });
 
 describe('interleaved tensors larger than the cache', () => {
+  for (const training of [true, false]) comparing(Float32Array, 42000, 100, 1, training);
   // From 16 MB on, the float normalization of rows that are not whole chunks walks one row at a time.
   it.each([true, false])('match the oracle: (42000, 100) float32, training=%s', (training) => {
     const c = makeCase(seeded(5), Float32Array, 42000, 100, 1, training);
@@ -184,8 +193,10 @@ describe('channels-last sized tensors larger than the cache', () => {
   // in one flat walk with non-temporal stores from the first aligned chunk; the offset moves that chunk.
   const cases = [256, 80].flatMap((channels) => [0, 1, 13].flatMap((offset) =>
     [true, false].map((training) => [channels, offset, training] as const)));
+  const rowsFor = (channels: number) => Math.ceil((8.2 * 2 ** 20) / 4 / channels);
+  for (const [channels, , training] of cases) comparing(Float32Array, rowsFor(channels), channels, 1, training);
   it.each(cases)('match the oracle: C = %i, output offset %i, training=%s', (channels, offset, training) => {
-    const rows = Math.ceil((8.2 * 2 ** 20) / 4 / channels);
+    const rows = rowsFor(channels);
     const c = makeCase(seeded(channels + offset), Float32Array, rows, channels, 1, training);
     const binding = native();
     const outputs = [false, true].map((reference) => {
@@ -239,5 +250,35 @@ describe('threads', () => {
     expect(() => setNumThreads(1.5)).toThrow(RangeError);
     expect(() => setNumThreads('2' as never)).toThrow(TypeError);
     expect(getNumThreads()).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe(`walks compared with the oracle on kernel path ${cpuCapability()}`, () => {
+  // Every (phase, walk) pair the planner can choose on this path (native/kernel/cpu/parts/planner.h) is
+  // taken by at least one geometry this file compares with the oracle. float32 elementwise passes run in
+  // float arithmetic on the FMA paths, in double on the default path.
+  const inFloats = cpuCapability() !== 'default';
+  const floatWalks = ['streamed-rows', 'column-groups', 'row-groups', 'single-rows'];
+  const expected = [
+    ...['planar-rows', 'column-groups', 'accumulator-rows'].flatMap((w) => [`train reduction ${w}`, `backward reduction ${w}`]),
+    ...['planar-rows', ...(inFloats ? floatWalks : ['row-groups'])].flatMap((w) => [`train elementwise ${w}`, `backward elementwise ${w}`]),
+    ...(inFloats ? ['flat-joined', ...floatWalks] : ['planar-rows', 'row-groups']).map((w) => `eval elementwise ${w}`),
+  ];
+  it('covers every walk of every phase', () => {
+    const covered = new Set<string>();
+    for (const g of compared) {
+      const plan = (phase: 0 | 1 | 2) => native().kernelPlan(g.float64, g.batch, g.channels, g.spatial, phase, false);
+      const add = (phase: string, p: ReturnType<typeof plan>) => {
+        for (const [kind, walk] of [['reduction', p.reduction], ['reduction', p.reductionLast],
+          ['elementwise', p.elementwise], ['elementwise', p.elementwiseLast]]) {
+          if (walk !== '') covered.add(`${phase} ${kind} ${walk}`);
+        }
+      };
+      // Forward runs the phase of its case; backward always runs (training or eval sums alike).
+      add(g.training ? 'train' : 'eval', plan(g.training ? 0 : 1));
+      add('backward', plan(2));
+    }
+    const missing = expected.filter((pair) => !covered.has(pair));
+    expect(missing).toEqual([]);
   });
 });

@@ -10,6 +10,7 @@
 #include "binding/async_call.h"
 #include "binding/calls.h"
 #include "binding/guard.h"
+#include "kernel/cache_sizes.h"
 #include "kernel/dispatch.h"
 #include "kernel/thread_pool.h"
 
@@ -102,6 +103,44 @@ Napi::Value CpuCapability(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), cpuCapability());
 }
 
+// kernelPlan(float64, batch, channels, spatial, phase, useReference): the planner's answer for a call
+// (kernel/dispatch.h WalkPlan), without running it.
+Napi::Value KernelPlan(const Napi::CallbackInfo& info) {
+  const bool float64 = requireBoolean(info[0], "float64");
+  const Geometry geometry = requireGeometry(info, 1);
+  const double phase = requireNumber(info[4], "phase");
+  if (!(phase == 0 || phase == 1 || phase == 2)) throw Napi::RangeError::New(info.Env(), "phase must be 0, 1 or 2");
+  const bool useReference = requireBoolean(info[5], "useReference");
+  WalkPlan plan;
+  const auto which = static_cast<Phase>(static_cast<int>(phase));
+  if (float64) {
+    (useReference ? referenceKernels<double>() : kernels<double>()).describe(geometry, which, plan);
+  } else {
+    (useReference ? referenceKernels<float>() : kernels<float>()).describe(geometry, which, plan);
+  }
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("traversal", plan.traversal);
+  result.Set("reduction", plan.reduction);
+  result.Set("elementwise", plan.elementwise);
+  result.Set("reductionLast", plan.reductionLast);
+  result.Set("elementwiseLast", plan.elementwiseLast);
+  result.Set("arithmetic", plan.arithmetic);
+  result.Set("blockChannels", static_cast<double>(plan.blockChannels));
+  result.Set("blockRows", static_cast<double>(plan.blockRows));
+  result.Set("streamed", plan.streamed);
+  return result;
+}
+
+// cacheSizes(): the caches the planner sizes its blocks by (kernel/cache_sizes.h).
+Napi::Value CacheSizes(const Napi::CallbackInfo& info) {
+  const batchnorm::CacheSizes& sizes = cacheSizes();
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("l2Bytes", static_cast<double>(sizes.l2Bytes));
+  result.Set("lastLevelBytes", static_cast<double>(sizes.lastLevelBytes));
+  result.Set("source", sizes.source);
+  return result;
+}
+
 void releaseAddonData(napi_env /*env*/, void* data, void* /*hint*/) {
   auto* addon = static_cast<AddonData*>(data);
   releasePool(addon->pool);
@@ -133,6 +172,8 @@ napi_value initialize(napi_env env, napi_value exports) {
   exportFunction<GetNumThreads>(env, exports, "getNumThreads");
   exportFunction<Copy>(env, exports, "copy");
   exportFunction<CpuCapability>(env, exports, "cpuCapability");
+  exportFunction<KernelPlan>(env, exports, "kernelPlan");
+  exportFunction<CacheSizes>(env, exports, "cacheSizes");
   return exports;
 }
 

@@ -80,14 +80,14 @@ void backwardAs(const BackwardCall& call) {
 }  // namespace
 
 std::array<ArrayArgument, 8> ForwardCall::arrays() {
-  return {{{&input, "input", false, 0, false},
-           {&output, "output", true, 1, true},
-           {&weight, "weight", false, 5, false},
-           {&bias, "bias", false, 6, false},
-           {&runningMean, "runningMean", training, 7, false},
-           {&runningVar, "runningVar", training, 8, false},
-           {&saveMean, "saveMean", true, 9, true},
-           {&saveInvstd, "saveInvstd", true, 10, true}}};
+  return {{{&input, "input", false, ForwardArgument::input, false},
+           {&output, "output", true, ForwardArgument::output, true},
+           {&weight, "weight", false, ForwardArgument::weight, false},
+           {&bias, "bias", false, ForwardArgument::bias, false},
+           {&runningMean, "runningMean", training, ForwardArgument::runningMean, false},
+           {&runningVar, "runningVar", training, ForwardArgument::runningVar, false},
+           {&saveMean, "saveMean", true, ForwardArgument::saveMean, true},
+           {&saveInvstd, "saveInvstd", true, ForwardArgument::saveInvstd, true}}};
 }
 
 void ForwardCall::run() { dtype == DType::Float32 ? forwardAs<float>(*this) : forwardAs<double>(*this); }
@@ -103,40 +103,47 @@ void ForwardCall::commit() {
 }
 
 std::array<ArrayArgument, 10> BackwardCall::arrays() {
-  return {{{&gradOutput, "gradOutput", false, 0, false},
-           {&input, "input", false, 1, false},
-           {&weight, "weight", false, 5, false},
-           {&runningMean, "runningMean", false, 6, false},
-           {&runningVar, "runningVar", false, 7, false},
-           {&saveMean, "saveMean", false, 8, false},
-           {&saveInvstd, "saveInvstd", false, 9, false},
-           {&gradInput, "gradInput", true, 10, true},
-           {&gradWeight, "gradWeight", true, 11, true},
-           {&gradBias, "gradBias", true, 12, true}}};
+  return {{{&gradOutput, "gradOutput", false, BackwardArgument::gradOutput, false},
+           {&input, "input", false, BackwardArgument::input, false},
+           {&weight, "weight", false, BackwardArgument::weight, false},
+           {&runningMean, "runningMean", false, BackwardArgument::runningMean, false},
+           {&runningVar, "runningVar", false, BackwardArgument::runningVar, false},
+           {&saveMean, "saveMean", false, BackwardArgument::saveMean, false},
+           {&saveInvstd, "saveInvstd", false, BackwardArgument::saveInvstd, false},
+           {&gradInput, "gradInput", true, BackwardArgument::gradInput, true},
+           {&gradWeight, "gradWeight", true, BackwardArgument::gradWeight, true},
+           {&gradBias, "gradBias", true, BackwardArgument::gradBias, true}}};
 }
 
 void BackwardCall::run() { dtype == DType::Float32 ? backwardAs<float>(*this) : backwardAs<double>(*this); }
 
+// requireGeometry reads the three sizes from consecutive arguments.
+static_assert(ForwardArgument::channels == ForwardArgument::batch + 1 && ForwardArgument::spatial == ForwardArgument::batch + 2,
+              "forward's sizes are consecutive");
+static_assert(BackwardArgument::channels == BackwardArgument::batch + 1 &&
+                  BackwardArgument::spatial == BackwardArgument::batch + 2,
+              "backward's sizes are consecutive");
+
 ForwardCall parseForward(const Napi::CallbackInfo& info, bool useReference) {
   ForwardCall call;
   call.useReference = useReference;
-  const DType dtype = call.dtype = requireFloatDType(info[0], "input");
-  call.geometry = requireGeometry(info, 2);
+  const DType dtype = call.dtype = requireFloatDType(info[ForwardArgument::input], "input");
+  call.geometry = requireGeometry(info, ForwardArgument::batch);
   const auto elements = static_cast<size_t>(call.geometry.elements());
   const auto channels = static_cast<size_t>(call.geometry.channels);
-  const bool training = call.training = requireBoolean(info[11], "training");
-  call.momentum = requireNumber(info[12], "momentum");
-  call.eps = requireNumber(info[13], "eps");
-  call.input = requireFloatArray(info[0], "input", dtype, elements);
-  call.output = requireFloatArray(info[1], "output", dtype, elements);
-  call.weight = optionalFloatArray(info[5], "weight", dtype, channels);
-  call.bias = optionalFloatArray(info[6], "bias", dtype, channels);
-  call.runningMean = training ? optionalFloatArray(info[7], "runningMean", dtype, channels)
-                              : requireFloatArray(info[7], "runningMean", dtype, channels);
-  call.runningVar = training ? optionalFloatArray(info[8], "runningVar", dtype, channels)
-                             : requireFloatArray(info[8], "runningVar", dtype, channels);
-  call.saveMean = training ? requireFloatArray(info[9], "saveMean", dtype, channels) : FloatView{};
-  call.saveInvstd = training ? requireFloatArray(info[10], "saveInvstd", dtype, channels) : FloatView{};
+  const bool training = call.training = requireBoolean(info[ForwardArgument::training], "training");
+  call.momentum = requireNumber(info[ForwardArgument::momentum], "momentum");
+  call.eps = requireNumber(info[ForwardArgument::eps], "eps");
+  call.input = requireFloatArray(info[ForwardArgument::input], "input", dtype, elements);
+  call.output = requireFloatArray(info[ForwardArgument::output], "output", dtype, elements);
+  call.weight = optionalFloatArray(info[ForwardArgument::weight], "weight", dtype, channels);
+  call.bias = optionalFloatArray(info[ForwardArgument::bias], "bias", dtype, channels);
+  call.runningMean = training ? optionalFloatArray(info[ForwardArgument::runningMean], "runningMean", dtype, channels)
+                              : requireFloatArray(info[ForwardArgument::runningMean], "runningMean", dtype, channels);
+  call.runningVar = training ? optionalFloatArray(info[ForwardArgument::runningVar], "runningVar", dtype, channels)
+                             : requireFloatArray(info[ForwardArgument::runningVar], "runningVar", dtype, channels);
+  call.saveMean = training ? requireFloatArray(info[ForwardArgument::saveMean], "saveMean", dtype, channels) : FloatView{};
+  call.saveInvstd = training ? requireFloatArray(info[ForwardArgument::saveInvstd], "saveInvstd", dtype, channels) : FloatView{};
   requireNoHarmfulOverlap(info.Env(), call.arrays(), &call.output, &call.input);
   if (training && (call.runningMean.data != nullptr || call.runningVar.data != nullptr)) {
     // Doubles hold two rows of either element type; float32 needs only half of them.
@@ -149,22 +156,22 @@ ForwardCall parseForward(const Napi::CallbackInfo& info, bool useReference) {
 BackwardCall parseBackward(const Napi::CallbackInfo& info, bool useReference) {
   BackwardCall call;
   call.useReference = useReference;
-  const DType dtype = call.dtype = requireFloatDType(info[1], "input");
-  call.geometry = requireGeometry(info, 2);
+  const DType dtype = call.dtype = requireFloatDType(info[BackwardArgument::input], "input");
+  call.geometry = requireGeometry(info, BackwardArgument::batch);
   const auto elements = static_cast<size_t>(call.geometry.elements());
   const auto channels = static_cast<size_t>(call.geometry.channels);
-  const bool training = call.training = requireBoolean(info[13], "training");
-  call.eps = requireNumber(info[14], "eps");
-  call.gradOutput = requireFloatArray(info[0], "gradOutput", dtype, elements);
-  call.input = requireFloatArray(info[1], "input", dtype, elements);
-  call.weight = optionalFloatArray(info[5], "weight", dtype, channels);
-  call.runningMean = training ? FloatView{} : requireFloatArray(info[6], "runningMean", dtype, channels);
-  call.runningVar = training ? FloatView{} : requireFloatArray(info[7], "runningVar", dtype, channels);
-  call.saveMean = training ? requireFloatArray(info[8], "saveMean", dtype, channels) : FloatView{};
-  call.saveInvstd = training ? requireFloatArray(info[9], "saveInvstd", dtype, channels) : FloatView{};
-  call.gradInput = optionalFloatArray(info[10], "gradInput", dtype, elements);
-  call.gradWeight = optionalFloatArray(info[11], "gradWeight", dtype, channels);
-  call.gradBias = optionalFloatArray(info[12], "gradBias", dtype, channels);
+  const bool training = call.training = requireBoolean(info[BackwardArgument::training], "training");
+  call.eps = requireNumber(info[BackwardArgument::eps], "eps");
+  call.gradOutput = requireFloatArray(info[BackwardArgument::gradOutput], "gradOutput", dtype, elements);
+  call.input = requireFloatArray(info[BackwardArgument::input], "input", dtype, elements);
+  call.weight = optionalFloatArray(info[BackwardArgument::weight], "weight", dtype, channels);
+  call.runningMean = training ? FloatView{} : requireFloatArray(info[BackwardArgument::runningMean], "runningMean", dtype, channels);
+  call.runningVar = training ? FloatView{} : requireFloatArray(info[BackwardArgument::runningVar], "runningVar", dtype, channels);
+  call.saveMean = training ? requireFloatArray(info[BackwardArgument::saveMean], "saveMean", dtype, channels) : FloatView{};
+  call.saveInvstd = training ? requireFloatArray(info[BackwardArgument::saveInvstd], "saveInvstd", dtype, channels) : FloatView{};
+  call.gradInput = optionalFloatArray(info[BackwardArgument::gradInput], "gradInput", dtype, elements);
+  call.gradWeight = optionalFloatArray(info[BackwardArgument::gradWeight], "gradWeight", dtype, channels);
+  call.gradBias = optionalFloatArray(info[BackwardArgument::gradBias], "gradBias", dtype, channels);
   requireNoHarmfulOverlap(info.Env(), call.arrays(), nullptr, nullptr);
   return call;
 }

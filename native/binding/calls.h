@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <memory>
 
+#include "binding/argument_names.h"
 #include "binding/arguments.h"
 #include "kernel/batch_norm.h"
 
@@ -27,7 +28,7 @@ struct ArrayArgument {
 };
 
 struct ForwardCall {
-  static constexpr size_t kArguments = 14;
+  static constexpr size_t kArguments = ForwardArgument::count;
 
   DType dtype = DType::Float32;
   Geometry geometry;
@@ -44,7 +45,7 @@ struct ForwardCall {
 };
 
 struct BackwardCall {
-  static constexpr size_t kArguments = 15;
+  static constexpr size_t kArguments = BackwardArgument::count;
 
   DType dtype = DType::Float32;
   Geometry geometry;
@@ -58,12 +59,10 @@ struct BackwardCall {
   void commit() {}
 };
 
-// forward(input, output, batch, channels, spatial, weight, bias, runningMean, runningVar,
-//         saveMean, saveInvstd, training, momentum, eps)
+// forward(...ForwardArgument order; binding.d.ts)
 ForwardCall parseForward(const Napi::CallbackInfo& info, bool useReference);
 
-// backward(gradOutput, input, batch, channels, spatial, weight, runningMean, runningVar, saveMean,
-//          saveInvstd, gradInput, gradWeight, gradBias, training, eps)
+// backward(...BackwardArgument order; binding.d.ts)
 BackwardCall parseBackward(const Napi::CallbackInfo& info, bool useReference);
 
 }  // namespace batchnorm::binding

@@ -1,34 +1,11 @@
 #include "kernel/cpu_features.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#if defined(_MSC_VER)
-#include <intrin.h>
-#else
-#include <cpuid.h>
-#endif
-#endif
+#include "kernel/cpuid.h"
 
 namespace batchnorm {
 
 #if defined(__x86_64__) || defined(_M_X64)
 namespace {
-
-struct Registers {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-};
-
-Registers cpuid(unsigned leaf, unsigned subleaf) {
-  Registers r;
-#if defined(_MSC_VER)
-  int out[4];
-  __cpuidex(out, static_cast<int>(leaf), static_cast<int>(subleaf));
-  r = {static_cast<unsigned>(out[0]), static_cast<unsigned>(out[1]), static_cast<unsigned>(out[2]),
-       static_cast<unsigned>(out[3])};
-#else
-  __cpuid_count(leaf, subleaf, r.eax, r.ebx, r.ecx, r.edx);
-#endif
-  return r;
-}
 
 // XCR0: which register states the OS saves on context switches. Plain asm, so this file needs no ISA flags.
 unsigned long long xgetbv0() {
@@ -48,7 +25,7 @@ constexpr unsigned bit(unsigned n) { return 1u << n; }
 CpuFeatures detectCpuFeatures() {
   CpuFeatures features;
   if (cpuid(0, 0).eax < 7) return features;
-  const Registers leaf1 = cpuid(1, 0);
+  const CpuidRegisters leaf1 = cpuid(1, 0);
   const bool osxsave = (leaf1.ecx & bit(27)) != 0;
   const bool avx = (leaf1.ecx & bit(28)) != 0;
   const bool fma = (leaf1.ecx & bit(12)) != 0;
@@ -56,7 +33,7 @@ CpuFeatures detectCpuFeatures() {
   const unsigned long long xcr0 = xgetbv0();
   const bool ymmState = (xcr0 & 0x6) == 0x6;            // SSE + AVX state
   const bool zmmState = (xcr0 & 0xE6) == 0xE6;          // + opmask, ZMM_Hi256, Hi16_ZMM
-  const Registers leaf7 = cpuid(7, 0);
+  const CpuidRegisters leaf7 = cpuid(7, 0);
   const bool avx2 = (leaf7.ebx & bit(5)) != 0;
   const bool avx512f = (leaf7.ebx & bit(16)) != 0, avx512dq = (leaf7.ebx & bit(17)) != 0;
   const bool avx512bw = (leaf7.ebx & bit(30)) != 0, avx512vl = (leaf7.ebx & bit(31)) != 0;

@@ -44,6 +44,22 @@ struct BackwardPlan {
   GradientAffine (*fromSums)(void* context, int64_t channel, double sumDy, double dotp) = nullptr;
 };
 
+enum class Phase { TrainingForward = 0, EvalForward = 1, Backward = 2 };
+
+// The planner's answer for a call (kernelPlan in JS): the walk names of kernel/cpu/parts/planner.h.
+// Channels whose coefficients leave float range take the double walks instead (data-dependent, not shown).
+struct WalkPlan {
+  const char* traversal = "";        // "planar", "interleaved" or "reference" (the scalar oracle)
+  const char* reduction = "";        // statistics or backward sums; "" for eval forward
+  const char* elementwise = "";      // normalization or grad_input
+  const char* reductionLast = "";    // of the last channel block, where narrower and different; else ""
+  const char* elementwiseLast = "";  //   "
+  const char* arithmetic = "";       // of the elementwise pass: "float" or "double"
+  int64_t blockChannels = 0;         // interleaved tiling: channels and rows per block (0 when planar)
+  int64_t blockRows = 0;
+  bool streamed = false;             // outputs written with non-temporal stores
+};
+
 template <typename T>
 struct KernelTable {
   // Training forward: statistics, plan.fromStats, normalization (output may alias input).
@@ -53,6 +69,8 @@ struct KernelTable {
   // Backward: sums (when needed), plan.fromSums, then gradInput when it is not null.
   void (*backward)(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput,
                    const BackwardPlan& plan);
+  // What the kernels above would do for a call of this phase and geometry.
+  void (*describe)(const Geometry& geometry, Phase phase, WalkPlan& plan);
 };
 
 enum class CpuCapability { Default = 0, Avx2 = 1, Avx512 = 2 };

@@ -26,6 +26,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernel/cache_sizes.h"
 #include "kernel/dispatch.h"
 #include "kernel/thread_pool.h"
 #include "vec/vec.h"
@@ -35,16 +36,19 @@ namespace {
 
 // The kernels by concern, in dependency order; each part is a fragment of this translation unit.
 #include "kernel/cpu/parts/rows.h"
+#include "kernel/cpu/parts/planner.h"
 #include "kernel/cpu/parts/statistics.h"
 #include "kernel/cpu/parts/float_passes.h"
 #include "kernel/cpu/parts/forward.h"
 #include "kernel/cpu/parts/backward.h"
+#include "kernel/cpu/parts/describe.h"
 
 template <typename T>
 void fill(KernelTable<T>& table) {
   table.trainingForward = &trainingForward<T>;
   table.affineForward = &affineForward<T>;
   table.backward = &backward<T>;
+  table.describe = &describe<T>;
 }
 
 }  // namespace

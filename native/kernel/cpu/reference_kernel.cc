@@ -111,6 +111,11 @@ void backward(const Geometry& geometry, const T* input, const T* gradOutput, T* 
 
 template <typename T>
 void fill(KernelTable<T>& table) {
+  table.describe = [](const Geometry&, Phase, WalkPlan& plan) {
+    plan = WalkPlan{};
+    plan.traversal = "reference";
+    plan.arithmetic = "double";
+  };
   table.trainingForward = &trainingForward<T>;
   table.affineForward = &affineForward<T>;
   table.backward = &backward<T>;

@@ -40,58 +40,49 @@ inline void gradientRow(const T* x, const T* dy, T* dx, int64_t length, const Gr
   }
 }
 
+// sum(dy) and sum((x - center) dy) over channel c, in double.
+struct GradientSums {
+  double sumDy = 0, dotp = 0;
+};
+
+template <typename T>
+GradientSums planarGradientSums(const Geometry& g, const T* input, const T* gradOutput, int64_t c, double center) {
+  constexpr int parts = Chunk<T>::parts;
+  const int64_t stride = g.channels * g.spatial;
+  const Doubles centerV = Doubles::broadcast(center);
+  Doubles gradSums[2 * parts], products[2 * parts];
+  for (int i = 0; i < 2 * parts; ++i) gradSums[i] = products[i] = Doubles::zero();
+  for (int64_t b = 0; b < g.batch; ++b) {
+    const int64_t offset = b * stride + c * g.spatial;
+    const T* const rows[2] = {input + offset, gradOutput + offset};
+    forChunks<T, 2>(rows, g.spatial, [&](const Chunk<T> (&chunks)[2], int slot, int valid) {
+      for (int p = 0; p < parts; ++p) {
+        const Doubles centered = keepValid(chunks[0].part[p] - centerV, p, valid);
+        gradSums[slot * parts + p] = gradSums[slot * parts + p] + chunks[1].part[p];
+        products[slot * parts + p] = fmadd(centered, chunks[1].part[p], products[slot * parts + p]);
+      }
+    });
+  }
+  for (int i = 1; i < 2 * parts; ++i) {
+    gradSums[0] = gradSums[0] + gradSums[i];
+    products[0] = products[0] + products[i];
+  }
+  return {gradSums[0].sum(), products[0].sum()};
+}
+
+// One channel: its sums, then dx while its rows are still in cache (last rows first, as in
+// planarTrainingForward).
 template <typename T>
 void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan,
                     int64_t c, bool streaming) {
-  constexpr int parts = Chunk<T>::parts;
-  constexpr int lanes = Chunk<T>::lanes;
-  const int64_t stride = g.channels * g.spatial;
-  double sumDy = 0, dotp = 0;
-  if (plan.needSums) {
-    const Doubles center = Doubles::broadcast(plan.center[c]);
-    Doubles gradSums[2 * parts], products[2 * parts];
-    for (int i = 0; i < 2 * parts; ++i) gradSums[i] = products[i] = Doubles::zero();
-    for (int64_t b = 0; b < g.batch; ++b) {
-      const int64_t offset = b * stride + c * g.spatial;
-      const T* x = input + offset;
-      const T* dy = gradOutput + offset;
-      int64_t i = 0;
-      prefetchRowStart(x, g.spatial);
-      prefetchRowStart(dy, g.spatial);
-      for (; i + 2 * lanes <= g.spatial; i += 2 * lanes) {
-        prefetchAhead(x, i, 2 * lanes, g.spatial);
-        prefetchAhead(dy, i, 2 * lanes, g.spatial);
-        for (int slot = 0; slot < 2; ++slot) {
-          const Chunk<T> xs = Chunk<T>::load(x + i + slot * lanes), dys = Chunk<T>::load(dy + i + slot * lanes);
-          for (int p = 0; p < parts; ++p) {
-            gradSums[slot * parts + p] = gradSums[slot * parts + p] + dys.part[p];
-            products[slot * parts + p] = fmadd(xs.part[p] - center, dys.part[p], products[slot * parts + p]);
-          }
-        }
-      }
-      for (; i < g.spatial; i += lanes) {
-        const int valid = static_cast<int>(minInt64(lanes, g.spatial - i));
-        const Chunk<T> xs = loadChunk(x + i, valid), dys = loadChunk(dy + i, valid);
-        for (int p = 0; p < parts; ++p) {
-          gradSums[p] = gradSums[p] + dys.part[p];
-          products[p] = products[p] + keepValid((xs.part[p] - center) * dys.part[p], p, valid);
-        }
-      }
-    }
-    for (int i = 1; i < 2 * parts; ++i) {
-      gradSums[0] = gradSums[0] + gradSums[i];
-      products[0] = products[0] + products[i];
-    }
-    sumDy = gradSums[0].sum();
-    dotp = products[0].sum();
-  }
-  const GradientAffine coef = plan.fromSums(plan.context, c, sumDy, dotp);
+  const GradientSums sums = plan.needSums ? planarGradientSums(g, input, gradOutput, c, plan.center[c]) : GradientSums{};
+  const GradientAffine coef = plan.fromSums(plan.context, c, sums.sumDy, sums.dotp);
   if (gradInput == nullptr) return;
+  const int64_t stride = g.channels * g.spatial;
   if constexpr (kFloatArithmetic<T>) {
     FloatChannel channel;
     if (gradientInFloats(coef, plan.readsInput, channel)) {
       withGradientPass(plan.readsInput, input, gradOutput, gradInput, [&](auto pass) {
-        // Last rows first, as in planarTrainingForward: they are still cached from the reduction.
         for (int64_t b = g.batch - 1; b >= 0; --b) rowInFloats(pass, b * stride + c * g.spatial, g.spatial, channel, streaming);
       });
       return;
@@ -136,49 +127,73 @@ void gradientPartialsHeld(const T* input, const T* gradOutput, const Block& bloc
 }
 
 // Interleaved backward: partial sums per (channel block, row block), combined per channel in order, then
-// the gradient; fused per channel block when it has a single row block.
+// the gradient; the phases of a channel block run back to back when it has a single row block.
 template <typename T>
-void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput,
-                         const BackwardPlan& plan) {
-  constexpr int parts = Chunk<T>::parts;
-  constexpr int lanes = Chunk<T>::lanes;
-  const Tiling tiling = tilingFor<T>(g);
-  const int64_t padded = paddedLength<T>(tiling.channels * g.spatial);
-  TaskRows partials(tiling, 2, padded);  // sum(dy), sum((x - center) dy)
-  // Per channel block: center, gradMean, projection, scale (the double path).
-  TaskRows coefficients(Tiling{tiling.channels, tiling.channelBlocks, 1, 1}, 4, padded);
-  // Per channel block, its float coefficients (float32 on the FMA paths; null: the double path).
-  FloatCoefficients** inFloats = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)]();
+class InterleavedBackward {
+ public:
+  InterleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan)
+      : g_(g), input_(input), gradOutput_(gradOutput), gradInput_(gradInput), plan_(plan),
+        tiling_(reductionTiling<T>(g)), padded_(paddedLength<T>(tiling_.channels * g.spatial)),
+        partials_(tiling_, 2, padded_),
+        coefficients_(Tiling{tiling_.channels, tiling_.channelBlocks, 1, 1}, 4, padded_),
+        inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()) {}
+  ~InterleavedBackward() {
+    for (int64_t cb = 0; cb < tiling_.channelBlocks; ++cb) delete inFloats_[cb];
+    delete[] inFloats_;
+  }
+  InterleavedBackward(const InterleavedBackward&) = delete;
+  InterleavedBackward& operator=(const InterleavedBackward&) = delete;
 
-  auto fillCenters = [&](int64_t cb) {
-    const Block first = tiling.block(g, cb, 0);
-    double* centers = coefficients.row(cb, 0, 0);
-    for (int64_t c = first.c0; c < first.c1; ++c) {
-      broadcastRow(centers, (c - first.c0) * g.spatial, g.spatial, plan.center[c]);
+  void run() {
+    if (tiling_.rowBlocks == 1) {
+      forEachChannelBlock(g_, tiling_, [&](int64_t cb) {
+        fillCenters(cb);
+        sums(cb, 0);
+        combine(cb);
+        apply(cb, 0);
+      });
+      return;
     }
-  };
-  auto sumPass = [&](int64_t cb, int64_t rb) {
-    const Block block = tiling.block(g, cb, rb);
-    double* gradSums = partials.row(cb, rb, 0);
-    double* products = partials.row(cb, rb, 1);
-    const double* centers = coefficients.row(cb, 0, 0);
-    for (int64_t i = 0; i < padded; ++i) gradSums[i] = products[i] = 0;
-    if (!plan.needSums) return;
-    if (wideColumnGroups<T, kHeldStatChunks>(block.positions) &&
-        (block.positions <= kHeldStatChunks * lanes || !streamsOutput<T>(g))) {
-      // Rows of whole chunks: column groups with the accumulators in registers, for rows that fit in
-      // them and for tensors that stay in cache (measured: (4096, 256) and (128, 1024) 15% faster so).
+    forEachChannelBlock(g_, tiling_, [&](int64_t cb) { fillCenters(cb); });
+    forEachTask(g_, tiling_, [&](int64_t cb, int64_t rb) { sums(cb, rb); });
+    forEachChannelBlock(g_, tiling_, [&](int64_t cb) { combine(cb); });
+    forEachTask(g_, tiling_, [&](int64_t cb, int64_t rb) { apply(cb, rb); });
+  }
+
+ private:
+  static constexpr int parts = Chunk<T>::parts;
+  static constexpr int lanes = Chunk<T>::lanes;
+
+  // Row 0 of a channel block's coefficients holds the centers the sums are taken about, then dx's center.
+  void fillCenters(int64_t cb) {
+    const Block first = tiling_.block(g_, cb, 0);
+    for (int64_t c = first.c0; c < first.c1; ++c) {
+      broadcastRow(coefficients_.row(cb, 0, 0), (c - first.c0) * g_.spatial, g_.spatial, plan_.center[c]);
+    }
+  }
+
+  // sum(dy) and sum((x - center) dy) per position of a block, into partials rows 0 and 1.
+  void sums(int64_t cb, int64_t rb) {
+    const Block block = tiling_.block(g_, cb, rb);
+    double* gradSums = partials_.row(cb, rb, 0);
+    double* products = partials_.row(cb, rb, 1);
+    const double* centers = coefficients_.row(cb, 0, 0);
+    for (int64_t i = 0; i < padded_; ++i) gradSums[i] = products[i] = 0;
+    if (!plan_.needSums) return;
+    if (gradientSumsWalk<T>(g_, block) == Walk::ColumnGroups) {
       forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
-        gradientPartialsHeld<T, decltype(chunks)::value>(input + at, gradOutput + at, block, centers + at,
+        gradientPartialsHeld<T, decltype(chunks)::value>(input_ + at, gradOutput_ + at, block, centers + at,
                                                           gradSums + at, products + at);
       });
       return;
     }
-    // kAccumulatedRows rows per load and store of the accumulators, added in row order (the same bits as
-    // the held version). In a large tensor the rows are interleaved runs the prefetchers follow poorly:
-    // the inputs are requested kStreamedRowsAhead rows ahead (measured on Zen 4: the channels-last (256,
-    // 256, 7, 7) backward 15-20% faster than with column groups of held accumulators, which read each
-    // row in strided pieces from memory).
+    sumsInAccumulatorRows(block, centers, gradSums, products);
+  }
+
+  // kAccumulatedRows rows per load and store of the accumulators, added in row order (the same bits as
+  // the held version); the inputs are requested kStreamedRowsAhead rows ahead, as the prefetchers follow
+  // such interleaved runs poorly.
+  void sumsInAccumulatorRows(const Block& block, const double* centers, double* gradSums, double* products) const {
     for (int64_t b = block.b0; b < block.b1; b += kAccumulatedRows) {
       const int rows = static_cast<int>(minInt64(kAccumulatedRows, block.b1 - b));
       for (int64_t at = 0; at < block.positions; at += lanes) {
@@ -187,12 +202,11 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
         auto sum = ScratchChunk<T>::load(gradSums, at), product = ScratchChunk<T>::load(products, at);
         for (int r = 0; r < rows; ++r) {
           const int64_t offset = block.rowOffset(b + r) + at;
-          if (b + r + kStreamedRowsAhead < g.batch) {
-            prefetch(input + offset + kStreamedRowsAhead * block.stride);
-            prefetch(gradOutput + offset + kStreamedRowsAhead * block.stride);
+          if (b + r + kStreamedRowsAhead < g_.batch) {
+            prefetch(input_ + offset + kStreamedRowsAhead * block.stride);
+            prefetch(gradOutput_ + offset + kStreamedRowsAhead * block.stride);
           }
-          const Chunk<T> xs = loadChunk(input + offset, valid);
-          const Chunk<T> dys = loadChunk(gradOutput + offset, valid);
+          const Chunk<T> xs = loadChunk(input_ + offset, valid), dys = loadChunk(gradOutput_ + offset, valid);
           for (int p = 0; p < parts; ++p) {
             sum.v[p] = sum.v[p] + dys.part[p];
             product.v[p] = fmadd(xs.part[p] - center.v[p], dys.part[p], product.v[p]);
@@ -202,103 +216,94 @@ void interleavedBackward(const Geometry& g, const T* input, const T* gradOutput,
         product.store(products, at);
       }
     }
-  };
-  // The coefficients go to rows 0-3 field by field as they come (copying the returned struct whole
-  // read it back in one wide load before its narrow stores could forward: measured 15% of the (128,
-  // 1024) backward), and to floats where every channel of the block allows it.
-  auto combine = [&](int64_t cb) {
-    const Block first = tiling.block(g, cb, 0);
-    double *centers = coefficients.row(cb, 0, 0), *gradMeans = coefficients.row(cb, 0, 1),
-           *projections = coefficients.row(cb, 0, 2), *scales = coefficients.row(cb, 0, 3);
+  }
+
+  // The sums of channel block cb in row-block order, the operator's coefficients per channel: to rows
+  // 0-3 field by field as they come (copying the returned struct whole read it back in one wide load
+  // before its narrow stores could forward: measured 15% of the (128, 1024) backward), and to floats
+  // where every channel of the block allows it.
+  void combine(int64_t cb) {
+    const Block first = tiling_.block(g_, cb, 0);
+    double* rows[4] = {coefficients_.row(cb, 0, 0), coefficients_.row(cb, 0, 1), coefficients_.row(cb, 0, 2),
+                       coefficients_.row(cb, 0, 3)};
     const int64_t count = first.c1 - first.c0;
     FloatChannel* channels = kFloatArithmetic<T> ? new FloatChannel[static_cast<size_t>(count)] : nullptr;
     for (int64_t c = first.c0; c < first.c1; ++c) {
-      const int64_t from = (c - first.c0) * g.spatial;
-      double sumDy = 0, dotp = 0;
-      for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
-        const double* gradSums = partials.row(cb, rb, 0);
-        const double* products = partials.row(cb, rb, 1);
-        for (int64_t s = 0; s < g.spatial; ++s) {
-          sumDy += gradSums[from + s];
-          dotp += products[from + s];
+      const int64_t from = (c - first.c0) * g_.spatial;
+      GradientSums total;
+      for (int64_t rb = 0; rb < tiling_.rowBlocks; ++rb) {
+        const double *gradSums = partials_.row(cb, rb, 0), *products = partials_.row(cb, rb, 1);
+        for (int64_t s = 0; s < g_.spatial; ++s) {
+          total.sumDy += gradSums[from + s];
+          total.dotp += products[from + s];
         }
       }
-      const GradientAffine coef = plan.fromSums(plan.context, c, sumDy, dotp);
-      broadcastRow(centers, from, g.spatial, coef.center);
-      broadcastRow(gradMeans, from, g.spatial, coef.gradMean);
-      broadcastRow(projections, from, g.spatial, coef.projection);
-      broadcastRow(scales, from, g.spatial, coef.scale);
-      if (channels != nullptr && !gradientInFloats(coef, plan.readsInput, channels[c - first.c0])) {
+      const GradientAffine coef = plan_.fromSums(plan_.context, c, total.sumDy, total.dotp);
+      broadcastRow(rows[0], from, g_.spatial, coef.center);
+      broadcastRow(rows[1], from, g_.spatial, coef.gradMean);
+      broadcastRow(rows[2], from, g_.spatial, coef.projection);
+      broadcastRow(rows[3], from, g_.spatial, coef.scale);
+      if (channels != nullptr && !gradientInFloats(coef, plan_.readsInput, channels[c - first.c0])) {
         delete[] channels;
         channels = nullptr;
       }
     }
-    if (channels != nullptr && gradInput != nullptr) {
-      inFloats[cb] = new FloatCoefficients(g, channels, count, reinterpret_cast<float*>(gradInput) + first.first);
+    if (channels != nullptr && gradInput_ != nullptr) {
+      inFloats_[cb] = new FloatCoefficients(g_, channels, count, reinterpret_cast<float*>(gradInput_) + first.first);
     }
     delete[] channels;
-  };
-  auto applyPass = [&](int64_t cb, int64_t rb) {
-    if (gradInput == nullptr) return;
-    const Block block = tiling.block(g, cb, rb);
+  }
+
+  void apply(int64_t cb, int64_t rb) {
+    if (gradInput_ == nullptr) return;
+    const Block block = tiling_.block(g_, cb, rb);
     if constexpr (kFloatArithmetic<T>) {
-      if (inFloats[cb] != nullptr) {
-        withGradientPass(plan.readsInput, input, gradOutput, gradInput,
-                         [&](auto pass) { blockInFloats(pass, g, block, *inFloats[cb]); });
+      if (inFloats_[cb] != nullptr) {
+        withGradientPass(plan_.readsInput, input_, gradOutput_, gradInput_,
+                         [&](auto pass) { blockInFloats(pass, g_, block, *inFloats_[cb]); });
         return;
       }
     }
-    const double* centers = coefficients.row(cb, 0, 0);
-    const double* gradMeans = coefficients.row(cb, 0, 1);
-    const double* projections = coefficients.row(cb, 0, 2);
-    const double* scales = coefficients.row(cb, 0, 3);
-    // Four rows per load of the coefficients.
-    for (int64_t b = block.b0; b < block.b1; b += 4) {
-      const int rows = static_cast<int>(minInt64(4, block.b1 - b));
-      for (int64_t at = 0; at < block.positions; at += lanes) {
-        const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
-        const auto scale = ScratchChunk<T>::load(scales, at);
-        const auto center = ScratchChunk<T>::load(centers, at);
-        const auto gradMean = ScratchChunk<T>::load(gradMeans, at);
-        const auto projection = ScratchChunk<T>::load(projections, at);
-        for (int r = 0; r < rows; ++r) {
-          const int64_t offset = block.rowOffset(b + r) + at;
-          Chunk<T> dys = loadChunk(gradOutput + offset, valid);
-          if (plan.readsInput) {
-            const Chunk<T> xs = loadChunk(input + offset, valid);
-            for (int p = 0; p < parts; ++p) {
-              dys.part[p] = (dys.part[p] - gradMean.v[p] - (xs.part[p] - center.v[p]) * projection.v[p]) * scale.v[p];
-            }
-          } else {
-            for (int p = 0; p < parts; ++p) dys.part[p] = dys.part[p] * scale.v[p];
-          }
-          storeChunk(dys, gradInput + offset, valid);
-        }
-      }
-    }
-  };
-
-  if (tiling.rowBlocks == 1) {
-    forEachChannelBlock(g, tiling, [&](int64_t cb) {
-      fillCenters(cb);
-      sumPass(cb, 0);
-      combine(cb);
-      applyPass(cb, 0);
-    });
-  } else {
-    forEachChannelBlock(g, tiling, fillCenters);
-    forEachTask(g, tiling, sumPass);
-    forEachChannelBlock(g, tiling, combine);
-    forEachTask(g, tiling, applyPass);
+    applyInDouble(block, cb);
   }
-  for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) delete inFloats[cb];
-  delete[] inFloats;
-}
+
+  // dx in double, four rows per load of the coefficients.
+  void applyInDouble(const Block& block, int64_t cb) const {
+    const double *centers = coefficients_.row(cb, 0, 0), *gradMeans = coefficients_.row(cb, 0, 1),
+                 *projections = coefficients_.row(cb, 0, 2), *scales = coefficients_.row(cb, 0, 3);
+    forBlockChunks<T>(
+        block,
+        [&](int64_t at) {
+          return ScratchChunks4<T>{ScratchChunk<T>::load(centers, at), ScratchChunk<T>::load(gradMeans, at),
+                                   ScratchChunk<T>::load(projections, at), ScratchChunk<T>::load(scales, at)};
+        },
+        [&](int64_t offset, int valid, const ScratchChunks4<T>& k) {
+          Chunk<T> dys = loadChunk(gradOutput_ + offset, valid);
+          const Chunk<T> xs = plan_.readsInput ? loadChunk(input_ + offset, valid) : dys;
+          for (int p = 0; p < parts; ++p) {
+            dys.part[p] = plan_.readsInput ? (dys.part[p] - k.gradMean.v[p] - (xs.part[p] - k.center.v[p]) * k.projection.v[p]) * k.scale.v[p]
+                                           : dys.part[p] * k.scale.v[p];
+          }
+          storeChunk(dys, gradInput_ + offset, valid);
+        });
+  }
+
+  const Geometry& g_;
+  const T* input_;
+  const T* gradOutput_;
+  T* gradInput_;
+  const BackwardPlan& plan_;
+  const Tiling tiling_;
+  const int64_t padded_;
+  TaskRows partials_;      // sum(dy), sum((x - center) dy)
+  TaskRows coefficients_;  // per channel block: center, gradMean, projection, scale (the double path)
+  FloatCoefficients** inFloats_;  // per channel block: float coefficients, or null (the double path)
+};
 
 template <typename T>
 void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan) {
-  if (useInterleaved<T>(g)) {
-    interleavedBackward(g, input, gradOutput, gradInput, plan);
+  if (interleavedTraversal<T>(g)) {
+    InterleavedBackward<T>(g, input, gradOutput, gradInput, plan).run();
   } else {
     const bool streaming = streamsOutput<T>(g);
     auto body = [&](int64_t begin, int64_t end) {

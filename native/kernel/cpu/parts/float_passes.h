@@ -226,37 +226,10 @@ inline void columnsInFloats(Pass pass, const Block& block, int64_t column, const
   }
 }
 
-// Registers for the coefficients of this many chunks (four each), leaving room for the arithmetic.
-constexpr int kHeldChunks = Floats::lanes >= 16 ? 4 : 2;
-// Rows up to this long are walked in column groups (measured: faster on channels-last (256, 256, 7, 7),
-// whose rows are 1 KB; slower on (128, 1024), whose rows are 4 KB: with rows 4 KB apart, a group's loads
-// alias the previous row's stores and its lines share a few L1 sets).
-constexpr int64_t kColumnRowBytes = 1024;
-
-enum class FloatBlockWalk { StreamedRows, ColumnGroups, RowGroups, SingleRows };
-
-// Which walk a block takes. Rows that follow each other in a tensor too large for the cache: one flat
-// stream with non-temporal stores (forStreamedRows; measured on Zen 4 against column groups with ordinary
-// stores: eval of channels-last (256, 256, 7, 7) 0.95x a copy, was 1.1x; AVX2 (32, 64, 56, 56) 1.0x,
-// was 1.65x), unless their coefficients all fit in registers (AVX-512 (32, 64, 56, 56): 0.9x a copy so,
-// 1.03x streamed). Rows of whole chunks up to kColumnRowBytes: column groups with the coefficients in
-// registers. Otherwise a tensor that stays in cache is bound by instructions (four rows share each load
-// of the coefficients), a larger one by memory, read fastest strictly in address order (measured on Zen
-// 4: about 1.5x either way).
-inline FloatBlockWalk floatBlockWalk(const Geometry& g, const Block& block) {
-  if (block.positions > kHeldChunks * Floats::lanes && streamsRows<float>(g, block)) return FloatBlockWalk::StreamedRows;
-  if (wideColumnGroups<float, kHeldChunks>(block.positions) &&
-      block.positions * static_cast<int64_t>(sizeof(float)) <= kColumnRowBytes) {
-    return FloatBlockWalk::ColumnGroups;
-  }
-  const bool cached = g.elements() * static_cast<int64_t>(sizeof(float)) < kCachedBytes;
-  return cached ? FloatBlockWalk::RowGroups : FloatBlockWalk::SingleRows;
-}
-
 template <typename Pass>
 inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, const FloatCoefficients& coefficients) {
   switch (floatBlockWalk(g, block)) {
-    case FloatBlockWalk::StreamedRows:
+    case Walk::StreamedRows:
       forStreamedRows<float, 4>(
           block, pass.destination(), g.elements(), [&](int64_t at) { return coefficients.at(at); },
           [&](int64_t offset) { pass.prefetchInputs(offset); },
@@ -264,15 +237,15 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
             putFloats(pass.apply(offset, valid, lanes), pass.destination() + offset, valid, stream);
           });
       return;
-    case FloatBlockWalk::ColumnGroups:
+    case Walk::ColumnGroups:
       forColumnGroups<kHeldChunks>(block.positions, Floats::lanes, [&](int64_t at, auto chunks) {
         columnsInFloats<decltype(chunks)::value>(pass, block, at, coefficients);
       });
       return;
-    case FloatBlockWalk::RowGroups:
+    case Walk::RowGroups:
       rowGroupsInFloats<4>(pass, block, coefficients);
       return;
-    case FloatBlockWalk::SingleRows:
+    default:  // Walk::SingleRows
       rowGroupsInFloats<1>(pass, block, coefficients);
       return;
   }

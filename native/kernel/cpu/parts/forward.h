@@ -64,108 +64,125 @@ void planarTrainingForward(const Geometry& g, const T* input, T* output, const F
 // Interleaved training forward. A task is one (channel block, row block); with a single row block per
 // channel block, one task runs every phase of its block while the block is in cache.
 template <typename T>
-void interleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan) {
-  const Tiling tiling = tilingFor<T>(g);
-  const int64_t padded = paddedLength<T>(tiling.channels * g.spatial);
-  // Per task: partial rows (float32: sums, squares; float64: highs, lows, squares) and a pivot/mean row.
-  TaskRows partials(tiling, 3, padded);
-  // Per channel block: center, scale, shift; for float64 first the mean's high and low parts.
-  TaskRows coefficients(Tiling{tiling.channels, tiling.channelBlocks, 1, 1}, 3, padded);
+class InterleavedTrainingForward {
+ public:
+  InterleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan)
+      : g_(g), input_(input), output_(output), plan_(plan), tiling_(reductionTiling<T>(g)),
+        padded_(paddedLength<T>(tiling_.channels * g.spatial)), partials_(tiling_, 3, padded_),
+        coefficients_(Tiling{tiling_.channels, tiling_.channelBlocks, 1, 1}, 3, padded_),
+        stats_(new ChannelStats[static_cast<size_t>(tiling_.channels * tiling_.channelBlocks)]),
+        inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()) {}
+  ~InterleavedTrainingForward() {
+    for (int64_t cb = 0; cb < tiling_.channelBlocks; ++cb) delete inFloats_[cb];
+    delete[] inFloats_;
+    delete[] stats_;
+  }
+  InterleavedTrainingForward(const InterleavedTrainingForward&) = delete;
+  InterleavedTrainingForward& operator=(const InterleavedTrainingForward&) = delete;
 
-  auto firstPass = [&](int64_t cb, int64_t rb) {
-    const Block block = tiling.block(g, cb, rb);
-    if (kShiftedStats<T>) {
-      double* pivots = partials.row(cb, rb, 2);
-      for (int64_t c = block.c0; c < block.c1; ++c)
-        broadcastRow(pivots, (c - block.c0) * g.spatial, g.spatial, static_cast<double>(input[c * g.spatial]));
-      shiftedPartials(input, block, pivots, partials.row(cb, rb, 0), partials.row(cb, rb, 1));
-    } else {
-      sumPartials(input, block, partials.row(cb, rb, 0), partials.row(cb, rb, 1));
+  void run() {
+    if (tiling_.rowBlocks == 1) {
+      forEachChannelBlock(g_, tiling_, [&](int64_t cb) {
+        partials(cb, 0);
+        if (!kShiftedStats<T>) {
+          means(cb);
+          squares(cb, 0);
+        }
+        finishStats(cb);
+        normalize(cb, 0);
+      });
+      return;
     }
-  };
-  // float64: the means, then the squares about them.
-  auto meanPass = [&](int64_t cb, ChannelStats* stats) {
-    combineMeans<T>(g, tiling, partials, cb, stats, coefficients.row(cb, 0, 0), coefficients.row(cb, 0, 1));
-  };
-  auto squarePass = [&](int64_t cb, int64_t rb) {
-    squarePartials(input, tiling.block(g, cb, rb), coefficients.row(cb, 0, 0), coefficients.row(cb, 0, 1),
-                   partials.row(cb, rb, 2));
-  };
-  // Per channel block, its float coefficients (float32 on the FMA paths; null: the double path).
-  FloatCoefficients** inFloats = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)]();
-  auto finishStats = [&](int64_t cb, ChannelStats* stats) {
-    combineStats(g, input, tiling, partials, cb, stats);
-    const Block first = tiling.block(g, cb, 0);
-    ChannelAffine* affines = new ChannelAffine[static_cast<size_t>(first.c1 - first.c0)];
+    forEachTask(g_, tiling_, [&](int64_t cb, int64_t rb) { partials(cb, rb); });
+    if (!kShiftedStats<T>) {
+      forEachChannelBlock(g_, tiling_, [&](int64_t cb) { means(cb); });
+      forEachTask(g_, tiling_, [&](int64_t cb, int64_t rb) { squares(cb, rb); });
+    }
+    forEachChannelBlock(g_, tiling_, [&](int64_t cb) { finishStats(cb); });
+    forEachTask(g_, tiling_, [&](int64_t cb, int64_t rb) { normalize(cb, rb); });
+  }
+
+ private:
+  ChannelStats* statsOf(int64_t cb) const { return stats_ + cb * tiling_.channels; }
+
+  // float32: shifted sums and squares about each channel's first value (rows 0, 1; pivots in row 2).
+  // float64: compensated sums (rows 0, 1), whose means the squares pass then centers on.
+  void partials(int64_t cb, int64_t rb) {
+    const Block block = tiling_.block(g_, cb, rb);
+    if (kShiftedStats<T>) {
+      double* pivots = partials_.row(cb, rb, 2);
+      for (int64_t c = block.c0; c < block.c1; ++c) {
+        broadcastRow(pivots, (c - block.c0) * g_.spatial, g_.spatial, static_cast<double>(input_[c * g_.spatial]));
+      }
+      shiftedPartials(input_, block, pivots, partials_.row(cb, rb, 0), partials_.row(cb, rb, 1));
+    } else {
+      sumPartials(input_, block, partials_.row(cb, rb, 0), partials_.row(cb, rb, 1));
+    }
+  }
+  void means(int64_t cb) {
+    combineMeans<T>(g_, tiling_, partials_, cb, statsOf(cb), coefficients_.row(cb, 0, 0), coefficients_.row(cb, 0, 1));
+  }
+  void squares(int64_t cb, int64_t rb) {
+    squarePartials(input_, tiling_.block(g_, cb, rb), coefficients_.row(cb, 0, 0), coefficients_.row(cb, 0, 1),
+                   partials_.row(cb, rb, 2));
+  }
+
+  // The statistics of channel block cb, the operator's normalization per channel, and its coefficients:
+  // in floats where every channel allows it, else in rows 0-2 (center, scale, shift).
+  void finishStats(int64_t cb) {
+    ChannelStats* stats = statsOf(cb);
+    combineStats(g_, input_, tiling_, partials_, cb, stats);
+    const Block first = tiling_.block(g_, cb, 0);
+    const int64_t count = first.c1 - first.c0;
+    ChannelAffine* affines = new ChannelAffine[static_cast<size_t>(count)];
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const ChannelStats& st = stats[c - first.c0];
-      affines[c - first.c0] = plan.fromStats(plan.context, c, st.mean, st.meanLow, st.varSum);
+      affines[c - first.c0] = plan_.fromStats(plan_.context, c, st.mean, st.meanLow, st.varSum);
     }
     if constexpr (kFloatArithmetic<T>) {
-      if (FloatChannel* channels = floatChannels<NormalizeInFloats>(affines, first.c1 - first.c0)) {
-        inFloats[cb] = new FloatCoefficients(g, channels, first.c1 - first.c0, output + first.first);
+      if (FloatChannel* channels = floatChannels<NormalizeInFloats>(affines, count)) {
+        inFloats_[cb] = new FloatCoefficients(g_, channels, count, output_ + first.first);
         delete[] channels;
       }
     }
-    if (inFloats[cb] == nullptr) {
-      for (int64_t c = first.c0; c < first.c1; ++c) {
-        const ChannelAffine& affine = affines[c - first.c0];
-        const int64_t from = (c - first.c0) * g.spatial;
-        broadcastRow(coefficients.row(cb, 0, 0), from, g.spatial, affine.center);
-        broadcastRow(coefficients.row(cb, 0, 1), from, g.spatial, affine.scale);
-        broadcastRow(coefficients.row(cb, 0, 2), from, g.spatial, affine.shift);
-      }
+    for (int64_t c = first.c0; inFloats_[cb] == nullptr && c < first.c1; ++c) {
+      const ChannelAffine& affine = affines[c - first.c0];
+      const int64_t from = (c - first.c0) * g_.spatial;
+      broadcastRow(coefficients_.row(cb, 0, 0), from, g_.spatial, affine.center);
+      broadcastRow(coefficients_.row(cb, 0, 1), from, g_.spatial, affine.scale);
+      broadcastRow(coefficients_.row(cb, 0, 2), from, g_.spatial, affine.shift);
     }
     delete[] affines;
-  };
-  auto normalizePass = [&](int64_t cb, int64_t rb) {
-    const Block block = tiling.block(g, cb, rb);
+  }
+
+  void normalize(int64_t cb, int64_t rb) {
+    const Block block = tiling_.block(g_, cb, rb);
     if constexpr (kFloatArithmetic<T>) {
-      if (inFloats[cb] != nullptr) {
-        blockInFloats(NormalizeInFloats{input, output}, g, block, *inFloats[cb]);
+      if (inFloats_[cb] != nullptr) {
+        blockInFloats(NormalizeInFloats{input_, output_}, g_, block, *inFloats_[cb]);
         return;
       }
     }
-    normalizeBlock(input, output, block, coefficients.row(cb, 0, 0), coefficients.row(cb, 0, 1),
-                   coefficients.row(cb, 0, 2));
-  };
-  auto release = [&] {
-    for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) delete inFloats[cb];
-    delete[] inFloats;
-  };
-
-  if (tiling.rowBlocks == 1) {
-    forEachChannelBlock(g, tiling, [&](int64_t cb) {
-      ChannelStats* stats = new ChannelStats[static_cast<size_t>(tiling.channels)];
-      firstPass(cb, 0);
-      if (!kShiftedStats<T>) {
-        meanPass(cb, stats);
-        squarePass(cb, 0);
-      }
-      finishStats(cb, stats);
-      normalizePass(cb, 0);
-      delete[] stats;
-    });
-    release();
-    return;
+    normalizeBlock(input_, output_, block, coefficients_.row(cb, 0, 0), coefficients_.row(cb, 0, 1),
+                   coefficients_.row(cb, 0, 2));
   }
-  ChannelStats* stats = new ChannelStats[static_cast<size_t>(tiling.channels * tiling.channelBlocks)];
-  forEachTask(g, tiling, firstPass);
-  if (!kShiftedStats<T>) {
-    forEachChannelBlock(g, tiling, [&](int64_t cb) { meanPass(cb, stats + cb * tiling.channels); });
-    forEachTask(g, tiling, squarePass);
-  }
-  forEachChannelBlock(g, tiling, [&](int64_t cb) { finishStats(cb, stats + cb * tiling.channels); });
-  forEachTask(g, tiling, normalizePass);
-  delete[] stats;
-  release();
-}
 
+  const Geometry& g_;
+  const T* input_;
+  T* output_;
+  const ForwardPlan& plan_;
+  const Tiling tiling_;
+  const int64_t padded_;
+  TaskRows partials_;      // per task: partial sums (float32: sums, squares, pivots; float64: highs, lows, squares)
+  TaskRows coefficients_;  // per channel block: center, scale, shift (float64 first the mean's high and low parts)
+  ChannelStats* stats_;    // per channel
+  FloatCoefficients** inFloats_;  // per channel block: float coefficients, or null (the double path)
+};
 
 template <typename T>
 void trainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan) {
-  if (useInterleaved<T>(g)) {
-    interleavedTrainingForward(g, input, output, plan);
+  if (interleavedTraversal<T>(g)) {
+    InterleavedTrainingForward<T>(g, input, output, plan).run();
   } else {
     const bool streaming = streamsOutput<T>(g);
     auto body = [&](int64_t begin, int64_t end) {
@@ -179,16 +196,10 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
 // ---------------------------------------------------------------------------------------------------
 // Evaluation forward: a per-channel affine map, as fast as a copy
 
-// Eval of float32 with S < lanes in floats: channel blocks of up to kMaxBlockPositions positions, their
-// coefficients built once, and tasks ordered by rows first, so that each thread writes one contiguous
-// part of the output (split by channels, threads would share the cache lines at block edges).
+// Eval of float32 with S < lanes in floats, tiled by evalTiling, each block's coefficients built once.
 inline void affineInterleavedInFloats(const Geometry& g, const float* input, float* output,
                                       const FloatChannel* channels) {
-  Tiling tiling;
-  tiling.channels = maxInt64(1, minInt64(g.channels, kMaxBlockPositions / g.spatial));
-  tiling.channelBlocks = (g.channels + tiling.channels - 1) / tiling.channels;
-  tiling.rows = maxInt64(kAccumulatedRows, kMinElementsPerTask / (tiling.channels * g.spatial));
-  tiling.rowBlocks = maxInt64(1, (g.batch + tiling.rows - 1) / tiling.rows);
+  const Tiling tiling = evalTiling(g);
   FloatCoefficients** blocks = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)];
   for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) {
     const int64_t c0 = cb * tiling.channels;
@@ -209,9 +220,7 @@ inline void affineInterleavedInFloats(const Geometry& g, const float* input, flo
 
 template <typename T>
 void affineForward(const Geometry& g, const T* input, T* output, const ChannelAffine* channels) {
-  // Without a reduction, rows of a few chunks already vectorize well with broadcast coefficients;
-  // only rows shorter than a chunk go across channels.
-  if (g.spatial < Chunk<T>::lanes) {
+  if (evalAcrossChannels<T>(g)) {
     if constexpr (kFloatArithmetic<T>) {
       if (FloatChannel* inFloats = floatChannels<NormalizeInFloats>(channels, g.channels)) {
         affineInterleavedInFloats(g, input, output, inFloats);
@@ -219,7 +228,7 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
         return;
       }
     }
-    const Tiling tiling = tilingFor<T>(g);
+    const Tiling tiling = reductionTiling<T>(g);
     forEachTask(g, tiling, [&](int64_t cb, int64_t rb) {
       const Block block = tiling.block(g, cb, rb);
       Scratch scratch(3, paddedLength<T>(block.positions));

@@ -5,12 +5,6 @@
 using vec::Doubles;
 using vec::Floats;
 
-// Work units smaller than this many elements stay on one thread.
-constexpr int64_t kMinElementsPerTask = 1 << 15;
-// Interleaved blocks aim at this many bytes of input, so the three passes over a block hit the L2 cache.
-constexpr int64_t kBlockBytes = 1 << 18;
-// ... and at most this many positions (channels x S) per row, bounding the scratch rows.
-constexpr int64_t kMaxBlockPositions = 1024;
 // Rows of an interleaved block that share each load and store of the per-position accumulators.
 constexpr int kAccumulatedRows = 4;
 
@@ -101,30 +95,39 @@ inline void prefetchAhead(const T* row, int64_t at, int64_t span, int64_t length
   for (int64_t k = 0; k < span; k += kLineBytes / static_cast<int64_t>(sizeof(T))) prefetch(row + ahead + k);
 }
 
-// Visits the chunks of a row of `length` elements: full chunks two at a time (slots 0 and 1 feed
-// independent accumulator chains), then a single one, then a zero-padded partial one.
-template <typename T, typename Visit>
-inline void forChunks(const T* row, int64_t length, Visit&& visit) {
+// Visits the chunks of `kRows` rows of `length` elements read together (x and dy of the backward sums):
+// full chunks two at a time (slots 0 and 1 feed independent accumulator chains), then a single one, then
+// a zero-padded partial one; visit(chunks, slot, valid) gets the chunk of every row at one position.
+template <typename T, int kRows, typename Visit>
+inline void forChunks(const T* const (&rows)[kRows], int64_t length, Visit&& visit) {
   constexpr int lanes = Chunk<T>::lanes;
+  Chunk<T> chunks[kRows];
+  for (const T* row : rows) prefetchRowStart(row, length);
   int64_t i = 0;
-  prefetchRowStart(row, length);
   for (; i + 2 * lanes <= length; i += 2 * lanes) {
-    prefetchAhead(row, i, 2 * lanes, length);
-    visit(Chunk<T>::load(row + i), 0, lanes);
-    visit(Chunk<T>::load(row + i + lanes), 1, lanes);
+    for (const T* row : rows) prefetchAhead(row, i, 2 * lanes, length);
+    for (int slot = 0; slot < 2; ++slot) {
+      for (int r = 0; r < kRows; ++r) chunks[r] = Chunk<T>::load(rows[r] + i + slot * lanes);
+      visit(chunks, slot, lanes);
+    }
   }
-  for (; i + lanes <= length; i += lanes) visit(Chunk<T>::load(row + i), 0, lanes);
+  for (; i + lanes <= length; i += lanes) {
+    for (int r = 0; r < kRows; ++r) chunks[r] = Chunk<T>::load(rows[r] + i);
+    visit(chunks, 0, lanes);
+  }
   if (i < length) {
     const int count = static_cast<int>(length - i);
-    visit(Chunk<T>::loadFirst(row + i, count), 1, count);
+    for (int r = 0; r < kRows; ++r) chunks[r] = Chunk<T>::loadFirst(rows[r] + i, count);
+    visit(chunks, 1, count);
   }
 }
 
-// Outputs of at least this many bytes are written with non-temporal stores: they are not read again
-// soon, and streaming them spares the read-for-ownership and keeps the inputs of later channels cached.
-constexpr int64_t kStreamBytes = int64_t{8} << 20;
-// Tensors below this size are assumed to come from cache (the last-level cache of a server core complex).
-constexpr int64_t kCachedBytes = int64_t{16} << 20;
+// The chunks of one row (see above).
+template <typename T, typename Visit>
+inline void forChunks(const T* row, int64_t length, Visit&& visit) {
+  const T* const rows[1] = {row};
+  forChunks<T, 1>(rows, length, [&](const Chunk<T> (&chunks)[1], int slot, int valid) { visit(chunks[0], slot, valid); });
+}
 
 template <typename T>
 inline Chunk<T> loadChunk(const T* p, int valid) {
@@ -137,17 +140,6 @@ inline int64_t headBeforeAlignment(const T* out, int64_t length) {
   const uintptr_t misalignment = reinterpret_cast<uintptr_t>(out) % alignment;
   const auto head = static_cast<int64_t>(misalignment == 0 ? 0 : (alignment - misalignment) / sizeof(T));
   return head < length ? head : length;
-}
-
-// Whether a tensor of this many elements is written with non-temporal stores (and treated as not
-// staying in cache).
-template <typename T>
-bool streamsElements(int64_t elements) {
-  return elements * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
-}
-template <typename T>
-bool streamsOutput(const Geometry& g) {
-  return streamsElements<T>(g.elements());
 }
 
 // Walks a row of `length` elements a chunk at a time: step(at, count, stream) handles elements
@@ -273,21 +265,6 @@ int64_t paddedLength(int64_t positions) {
   return (positions + lanes - 1) / lanes * lanes;
 }
 
-// Channels whose rows are shorter than 64 values are walked across channels (interleaved): a planar
-// walk pays a fresh run per row for the prefetchers, and its head and tail, whatever the vector width
-// (measured with AVX2, (256, 256, 7, 7): planar 4x slower in training forward, 2.5x in backward).
-template <typename T>
-bool useInterleaved(const Geometry& g) {
-  return g.spatial < 64;
-}
-
-template <typename F>
-void parallelOver(int64_t count, int64_t elementsPerItem, F& body) {
-  const int64_t grain = maxInt64(1, kMinElementsPerTask / maxInt64(1, elementsPerItem));
-  parallelFor(
-      count, grain, [](void* context, int64_t begin, int64_t end) { (*static_cast<F*>(context))(begin, end); }, &body);
-}
-
 inline const double* broadcastRow(double* row, int64_t from, int64_t count, double value) {
   for (int64_t i = 0; i < count; ++i) row[from + i] = value;
   return row;
@@ -330,27 +307,3 @@ struct Tiling {
     return Block(g, c0, minInt64(c0 + channels, g.channels), b0, minInt64(b0 + rows, g.batch));
   }
 };
-
-// Channel blocks: enough input bytes per row to read in runs the prefetcher follows (at least four
-// chunks), few enough positions to bound the scratch rows. Row blocks: all rows while a channel block
-// stays within kBlockBytes (its passes then run back to back in L2); otherwise fixed row blocks whose
-// partial sums are combined in order (channels-last and long (N, C) tensors).
-template <typename T>
-Tiling tilingFor(const Geometry& g) {
-  Tiling t;
-  const int64_t element = static_cast<int64_t>(sizeof(T));
-  const int64_t bytesPerChannel = maxInt64(1, g.batch * g.spatial * element);
-  const int64_t minChannels = (4 * Chunk<T>::lanes + g.spatial - 1) / g.spatial;
-  const int64_t maxChannels = maxInt64(1, kMaxBlockPositions / g.spatial);
-  int64_t channels = kBlockBytes / bytesPerChannel;
-  // When rows must be split anyway, take the widest row segments: longer contiguous runs per row.
-  if (channels < minChannels) channels = maxChannels;
-  t.channels = maxInt64(1, minInt64(minInt64(channels, maxChannels), g.channels));
-  t.channelBlocks = (g.channels + t.channels - 1) / t.channels;
-  const int64_t rowBytes = t.channels * g.spatial * element;
-  t.rows = g.batch * rowBytes <= kBlockBytes ? maxInt64(1, g.batch) : maxInt64(2, kBlockBytes / rowBytes);
-  // Whole groups of kAccumulatedRows, so every row block accumulates in the same pattern.
-  t.rows = (t.rows + kAccumulatedRows - 1) / kAccumulatedRows * kAccumulatedRows;
-  t.rowBlocks = maxInt64(1, (g.batch + t.rows - 1) / t.rows);
-  return t;
-}

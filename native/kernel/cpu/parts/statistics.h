@@ -188,20 +188,6 @@ void shiftedPartialsHeld(const T* input, const Block& block, const double* pivot
   }
 }
 
-// Chunks of accumulators (three registers per part: pivot, sum, square) that fit in the registers.
-constexpr int kHeldStatChunks = Floats::lanes >= 16 ? 4 : 2;
-// The least a column group must read of each row to beat the accumulator rows (see shiftedPartials).
-constexpr int64_t kMinGroupBytes = 256;
-// Whether rows of `positions` values of T are walked in column groups of up to kChunks chunks: rows of
-// whole chunks that make a single group, or wider ones whose groups read at least kMinGroupBytes of each
-// row (narrower groups read every row in strided pieces: AVX2, (4096, 256) eval 3x a copy so).
-template <typename T, int kChunks>
-bool wideColumnGroups(int64_t positions) {
-  constexpr int64_t lanes = Chunk<T>::lanes;
-  return positions % lanes == 0 &&
-         (positions <= kChunks * lanes || kChunks * lanes * static_cast<int64_t>(sizeof(T)) >= kMinGroupBytes);
-}
-
 // Per-position partial sums over one block's rows, written to rows of `positions` doubles.
 // float32: sums and squares of x - pivot (pivot per position). float64: compensated sums (high, low),
 // then squares about the double-double mean.
@@ -209,14 +195,7 @@ template <typename T>
 void shiftedPartials(const T* input, const Block& block, const double* pivots, double* sums, double* squares) {
   constexpr int parts = Chunk<T>::parts;
   constexpr int64_t lanes = Chunk<T>::lanes;
-  const bool inCache = !streamsElements<T>(block.tensorRows * block.stride);
-  if (wideColumnGroups<T, kHeldStatChunks>(block.positions) || (block.positions % lanes == 0 && inCache)) {
-    // Column groups of up to kHeldStatChunks chunks, each down all the block's rows (in L2): one group
-    // for rows that fit in the registers; for wider rows of a tensor that stays in cache; for those of a
-    // larger one only where a group reads at least kMinGroupBytes of each row. Measured on Zen 4: AVX-512
-    // channels-last (256, 256, 7, 7), groups of 256 bytes, 2-24% faster than the accumulator rows below;
-    // AVX2 channels-last (32, 64, 56, 56), groups of 64 bytes, 20% slower; AVX2 (4096, 256), in cache,
-    // 9% faster.
+  if (statisticsWalk<T>(block) == Walk::ColumnGroups) {
     forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
       shiftedPartialsHeld<T, decltype(chunks)::value>(input + at, block, pivots + at, sums + at, squares + at);
     });
@@ -435,16 +414,15 @@ void forStreamedRows(const Block& block, const T* output, int64_t length, Load&&
   }
 }
 
-// Whether a block's output can be walked by forStreamedRows: its rows follow each other, they are whole
-// chunks, and the tensor is large enough to stream.
-template <typename T>
-bool streamsRows(const Geometry& g, const Block& block) {
-  return block.stride == block.positions && block.positions % Chunk<T>::lanes == 0 && streamsOutput<T>(g);
-}
-
 template <typename T>
 struct ScratchChunks3 {
   ScratchChunk<T> a, b, c;
+};
+
+// dx's coefficients at one position (the double path of the backward).
+template <typename T>
+struct ScratchChunks4 {
+  ScratchChunk<T> center, gradMean, projection, scale;
 };
 
 template <typename T>

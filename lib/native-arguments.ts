@@ -1,0 +1,48 @@
+// The positional arguments of the native forward() and backward() (binding.d.ts), by name: the same
+// lists as native/binding/argument_names.h, which test/native-boundary.test.ts checks against these.
+import type { NativeBinding } from '../binding';
+
+type ForwardArgs = Parameters<NativeBinding['forward']>;
+type BackwardArgs = Parameters<NativeBinding['backward']>;
+
+export const FORWARD_ARGUMENTS = [
+  'input', 'output', 'batch', 'channels', 'spatial', 'weight', 'bias', 'runningMean', 'runningVar', 'saveMean',
+  'saveInvstd', 'training', 'momentum', 'eps',
+] as const;
+
+export const BACKWARD_ARGUMENTS = [
+  'gradOutput', 'input', 'batch', 'channels', 'spatial', 'weight', 'runningMean', 'runningVar', 'saveMean',
+  'saveInvstd', 'gradInput', 'gradWeight', 'gradBias', 'training', 'eps',
+] as const;
+
+type Positions<Names extends readonly string[]> = { readonly [K in Names[number]]: number };
+
+function positions<Names extends readonly string[]>(names: Names): Positions<Names> {
+  return Object.freeze(Object.fromEntries(names.map((name, i) => [name, i]))) as Positions<Names>;
+}
+
+/** Position of each forward() argument (also the bit of an async call's staged mask). */
+export const ForwardArgument = positions(FORWARD_ARGUMENTS);
+/** Position of each backward() argument (also the bit of an async call's staged mask). */
+export const BackwardArgument = positions(BACKWARD_ARGUMENTS);
+
+/** forward()'s argument list from its named arguments (written out: a call builds it every time). */
+export function forwardArguments(a: {
+  input: ForwardArgs[0]; output: ForwardArgs[1]; batch: number; channels: number; spatial: number;
+  weight: ForwardArgs[5]; bias: ForwardArgs[6]; runningMean: ForwardArgs[7]; runningVar: ForwardArgs[8];
+  saveMean: ForwardArgs[9]; saveInvstd: ForwardArgs[10]; training: boolean; momentum: number; eps: number;
+}): ForwardArgs {
+  return [a.input, a.output, a.batch, a.channels, a.spatial, a.weight, a.bias, a.runningMean, a.runningVar, a.saveMean,
+    a.saveInvstd, a.training, a.momentum, a.eps];
+}
+
+/** backward()'s argument list from its named arguments. */
+export function backwardArguments(a: {
+  gradOutput: BackwardArgs[0]; input: BackwardArgs[1]; batch: number; channels: number; spatial: number;
+  weight: BackwardArgs[5]; runningMean: BackwardArgs[6]; runningVar: BackwardArgs[7]; saveMean: BackwardArgs[8];
+  saveInvstd: BackwardArgs[9]; gradInput: BackwardArgs[10]; gradWeight: BackwardArgs[11]; gradBias: BackwardArgs[12];
+  training: boolean; eps: number;
+}): BackwardArgs {
+  return [a.gradOutput, a.input, a.batch, a.channels, a.spatial, a.weight, a.runningMean, a.runningVar, a.saveMean,
+    a.saveInvstd, a.gradInput, a.gradWeight, a.gradBias, a.training, a.eps];
+}

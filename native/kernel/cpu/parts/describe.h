@@ -1,0 +1,53 @@
+// Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces (one
+// translation unit per ISA, so that everything inlines); not a header of its own.
+// The planner's answers for a call, as the drivers in forward.h and backward.h ask for them.
+
+// The walks of a block and of the last channel block, where that one is narrower and walks otherwise.
+template <typename Choose>
+void describeBlocks(const Geometry& g, const Tiling& tiling, Choose&& choose, const char*& first, const char*& last) {
+  const Walk firstWalk = choose(tiling.block(g, 0, 0));
+  const Walk lastWalk = choose(tiling.block(g, tiling.channelBlocks - 1, 0));
+  first = walkName(firstWalk);
+  last = lastWalk == firstWalk ? "" : walkName(lastWalk);
+}
+
+template <typename T>
+void describe(const Geometry& g, Phase phase, WalkPlan& plan) {
+  plan = WalkPlan{};
+  plan.arithmetic = kFloatArithmetic<T> ? "float" : "double";
+  plan.streamed = streamsOutput<T>(g);
+  if (g.elements() == 0) return;
+  const auto elementwise = [&](const Block& block) {
+    return kFloatArithmetic<T> ? floatBlockWalk(g, block) : Walk::RowGroups;
+  };
+  if (phase == Phase::EvalForward) {
+    if (!evalAcrossChannels<T>(g)) {
+      plan.traversal = "planar";
+      plan.elementwise = walkName(kFloatArithmetic<T> ? Walk::FlatJoined : Walk::PlanarRows);
+      return;
+    }
+    const Tiling tiling = kFloatArithmetic<T> ? evalTiling(g) : reductionTiling<T>(g);
+    plan.traversal = "interleaved";
+    plan.blockChannels = tiling.channels;
+    plan.blockRows = tiling.rows;
+    describeBlocks(g, tiling, elementwise, plan.elementwise, plan.elementwiseLast);
+    return;
+  }
+  if (!interleavedTraversal<T>(g)) {
+    plan.traversal = "planar";
+    plan.reduction = plan.elementwise = walkName(Walk::PlanarRows);
+    return;
+  }
+  const Tiling tiling = reductionTiling<T>(g);
+  plan.traversal = "interleaved";
+  plan.blockChannels = tiling.channels;
+  plan.blockRows = tiling.rows;
+  if (phase == Phase::TrainingForward) {
+    describeBlocks(g, tiling, [](const Block& block) { return statisticsWalk<T>(block); }, plan.reduction,
+                   plan.reductionLast);
+  } else {
+    describeBlocks(g, tiling, [&](const Block& block) { return gradientSumsWalk<T>(g, block); }, plan.reduction,
+                   plan.reductionLast);
+  }
+  describeBlocks(g, tiling, elementwise, plan.elementwise, plan.elementwiseLast);
+}

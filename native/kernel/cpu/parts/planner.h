@@ -1,0 +1,205 @@
+// Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces (one
+// translation unit per ISA, so that everything inlines); not a header of its own.
+// The planner: the only code that reads thresholds. A phase asks it which traversal a tensor takes, how
+// an interleaved traversal is tiled and which walk each block takes; describe() reports the same answers
+// to JS (kernelPlan), so tests and `npm run bench` name the walks they cover.
+//
+// A tensor is (N, C, S) with S the values of a channel per batch item (channels-last: S = 1 and C
+// positions per row). Planar: one channel at a time, its N rows of S values. Interleaved: blocks of
+// channels across rows, each row of a block `positions` contiguous values, vectorized across channels.
+//
+// | phase                          | shape class                                        | walk             |
+// |--------------------------------|----------------------------------------------------|------------------|
+// | every phase                    | S >= kPlanarMinSpatial                             | planar-rows      |
+// | eval forward, float32 in floats| S >= lanes                                         | flat-joined      |
+// | statistics (float32)           | rows of whole chunks in one held group, or any     | column-groups    |
+// |                                | width of whole chunks in a tensor that stays cached|                  |
+// | statistics (float64), sums     | otherwise                                          | accumulator-rows |
+// | gradient sums                  | rows of whole chunks in one held group, or wider   | column-groups    |
+// |                                | ones (groups of >= kMinGroupBytes) when not streamed|                 |
+// | normalize, grad_input (floats) | rows that follow each other, streamed, wider than  | streamed-rows    |
+// |                                | the coefficients the registers hold                |                  |
+// |                                | rows of whole chunks up to kColumnRowBytes         | column-groups    |
+// |                                | a tensor that stays in cache                       | row-groups       |
+// |                                | a larger one                                       | single-rows      |
+// | normalize, grad_input (double) | interleaved                                        | row-groups       |
+//
+// Why each walk exists, with the figure that justified it, is beside its predicate below; README
+// "Performance" lists them with their bench rows.
+
+// Values per channel and batch item from which a channel is walked on its own (planar): shorter rows pay a
+// fresh run per row for the prefetchers, and a head and a tail, whatever the vector width (measured with
+// AVX2, (256, 256, 7, 7): planar 4x slower in training forward, 2.5x in backward).
+constexpr int64_t kPlanarMinSpatial = 64;
+// Work units smaller than this many elements stay on one thread.
+constexpr int64_t kMinElementsPerTask = 1 << 15;
+// At most this many positions (channels x S) per row of an interleaved block, bounding the scratch rows.
+constexpr int64_t kMaxBlockPositions = 1024;
+// Chunks of statistics accumulators (three registers per part: pivot, sum, square) the registers hold.
+constexpr int kHeldStatChunks = Floats::lanes >= 16 ? 4 : 2;
+// Chunks of float coefficients (four registers each) the registers hold, leaving room for the arithmetic.
+constexpr int kHeldChunks = Floats::lanes >= 16 ? 4 : 2;
+// The least a column group must read of each row to beat the accumulator rows (narrower groups read
+// every row in strided pieces: AVX2, (4096, 256) eval 3x a copy so).
+constexpr int64_t kMinGroupBytes = 256;
+// Rows up to this long are walked in column groups (measured: faster on channels-last (256, 256, 7, 7),
+// whose rows are 1 KB; slower on (128, 1024), whose rows are 4 KB: with rows 4 KB apart, a group's loads
+// alias the previous row's stores and its lines share a few L1 sets).
+constexpr int64_t kColumnRowBytes = 1024;
+
+// Sizes from the caches found at load (kernel/cache_sizes.h; the fallback reproduces the Zen 4 machine
+// these were measured on: 1 MB L2, 32 MB L3 per core complex).
+// Interleaved blocks aim at this many bytes of input, so that the passes over a block hit the L2 cache.
+inline int64_t blockBytes() { return cacheSizes().l2Bytes / 4; }
+// Outputs of at least this many bytes are written with non-temporal stores: they are not read again
+// soon, and streaming them spares the read-for-ownership and keeps the inputs of later channels cached.
+inline int64_t streamBytes() { return cacheSizes().lastLevelBytes / 4; }
+// Tensors below this size are taken to come from the last-level cache between calls.
+inline int64_t cachedBytes() { return cacheSizes().lastLevelBytes / 2; }
+
+enum class Walk { PlanarRows, FlatJoined, ColumnGroups, AccumulatorRows, StreamedRows, RowGroups, SingleRows };
+
+inline const char* walkName(Walk walk) {
+  switch (walk) {
+    case Walk::PlanarRows: return "planar-rows";
+    case Walk::FlatJoined: return "flat-joined";
+    case Walk::ColumnGroups: return "column-groups";
+    case Walk::AccumulatorRows: return "accumulator-rows";
+    case Walk::StreamedRows: return "streamed-rows";
+    case Walk::RowGroups: return "row-groups";
+    case Walk::SingleRows: return "single-rows";
+  }
+  return "";
+}
+
+template <typename T>
+bool interleavedTraversal(const Geometry& g) {
+  return g.spatial < kPlanarMinSpatial;
+}
+
+// Whether a tensor of this many elements is written with non-temporal stores (and taken not to stay
+// in cache).
+template <typename T>
+bool streamsElements(int64_t elements) {
+  return elements * static_cast<int64_t>(sizeof(T)) >= streamBytes();
+}
+template <typename T>
+bool streamsOutput(const Geometry& g) {
+  return streamsElements<T>(g.elements());
+}
+template <typename T>
+bool staysInCache(const Geometry& g) {
+  return g.elements() * static_cast<int64_t>(sizeof(T)) < cachedBytes();
+}
+
+// How a reduction's interleaved traversal cuts the tensor. Channel blocks: enough input bytes per row to
+// read in runs the prefetcher follows (at least four chunks), few enough positions to bound the scratch
+// rows. Row blocks: all rows while a channel block stays within blockBytes() (its passes then run back to
+// back in L2); otherwise fixed row blocks whose partial sums are combined in order (channels-last and
+// long (N, C) tensors). Both depend only on the shape, so the reduction order never depends on the thread
+// count.
+template <typename T>
+Tiling reductionTiling(const Geometry& g) {
+  Tiling t;
+  const int64_t element = static_cast<int64_t>(sizeof(T)), block = blockBytes();
+  const int64_t bytesPerChannel = maxInt64(1, g.batch * g.spatial * element);
+  const int64_t minChannels = (4 * Chunk<T>::lanes + g.spatial - 1) / g.spatial;
+  const int64_t maxChannels = maxInt64(1, kMaxBlockPositions / g.spatial);
+  int64_t channels = block / bytesPerChannel;
+  // When rows must be split anyway, take the widest row segments: longer contiguous runs per row.
+  if (channels < minChannels) channels = maxChannels;
+  t.channels = maxInt64(1, minInt64(minInt64(channels, maxChannels), g.channels));
+  t.channelBlocks = (g.channels + t.channels - 1) / t.channels;
+  const int64_t rowBytes = t.channels * g.spatial * element;
+  t.rows = g.batch * rowBytes <= block ? maxInt64(1, g.batch) : maxInt64(2, block / rowBytes);
+  // Whole groups of kAccumulatedRows, so every row block accumulates in the same pattern.
+  t.rows = (t.rows + kAccumulatedRows - 1) / kAccumulatedRows * kAccumulatedRows;
+  t.rowBlocks = maxInt64(1, (g.batch + t.rows - 1) / t.rows);
+  return t;
+}
+
+// Eval forward walks across channels only where a row is shorter than a chunk: without a reduction,
+// rows of a few chunks already vectorize well with broadcast coefficients.
+template <typename T>
+bool evalAcrossChannels(const Geometry& g) {
+  return g.spatial < Chunk<T>::lanes;
+}
+
+// The eval tiling in floats: channel blocks of up to kMaxBlockPositions positions, tasks of rows first,
+// so that each thread writes one contiguous part of the output (split by channels, threads would share
+// the cache lines at block edges).
+inline Tiling evalTiling(const Geometry& g) {
+  Tiling tiling;
+  tiling.channels = maxInt64(1, minInt64(g.channels, kMaxBlockPositions / g.spatial));
+  tiling.channelBlocks = (g.channels + tiling.channels - 1) / tiling.channels;
+  tiling.rows = maxInt64(kAccumulatedRows, kMinElementsPerTask / (tiling.channels * g.spatial));
+  tiling.rowBlocks = maxInt64(1, (g.batch + tiling.rows - 1) / tiling.rows);
+  return tiling;
+}
+
+// Whether rows of `positions` values of T are walked in column groups of up to kChunks chunks: rows of
+// whole chunks that make a single group, or wider ones whose groups read at least kMinGroupBytes of each row.
+template <typename T, int kChunks>
+bool wideColumnGroups(int64_t positions) {
+  constexpr int64_t lanes = Chunk<T>::lanes;
+  return positions % lanes == 0 &&
+         (positions <= kChunks * lanes || kChunks * lanes * static_cast<int64_t>(sizeof(T)) >= kMinGroupBytes);
+}
+
+// Whether a block's output can be walked as one flat stream (forStreamedRows): its rows follow each other,
+// they are whole chunks, and the tensor is large enough to stream.
+template <typename T>
+bool streamsRows(const Geometry& g, const Block& block) {
+  return block.stride == block.positions && block.positions % Chunk<T>::lanes == 0 && streamsOutput<T>(g);
+}
+
+// float32 statistics of an interleaved block. Column groups, each down all the block's rows (in L2): one
+// group for rows that fit in the registers; for wider rows of a tensor that stays in cache; for those of a
+// larger one only where a group reads at least kMinGroupBytes of each row. Measured on Zen 4: AVX-512
+// channels-last (256, 256, 7, 7), groups of 256 bytes, 2-24% faster than the accumulator rows; AVX2
+// channels-last (32, 64, 56, 56), groups of 64 bytes, 20% slower; AVX2 (4096, 256), in cache, 9% faster.
+// float64 statistics (two passes of compensated sums) always take the accumulator rows.
+template <typename T>
+Walk statisticsWalk(const Block& block) {
+  if (!std::is_same<T, float>::value) return Walk::AccumulatorRows;
+  const bool inCache = !streamsElements<T>(block.tensorRows * block.stride);
+  const bool wholeChunks = block.positions % Chunk<T>::lanes == 0;
+  return wideColumnGroups<T, kHeldStatChunks>(block.positions) || (wholeChunks && inCache) ? Walk::ColumnGroups
+                                                                                           : Walk::AccumulatorRows;
+}
+
+// The backward sums of an interleaved block: column groups for rows that fit in the registers and for
+// tensors that stay in cache (measured: (4096, 256) and (128, 1024) 15% faster so); otherwise accumulator
+// rows with the inputs requested kStreamedRowsAhead rows ahead (measured on Zen 4: channels-last (256,
+// 256, 7, 7) 15-20% faster than column groups, which read each row in strided pieces from memory).
+template <typename T>
+Walk gradientSumsWalk(const Geometry& g, const Block& block) {
+  const bool fitsRegisters = block.positions <= kHeldStatChunks * Chunk<T>::lanes;
+  return wideColumnGroups<T, kHeldStatChunks>(block.positions) && (fitsRegisters || !streamsOutput<T>(g))
+             ? Walk::ColumnGroups
+             : Walk::AccumulatorRows;
+}
+
+// Normalization and grad_input of an interleaved block in floats. Rows that follow each other in a tensor
+// too large for the cache: one flat stream with non-temporal stores (measured on Zen 4 against column
+// groups with ordinary stores: eval of channels-last (256, 256, 7, 7) 0.95x a copy, was 1.1x; AVX2 (32,
+// 64, 56, 56) 1.0x, was 1.65x), unless their coefficients all fit in registers (AVX-512 (32, 64, 56, 56):
+// 0.9x a copy so, 1.03x streamed). Rows of whole chunks up to kColumnRowBytes: column groups with the
+// coefficients in registers. Otherwise a tensor that stays in cache is bound by instructions (four rows
+// share each load of the coefficients), a larger one by memory, read fastest strictly in address order
+// (measured on Zen 4: about 1.5x either way).
+inline Walk floatBlockWalk(const Geometry& g, const Block& block) {
+  if (block.positions > kHeldChunks * Floats::lanes && streamsRows<float>(g, block)) return Walk::StreamedRows;
+  if (wideColumnGroups<float, kHeldChunks>(block.positions) &&
+      block.positions * static_cast<int64_t>(sizeof(float)) <= kColumnRowBytes) {
+    return Walk::ColumnGroups;
+  }
+  return staysInCache<float>(g) ? Walk::RowGroups : Walk::SingleRows;
+}
+
+template <typename F>
+void parallelOver(int64_t count, int64_t elementsPerItem, F& body) {
+  const int64_t grain = maxInt64(1, kMinElementsPerTask / maxInt64(1, elementsPerItem));
+  parallelFor(
+      count, grain, [](void* context, int64_t begin, int64_t end) { (*static_cast<F*>(context))(begin, end); }, &body);
+}
