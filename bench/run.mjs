@@ -33,6 +33,8 @@ const SHAPES = [
   [8, 32, 128, 128],
   [4096, 256],
   [2, 4],
+  // A large batch of a BatchNorm1d: the one row whose tensor is walked a row at a time (README, Walks).
+  [42000, 100],
 ].map((shape) => ({ shape, format: 'contiguous' }));
 // Channels-last (NHWC) rows, compared with the contiguous rows of the same shape.
 SHAPES.push(...[[32, 64, 56, 56], [256, 256, 7, 7]].map((shape) => ({ shape, format: 'channelsLast' })));

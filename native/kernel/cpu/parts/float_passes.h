@@ -211,21 +211,6 @@ inline void rowGroupsInFloats(Pass pass, const Block& block, const FloatCoeffici
   }
 }
 
-// kChunks chunks from position `column` of each row, the coefficients held in registers.
-template <int kChunks, typename Pass>
-inline void columnsInFloats(Pass pass, const Block& block, int64_t column, const FloatCoefficients& coefficients) {
-  constexpr int lanes = Floats::lanes;
-  FloatLanes held[kChunks];
-  for (int k = 0; k < kChunks; ++k) held[k] = coefficients.at(column + k * lanes);
-  float* out = pass.destination();
-  for (int64_t b = block.b0; b < block.b1; ++b) {
-    for (int k = 0; k < kChunks; ++k) {
-      const int64_t offset = block.rowOffset(b) + column + k * lanes;
-      pass.apply(offset, lanes, held[k]).store(out + offset);
-    }
-  }
-}
-
 template <typename Pass>
 inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, const FloatCoefficients& coefficients) {
   switch (floatBlockWalk(g, block)) {
@@ -236,11 +221,6 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
           [&](int64_t offset, int valid, const FloatLanes& lanes, bool stream) {
             putFloats(pass.apply(offset, valid, lanes), pass.destination() + offset, valid, stream);
           });
-      return;
-    case Walk::ColumnGroups:
-      forColumnGroups<kHeldChunks>(block.positions, Floats::lanes, [&](int64_t at, auto chunks) {
-        columnsInFloats<decltype(chunks)::value>(pass, block, at, coefficients);
-      });
       return;
     case Walk::RowGroups:
       rowGroupsInFloats<4>(pass, block, coefficients);

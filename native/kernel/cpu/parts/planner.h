@@ -17,9 +17,7 @@
 // | statistics (float64), sums     | otherwise                                          | accumulator-rows |
 // | gradient sums                  | rows of whole chunks in one held group, or wider   | column-groups    |
 // |                                | ones (groups of >= kMinGroupBytes) when not streamed|                 |
-// | normalize, grad_input (floats) | rows that follow each other, streamed, wider than  | streamed-rows    |
-// |                                | the coefficients the registers hold                |                  |
-// |                                | rows of whole chunks up to kColumnRowBytes         | column-groups    |
+// | normalize, grad_input (floats) | rows that follow each other in a streamed tensor   | streamed-rows    |
 // |                                | a tensor that stays in cache                       | row-groups       |
 // |                                | a larger one                                       | single-rows      |
 // | normalize, grad_input (double) | interleaved                                        | row-groups       |
@@ -29,7 +27,9 @@
 
 // Values per channel and batch item from which a channel is walked on its own (planar): shorter rows pay a
 // fresh run per row for the prefetchers, and a head and a tail, whatever the vector width (measured with
-// AVX2, (256, 256, 7, 7): planar 4x slower in training forward, 2.5x in backward).
+// AVX2, (256, 256, 7, 7): planar 4x slower in training forward, 2.5x in backward). Longer rows gain from
+// it (interleaved A/B, both orders, against the interleaved walk: (8, 32, 128, 128) training forward
+// 4.7x and 5.3x, backward 2.6x and 3.1x; (32, 64, 56, 56) 2.3x and 2.0x).
 constexpr int64_t kPlanarMinSpatial = 64;
 // Work units smaller than this many elements stay on one thread.
 constexpr int64_t kMinElementsPerTask = 1 << 15;
@@ -37,15 +37,9 @@ constexpr int64_t kMinElementsPerTask = 1 << 15;
 constexpr int64_t kMaxBlockPositions = 1024;
 // Chunks of statistics accumulators (three registers per part: pivot, sum, square) the registers hold.
 constexpr int kHeldStatChunks = Floats::lanes >= 16 ? 4 : 2;
-// Chunks of float coefficients (four registers each) the registers hold, leaving room for the arithmetic.
-constexpr int kHeldChunks = Floats::lanes >= 16 ? 4 : 2;
 // The least a column group must read of each row to beat the accumulator rows (narrower groups read
 // every row in strided pieces: AVX2, (4096, 256) eval 3x a copy so).
 constexpr int64_t kMinGroupBytes = 256;
-// Rows up to this long are walked in column groups (measured: faster on channels-last (256, 256, 7, 7),
-// whose rows are 1 KB; slower on (128, 1024), whose rows are 4 KB: with rows 4 KB apart, a group's loads
-// alias the previous row's stores and its lines share a few L1 sets).
-constexpr int64_t kColumnRowBytes = 1024;
 
 // Sizes from the caches found at load (kernel/cache_sizes.h; the fallback reproduces the Zen 4 machine
 // these were measured on: 1 MB L2, 32 MB L3 per core complex).
@@ -155,9 +149,10 @@ bool streamsRows(const Geometry& g, const Block& block) {
 
 // float32 statistics of an interleaved block. Column groups, each down all the block's rows (in L2): one
 // group for rows that fit in the registers; for wider rows of a tensor that stays in cache; for those of a
-// larger one only where a group reads at least kMinGroupBytes of each row. Measured on Zen 4: AVX-512
-// channels-last (256, 256, 7, 7), groups of 256 bytes, 2-24% faster than the accumulator rows; AVX2
-// channels-last (32, 64, 56, 56), groups of 64 bytes, 20% slower; AVX2 (4096, 256), in cache, 9% faster.
+// larger one only where a group reads at least kMinGroupBytes of each row (AVX2 channels-last (32, 64, 56,
+// 56), groups of 64 bytes, measured 20% slower). Interleaved A/B against the accumulator rows, training
+// forward: (4096, 256) 1.22x and 1.23x, channels-last (32, 64, 56, 56) 1.44x and 1.21x, (128, 1024) 1.41x
+// and 1.18x.
 // float64 statistics (two passes of compensated sums) always take the accumulator rows.
 template <typename T>
 Walk statisticsWalk(const Block& block) {
@@ -169,9 +164,11 @@ Walk statisticsWalk(const Block& block) {
 }
 
 // The backward sums of an interleaved block: column groups for rows that fit in the registers and for
-// tensors that stay in cache (measured: (4096, 256) and (128, 1024) 15% faster so); otherwise accumulator
-// rows with the inputs requested kStreamedRowsAhead rows ahead (measured on Zen 4: channels-last (256,
-// 256, 7, 7) 15-20% faster than column groups, which read each row in strided pieces from memory).
+// tensors that stay in cache; otherwise accumulator rows with the inputs requested kStreamedRowsAhead rows
+// ahead (measured on Zen 4: channels-last (256, 256, 7, 7) 15-20% faster than column groups, which read
+// each row in strided pieces from memory). Interleaved A/B against accumulator rows everywhere, backward of
+// channels-last (32, 64, 56, 56), six runs in both orders: 1.10x to 1.44x, median 1.23x ((128, 1024) and
+// (4096, 256): 1.0x to 1.13x, where the simpler rule gives the same walk as the statistics).
 template <typename T>
 Walk gradientSumsWalk(const Geometry& g, const Block& block) {
   const bool fitsRegisters = block.positions <= kHeldStatChunks * Chunk<T>::lanes;
@@ -181,19 +178,13 @@ Walk gradientSumsWalk(const Geometry& g, const Block& block) {
 }
 
 // Normalization and grad_input of an interleaved block in floats. Rows that follow each other in a tensor
-// too large for the cache: one flat stream with non-temporal stores (measured on Zen 4 against column
-// groups with ordinary stores: eval of channels-last (256, 256, 7, 7) 0.95x a copy, was 1.1x; AVX2 (32,
-// 64, 56, 56) 1.0x, was 1.65x), unless their coefficients all fit in registers (AVX-512 (32, 64, 56, 56):
-// 0.9x a copy so, 1.03x streamed). Rows of whole chunks up to kColumnRowBytes: column groups with the
-// coefficients in registers. Otherwise a tensor that stays in cache is bound by instructions (four rows
-// share each load of the coefficients), a larger one by memory, read fastest strictly in address order
-// (measured on Zen 4: about 1.5x either way).
+// too large for the cache: one flat stream with non-temporal stores, a few rows per load of the
+// coefficients (interleaved A/B against the walk below, channels-last (256, 256, 7, 7) eval: 1.32x and
+// 1.41x). Otherwise a tensor that stays in cache is bound by instructions (four rows share each load of
+// the coefficients), a larger one by memory, read fastest strictly in address order, one row at a time
+// ((42000, 100) eval: 1.29x and 1.32x faster than four rows).
 inline Walk floatBlockWalk(const Geometry& g, const Block& block) {
-  if (block.positions > kHeldChunks * Floats::lanes && streamsRows<float>(g, block)) return Walk::StreamedRows;
-  if (wideColumnGroups<float, kHeldChunks>(block.positions) &&
-      block.positions * static_cast<int64_t>(sizeof(float)) <= kColumnRowBytes) {
-    return Walk::ColumnGroups;
-  }
+  if (streamsRows<float>(g, block)) return Walk::StreamedRows;
   return staysInCache<float>(g) ? Walk::RowGroups : Walk::SingleRows;
 }
 
