@@ -29,6 +29,7 @@
 #include "kernel/cache_sizes.h"
 #include "kernel/dispatch.h"
 #include "kernel/thread_pool.h"
+#include "vec/always_inline.h"
 #include "vec/vec.h"
 
 namespace batchnorm::cpu::BATCHNORM_CPU_NAMESPACE {

@@ -194,6 +194,9 @@ class InterleavedBackward {
   // the held version); the inputs are requested kStreamedRowsAhead rows ahead, as the prefetchers follow
   // such interleaved runs poorly.
   void sumsInAccumulatorRows(const Block& block, const double* centers, double* gradSums, double* products) const {
+    // Locals, not members: the compiler must otherwise reload them after every store to the sums.
+    const T *input = input_, *gradOutput = gradOutput_;
+    const int64_t batch = g_.batch;
     for (int64_t b = block.b0; b < block.b1; b += kAccumulatedRows) {
       const int rows = static_cast<int>(minInt64(kAccumulatedRows, block.b1 - b));
       for (int64_t at = 0; at < block.positions; at += lanes) {
@@ -202,11 +205,11 @@ class InterleavedBackward {
         auto sum = ScratchChunk<T>::load(gradSums, at), product = ScratchChunk<T>::load(products, at);
         for (int r = 0; r < rows; ++r) {
           const int64_t offset = block.rowOffset(b + r) + at;
-          if (b + r + kStreamedRowsAhead < g_.batch) {
-            prefetch(input_ + offset + kStreamedRowsAhead * block.stride);
-            prefetch(gradOutput_ + offset + kStreamedRowsAhead * block.stride);
+          if (b + r + kStreamedRowsAhead < batch) {
+            prefetch(input + offset + kStreamedRowsAhead * block.stride);
+            prefetch(gradOutput + offset + kStreamedRowsAhead * block.stride);
           }
-          const Chunk<T> xs = loadChunk(input_ + offset, valid), dys = loadChunk(gradOutput_ + offset, valid);
+          const Chunk<T> xs = loadChunk(input + offset, valid), dys = loadChunk(gradOutput + offset, valid);
           for (int p = 0; p < parts; ++p) {
             sum.v[p] = sum.v[p] + dys.part[p];
             product.v[p] = fmadd(xs.part[p] - center.v[p], dys.part[p], product.v[p]);
