@@ -4,17 +4,11 @@
 // compiled with AVX instructions can be shared with another translation unit; scratch memory is plain
 // new[]/delete[] for the same reason (no std templates instantiated here).
 //
-// Two traversals of a contiguous (N, C, S) tensor:
-// - planar (S >= 64): one channel at a time, its N rows of S contiguous values, accumulators in registers;
-// - interleaved (S < 64, down to the (N, C) of BatchNorm1d and channels-last): a block of channels at a
-//   time, each row's contiguous run of (channels x S) values vectorized across channels, accumulators in
-//   a scratch row (or, for rows of whole chunks, in registers, a column group of up to four chunks at a
-//   time); large tensors whose rows follow each other are normalized in one flat walk with non-temporal
-//   stores (forStreamedRows), and interleaved reads are prefetched a few rows ahead.
-// float32 reductions run in double; float32 normalization runs in floats on the FMA paths (see "float32
-// normalization in float arithmetic").
-// Either way a unit of work (a channel, a block) computes its statistics, asks the operator for its
-// coefficients and normalizes while its data is still in cache, and every reduction runs in a fixed
+// Two traversals of a contiguous (N, C, S) tensor, chosen with every walk by the planner (parts/planner.h,
+// whose table lists them): planar, one channel at a time; interleaved, blocks of channels across rows.
+// Reductions run in double, float32 elementwise passes in floats on the FMA paths (parts/float_passes.h).
+// Either way a unit of work (a channel, a block) computes its sums, asks the operator for its coefficients
+// and runs its elementwise pass while its data is still in cache, and every reduction runs in a fixed
 // order inside one unit, so results do not depend on the thread count.
 #ifndef BATCHNORM_CPU_NAMESPACE
 #error "compile through kernel_default.cc, kernel_avx2.cc or kernel_avx512.cc"
