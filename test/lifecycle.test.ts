@@ -79,14 +79,15 @@ describe('worker threads terminated at random moments', () => {
     expect(report.calling as number).toBeGreaterThan(20);
     expect(after.threads).toBe(before.threads);
     // ASan's allocator quarantines freed memory, so only the release build bounds the resident set.
-    // The allocator's per-thread arenas fill up over the first cycles (how far depends on how many
-    // cycles reach the calls, which varies with the machine's load), so a leak is judged on the second
-    // half: the 0.3 MB per terminated worker once leaked would add 45 MB there.
+    // The resident set moves by tens of megabytes without a leak (allocator arenas, V8's heaps; on Node
+    // 22, two runs here: +37 MB then -1 MB over the halves, and +7 MB then +11 MB), so the bounds are
+    // loose but still catch a leak per worker: the 0.3 MB per terminated worker once leaked would add
+    // 45 MB to each half.
     const middle = report.middle as { threads: number; rssMb: number };
     expect(middle.threads).toBe(before.threads);
     if (!sanitized) {
       expect(after.rssMb - before.rssMb).toBeLessThan(64);
-      expect(after.rssMb - middle.rssMb).toBeLessThan(16);
+      expect(after.rssMb - middle.rssMb).toBeLessThan(32);
     }
   }, 600_000);
 });
