@@ -29,6 +29,7 @@
 namespace batchnorm::cpu::BATCHNORM_CPU_NAMESPACE {
 namespace {
 
+#include "kernel/cpu/compensated_sum.h"
 // The kernels by concern, in dependency order; each part is a fragment of this translation unit.
 #include "kernel/cpu/parts/rows.h"
 #include "kernel/cpu/parts/planner.h"

@@ -13,19 +13,7 @@ inline int64_t rowOffset(const Geometry& geometry, int64_t item, int64_t channel
   return (item * geometry.channels + channel) * geometry.spatial;
 }
 
-// Sum of a sequence as an unevaluated pair high + low, exact to within a few ulps of the result
-// however the terms cancel (Knuth's TwoSum on each addition, errors accumulated separately).
-struct CompensatedSum {
-  double high = 0;
-  double low = 0;
-
-  void add(double value) {
-    const double sum = high + value;
-    const double valuePart = sum - high;
-    low += (high - (sum - valuePart)) + (value - valuePart);
-    high = sum;
-  }
-};
+#include "kernel/cpu/compensated_sum.h"
 
 template <typename T>
 void trainingForward(const Geometry& geometry, const T* input, T* output, const ForwardPlan& plan) {
@@ -36,13 +24,8 @@ void trainingForward(const Geometry& geometry, const T* input, T* output, const 
       const T* row = input + rowOffset(geometry, b, c);
       for (int64_t s = 0; s < geometry.spatial; ++s) sum.add(static_cast<double>(row[s]));
     }
-    // (high + low) / count as mean + meanLow: the fma gives the exact remainder of the division.
-    // With an Inf or NaN in the channel the low part is meaningless: the mean is Inf or NaN as in PyTorch.
-    const bool finite = std::isfinite(sum.high);
-    const double total = finite ? sum.high + sum.low : sum.high;
-    const double totalLow = finite ? sum.low - (total - sum.high) : 0;
-    const double mean = total / count;
-    const double meanLow = finite ? (std::fma(-mean, count, total) + totalLow) / count : 0;
+    double mean = 0, meanLow = 0;
+    meanOf(sum, count, mean, meanLow);
     double squares = 0;
     for (int64_t b = 0; b < geometry.batch; ++b) {
       const T* row = input + rowOffset(geometry, b, c);

@@ -251,8 +251,10 @@ class InterleavedBackward {
         channels = nullptr;
       }
     }
-    if (channels != nullptr && gradInput_ != nullptr) {
-      inFloats_[cb] = new FloatCoefficients(g_, channels, count, reinterpret_cast<float*>(gradInput_) + first.first);
+    if constexpr (kFloatArithmetic<T>) {
+      if (channels != nullptr && gradInput_ != nullptr) {
+        inFloats_[cb] = new FloatCoefficients(g_, channels, count, gradInput_ + first.first);
+      }
     }
     delete[] channels;
   }

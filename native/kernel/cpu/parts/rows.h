@@ -191,18 +191,6 @@ inline void mapRow2(const T* a, const T* b, T* out, int64_t length, Map&& map, b
   });
 }
 
-// A scalar sum as high + low (Knuth's TwoSum on every addition).
-struct ScalarTwoSum {
-  double high = 0;
-  double low = 0;
-  void add(double value) {
-    const double sum = high + value;
-    const double valuePart = sum - high;
-    low += (high - (sum - valuePart)) + (value - valuePart);
-    high = sum;
-  }
-};
-
 // The vector form: lane-wise TwoSum. float64 input needs it so that x - mean keeps its digits when
 // |mean| >> std; float32 input summed in double is already exact enough, so it skips the compensation.
 template <typename T>
@@ -222,7 +210,7 @@ struct VectorSum {
     }
   }
   // Lane by lane into a scalar sum, in lane order.
-  void addTo(ScalarTwoSum& total) const {
+  void addTo(CompensatedSum& total) const {
     double highs[Doubles::lanes], lows[Doubles::lanes];
     high.store(highs);
     low.store(lows);
@@ -230,20 +218,6 @@ struct VectorSum {
     for (int i = 0; i < Doubles::lanes; ++i) total.low += lows[i];
   }
 };
-
-// mean = (high + low) / count as mean + meanLow (the fma gives the division's exact remainder). An Inf
-// or NaN total makes the low part meaningless: the mean is then Inf or NaN, as in PyTorch.
-inline void meanOf(const ScalarTwoSum& sum, double count, double& mean, double& meanLow) {
-  if (!std::isfinite(sum.high)) {
-    mean = sum.high / count;
-    meanLow = 0;
-    return;
-  }
-  const double total = sum.high + sum.low;
-  const double totalLow = sum.low - (total - sum.high);
-  mean = total / count;
-  meanLow = (std::fma(-mean, count, total) + totalLow) / count;
-}
 
 // Scratch rows of doubles for one interleaved block, padded to whole chunks.
 class Scratch {

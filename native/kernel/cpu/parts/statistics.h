@@ -22,7 +22,7 @@ constexpr bool kShiftedStats = std::is_same<T, float>::value;
 template <typename T>
 ChannelStats exactChannelStats(const Geometry& g, const T* input, int64_t c) {
   const int64_t stride = g.channels * g.spatial;
-  ScalarTwoSum sum;
+  CompensatedSum sum;
   for (int64_t b = 0; b < g.batch; ++b)
     for (int64_t s = 0; s < g.spatial; ++s) sum.add(static_cast<double>(input[b * stride + c * g.spatial + s]));
   ChannelStats stats;
@@ -81,7 +81,7 @@ ChannelStats planarStats(const Geometry& g, const T* input, int64_t c) {
       for (int p = 0; p < parts; ++p) sums[slot * parts + p].add(x.part[p]);
     });
   }
-  ScalarTwoSum total;
+  CompensatedSum total;
   for (const VectorSum<T>& sum : sums) sum.addTo(total);
   ChannelStats stats;
   meanOf(total, static_cast<double>(g.perChannel()), stats.mean, stats.meanLow);
@@ -343,7 +343,7 @@ void combineMeans(const Geometry& g, const Tiling& tiling, const TaskRows& parti
   const Block first = tiling.block(g, cb, 0);
   for (int64_t c = first.c0; c < first.c1; ++c) {
     const int64_t from = (c - first.c0) * g.spatial;
-    ScalarTwoSum total;
+    CompensatedSum total;
     for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
       const double* highs = partials.row(cb, rb, 0);
       const double* lows = partials.row(cb, rb, 1);
