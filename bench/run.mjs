@@ -5,16 +5,12 @@
 // The machine this runs on may be shared: every case is measured in each of `rounds` rounds (ours,
 // then PyTorch's), and each time kept is its smallest median over the rounds, so a slow spell during
 // one side's turn does not decide a ratio.
-import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import bn from '../dist/index.js';
-import { measure as measureFor, median, randomArray } from './timing.mjs';
+import { measure as measureFor, median, randomArray, torchTimes } from './timing.mjs';
 import nativeModule from '../dist/native.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const option = (name, fallback) => {
@@ -95,10 +91,8 @@ function walksOf(x, op) {
   return [phase.reduction, phase.elementwise].filter(Boolean).join(' + ') + last;
 }
 
-function torchTimes(cases) {
-  const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.status !== 0) return null;
-  const input = cases.map((c) => ({
+function torchTimesOf(cases) {
+  return torchTimes(cases.map((c) => ({
     key: `${c.shape.join('x')}/${c.format}/${c.op}/${c.threads}`,
     shape: c.shape,
     channelsLast: c.format === 'channelsLast',
@@ -106,17 +100,7 @@ function torchTimes(cases) {
     threads: c.threads,
     batch: c.batch,
     budgetMs,
-  }));
-  const result = spawnSync('/usr/bin/python3', [path.join(here, 'torch_bench.py')], {
-    input: JSON.stringify(input),
-    encoding: 'utf8',
-    maxBuffer: 1 << 24,
-  });
-  if (result.status !== 0) {
-    console.error(`PyTorch benchmark failed:\n${result.stderr}`);
-    return null;
-  }
-  return JSON.parse(result.stdout);
+  })));
 }
 
 let cases = [];
@@ -132,7 +116,7 @@ for (let round = 0; round < rounds; round++) {
     copyMs: Math.min(c.copyMs, measured[i].copyMs),
     oursAllocatingMs: Math.min(c.oursAllocatingMs, measured[i].oursAllocatingMs),
   }));
-  const torchRound = torchTimes(measured);
+  const torchRound = torchTimesOf(measured);
   if (torchRound !== null) {
     torch = torch === null ? torchRound : {
       torch: torchRound.torch,

@@ -1,4 +1,9 @@
-// What the benchmarks share: medians of repeated timings and reproducible inputs.
+// What the benchmarks share: medians of repeated timings, reproducible inputs and PyTorch's timings.
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
 
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
@@ -32,4 +37,32 @@ export function randomArray(length, seed) {
     array[i] = state / 2 ** 31 - 1;
   }
   return array;
+}
+
+/**
+ * PyTorch's median milliseconds for `cases` ({key, shape, channelsLast, op, threads, batch?, budgetMs}),
+ * timed by bench/torch_bench.py with Debian's /usr/bin/python3: {torch: version, results: {key: ms}},
+ * or null where torch cannot be imported.
+ *
+ * PyTorch's CPU tensors come from glibc's malloc, which by default hands freed heap memory back to the
+ * system and faults it in again at the next allocation, or not, depending on the process's history:
+ * the same (32, 64, 56, 56) backward took 5.2 ms or 89 ms in two runs within one process, (128, 1024)
+ * 65 µs or 1.4 ms. MALLOC_TOP_PAD_ (1 GiB of freed heap kept; as an environment variable it leaves
+ * glibc's adaptive mmap threshold on, where mallopt would turn it off) times PyTorch in its steady,
+ * fastest state on every row.
+ */
+export function torchTimes(cases) {
+  const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
+  if (probe.status !== 0) return null;
+  const result = spawnSync('/usr/bin/python3', [path.join(here, 'torch_bench.py')], {
+    input: JSON.stringify(cases),
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+    env: { ...process.env, MALLOC_TOP_PAD_: String(2 ** 30) },
+  });
+  if (result.status !== 0) {
+    console.error(`PyTorch benchmark failed:\n${result.stderr}`);
+    return null;
+  }
+  return JSON.parse(result.stdout);
 }

@@ -2,7 +2,9 @@
 """Times PyTorch's CPU batch norm for bench/run.mjs, in the same run: reads a JSON list of cases on stdin
 ({shape, op, threads, budgetMs}) and prints {key: median milliseconds} as JSON. Forward goes through
 torch.nn.functional.batch_norm (what users call; it allocates its output, as ours does without `out`),
-backward through aten.native_batch_norm_backward."""
+backward through aten.native_batch_norm_backward ("sums": only grad_weight and grad_bias, the backward's
+reductions without its grad_input pass; bench/phases.mjs). bench/timing.mjs starts it with MALLOC_TOP_PAD_
+set (see there)."""
 import json
 import statistics
 import sys
@@ -45,7 +47,7 @@ def main():
             fn = lambda: F.batch_norm(x, rm, rv, w, b, True)
         else:
             _, save_mean, save_invstd = torch.native_batch_norm(x, w, b, rm.clone(), rv.clone(), True, 0.1, 1e-5)
-            mask = [True, True, True]
+            mask = [case["op"] == "backward", True, True]
             fn = lambda: torch.ops.aten.native_batch_norm_backward(dy, x, w, rm, rv, save_mean, save_invstd, True,
                                                                    1e-5, mask)
         results[case["key"]] = median_ms(fn, case["budgetMs"], batch=batch)
