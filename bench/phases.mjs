@@ -20,6 +20,8 @@ const budgetMs = Number(option('--budget-ms', 300));
 const rounds = Math.max(1, Number(option('--rounds', 3)));
 const threadCounts = option('--threads', `1,${Math.min(256, os.availableParallelism())}`).split(',').map(Number);
 const ROWS = [
+  // Two values per channel: the per-channel work (coefficients, statistics' finishing) nearly alone.
+  { shape: [2, 1024], format: 'contiguous' },
   { shape: [128, 1024], format: 'contiguous' },
   { shape: [4096, 256], format: 'contiguous' },
   { shape: [256, 256, 7, 7], format: 'channelsLast' },

@@ -165,12 +165,15 @@ class FloatCoefficients {
     const uintptr_t wanted = reinterpret_cast<uintptr_t>(alignedLike) % alignment;
     const uintptr_t have = reinterpret_cast<uintptr_t>(storage_) % alignment;
     data_ = storage_ + (wanted + alignment - have) % alignment / sizeof(float);
+    // Row pointers in locals: through the members, every store would reload them (measured: 39
+    // instructions per channel of (N, 1024), a third of an eval call's per-channel work).
+    float* rows[4] = {data_, data_ + padded_, data_ + 2 * padded_, data_ + 3 * padded_};
+    const int64_t spatial = g.spatial, positions = count * spatial;
     for (int64_t c = 0; c < count; ++c) {
-      for (int64_t s = c * g.spatial, end = s + g.spatial; s < end; ++s) set(s, channels[c]);
+      for (int64_t s = c * spatial, end = s + spatial; s < end; ++s) set(rows, s, channels[c]);
     }
-    const int64_t positions = count * g.spatial;
     for (int64_t s = positions; positions > 0 && s < positions + Floats::lanes; ++s) {
-      set(s, channels[(s - positions) % positions / g.spatial]);
+      set(rows, s, channels[(s - positions) % positions / spatial]);
     }
   }
   ~FloatCoefficients() { delete[] storage_; }
@@ -189,8 +192,8 @@ class FloatCoefficients {
   Rows rows() const { return {data_, padded_}; }
 
  private:
-  void set(int64_t position, const FloatChannel& channel) {
-    for (int k = 0; k < 4; ++k) data_[k * padded_ + position] = channel.k[k];
+  static void set(float* const (&rows)[4], int64_t position, const FloatChannel& channel) {
+    for (int k = 0; k < 4; ++k) rows[k][position] = channel.k[k];
   }
 
   int64_t padded_;
