@@ -108,7 +108,7 @@ export interface NativeBinding {
 export interface NativeCacheSizes {
   l2Bytes: number;
   lastLevelBytes: number;
-  source: 'sysfs' | 'cpuid' | 'fallback';
+  source: 'sysfs' | 'sysctl' | 'cpuid' | 'fallback';
 }
 
 /** native/kernel/dispatch.h WalkPlan; "" where a field does not apply. */

@@ -39,9 +39,9 @@ export interface PhasePlan {
 export interface KernelPlan {
   capability: string;
   /**
-   * The caches the plan is sized by: from Linux sysfs, CPUID's cache leaves, or the fallback (1 MB L2,
-   * 32 MB last level per core complex). Blocks aim at a quarter of the L2; outputs of a quarter of the
-   * last level and more are streamed.
+   * The caches the plan is sized by: from Linux sysfs, macOS sysctl, CPUID's cache leaves, or the
+   * fallback (1 MB L2, 32 MB last level per core complex). Blocks aim at a quarter of the L2; outputs of
+   * a quarter of the last level and more are streamed.
    */
   caches: NativeCacheSizes;
   trainingForward: PhasePlan;

@@ -3,6 +3,10 @@
 #include <cstdio>
 #include <cstring>
 
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 #include "kernel/cpuid.h"
 
 namespace batchnorm {
@@ -32,6 +36,7 @@ void record(CacheSizes& sizes, int& lastLevel, const CacheLevel& cache) {
   }
 }
 
+#if defined(__linux__)
 bool readLine(const char* path, char* line, int size) {
   FILE* file = std::fopen(path, "r");
   if (file == nullptr) return false;
@@ -41,7 +46,6 @@ bool readLine(const char* path, char* line, int size) {
 }
 
 bool fromSysfs(CacheSizes& sizes) {
-#if defined(__linux__)
   int lastLevel = 0;
   for (int index = 0; index < 8; ++index) {
     char path[96], line[64];
@@ -59,11 +63,37 @@ bool fromSysfs(CacheSizes& sizes) {
     record(sizes, lastLevel, cache);
   }
   return sizes.l2Bytes > 0 && sizes.lastLevelBytes > 0;
-#else
-  (void)sizes;
-  return false;
-#endif
 }
+#else
+bool fromSysfs(CacheSizes&) { return false; }
+#endif
+
+#if defined(__APPLE__)
+// macOS names its caches in sysctl (Apple silicon has no CPUID and no L3 entry; its L2 is then the last
+// level). The values are 64-bit, read as 32-bit where a kernel reports them so.
+bool fromSysctl(CacheSizes& sizes) {
+  int lastLevel = 0;
+  const char* const names[] = {"hw.l2cachesize", "hw.l3cachesize"};
+  for (int index = 0; index < 2; ++index) {
+    int64_t value = 0;
+    size_t length = sizeof value;
+    if (sysctlbyname(names[index], &value, &length, nullptr, 0) != 0) continue;
+    CacheLevel cache;
+    cache.level = index + 2;
+    if (length == sizeof(int32_t)) {
+      int32_t narrow = 0;
+      std::memcpy(&narrow, &value, sizeof narrow);
+      cache.bytes = narrow;
+    } else {
+      cache.bytes = value;
+    }
+    record(sizes, lastLevel, cache);
+  }
+  return sizes.l2Bytes > 0 && sizes.lastLevelBytes > 0;
+}
+#else
+bool fromSysctl(CacheSizes&) { return false; }
+#endif
 
 #if defined(__x86_64__) || defined(_M_X64)
 // The deterministic cache parameters leaf (Intel 4, AMD 0x8000001D share its layout): one subleaf per
@@ -100,6 +130,11 @@ CacheSizes detect() {
   CacheSizes sizes;
   if (fromSysfs(sizes)) {
     sizes.source = "sysfs";
+    return sizes;
+  }
+  sizes = CacheSizes{};
+  if (fromSysctl(sizes)) {
+    sizes.source = "sysctl";
     return sizes;
   }
   sizes = CacheSizes{};

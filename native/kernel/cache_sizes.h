@@ -8,7 +8,7 @@ namespace batchnorm {
 struct CacheSizes {
   int64_t l2Bytes = 0;         // a core's own L2
   int64_t lastLevelBytes = 0;  // the last-level cache shared by a core's complex (not the whole socket)
-  const char* source = "";     // where the sizes came from: "sysfs", "cpuid" or "fallback"
+  const char* source = "";     // where the sizes came from: "sysfs", "sysctl", "cpuid" or "fallback"
 };
 
 // Linux sysfs first (the kernel's view, right under virtualization where it is exposed), then CPUID's
