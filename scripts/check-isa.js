@@ -7,6 +7,7 @@
 //
 //   node scripts/check-isa.js [path/to/batchnorm.node]
 const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
 
 const file = process.argv[2] ?? path.join(__dirname, '..', 'build', 'Release', 'batchnorm.node');
@@ -14,7 +15,10 @@ if (process.arch !== 'x64') {
   console.log(`check-isa: nothing to check on ${process.arch}`);
   process.exit(0);
 }
-const listing = execFileSync('objdump', ['-d', '--no-show-raw-insn', '-C', file], {
+// GNU objdump reads ELF; a macOS prebuild (Mach-O, magic 0xfeedfacf) is read with LLVM's objdump, whose
+// listing has the same shape.
+const machO = fs.readFileSync(file).readUInt32LE(0) === 0xfeedfacf;
+const listing = execFileSync(machO ? 'llvm-objdump' : 'objdump', ['-d', '--no-show-raw-insn', '-C', file], {
   encoding: 'utf8',
   maxBuffer: 1 << 30,
 });

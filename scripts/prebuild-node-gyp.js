@@ -14,10 +14,8 @@ const debug = argv.includes('--debug');
 
 const args = [require.resolve('cmake-js/bin/cmake-js'), 'rebuild', '--arch', arch];
 if (debug) args.push('--debug');
-if (arch !== process.arch) {
-  const toolchain = path.join(root, 'cmake', `toolchain-linux-${arch}.cmake`);
-  args.push(`--CDCMAKE_TOOLCHAIN_FILE=${toolchain}`);
-}
+// A cross build's CMake toolchain, chosen by scripts/prebuild.js.
+if (process.env.BATCHNORM_PREBUILD_TOOLCHAIN) args.push(`--CDCMAKE_TOOLCHAIN_FILE=${process.env.BATCHNORM_PREBUILD_TOOLCHAIN}`);
 const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 if (result.status !== 0) process.exit(result.status ?? 1);
 // Before prebuildify strips the symbols: no AVX instruction outside the ISA-specific kernels.

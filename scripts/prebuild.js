@@ -1,46 +1,74 @@
 'use strict';
-// `npm run prebuild`: prebuildify (--napi --strip --tag-libc) with cmake-js standing in for node-gyp
-// (scripts/prebuild-node-gyp.js), writing prebuilds/linux-<arch>/batchnorm.glibc.node for this machine's
-// arch, or BATCHNORM_PREBUILD_ARCH=arm64 cross-compiled with g++-aarch64-linux-gnu. prebuildify strips
-// the binary in build/Release as well; the unstripped build is put back afterwards, so the working tree's
-// own build (and the ISA check that needs its symbols) stays as it was.
-const { spawnSync } = require('node:child_process');
+// `npm run prebuild`: prebuildify (--napi, --strip on Linux) with cmake-js standing in for node-gyp
+// (scripts/prebuild-node-gyp.js). One target per run, named by BATCHNORM_PREBUILD_TARGET (default
+// linux-<this arch>); `npm run prebuild:all` (`--all`) builds every target below into prebuilds/. Cross builds: Debian's g++-aarch64-linux-gnu
+// for linux-arm64, zig (scripts/fetch-cross-tools.sh, or BATCHNORM_ZIG) for macOS and musl.
+// prebuildify strips the binary in build/Release as well; the unstripped build is put back afterwards,
+// so the working tree's own build (and the ISA check that needs its symbols) stays as it was.
+const { spawnSync, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
 const release = path.join(root, 'build', 'Release', 'batchnorm.node');
 const unstripped = path.join(root, 'build', 'batchnorm.unstripped.node');
-const arch = process.env.BATCHNORM_PREBUILD_ARCH ?? process.arch;
+const toolchain = (name) => path.join(root, 'cmake', `toolchain-${name}.cmake`);
 
-// A cross build replaces build/: keep the host's binary to put back afterwards.
-const cross = arch !== process.arch;
-const hostBinary = cross && fs.existsSync(release) ? fs.readFileSync(release) : null;
+// platform/arch as node-gyp-build looks them up; libc is the file's tag (none on macOS).
+const TARGETS = {
+  'linux-x64': { platform: 'linux', arch: 'x64', libc: 'glibc' },
+  'linux-arm64': { platform: 'linux', arch: 'arm64', libc: 'glibc', toolchain: toolchain('linux-arm64'), stripBin: 'aarch64-linux-gnu-strip' },
+  'linux-musl-x64': { platform: 'linux', arch: 'x64', libc: 'musl', zig: 'x86_64-linux-musl' },
+  'linux-musl-arm64': { platform: 'linux', arch: 'arm64', libc: 'musl', zig: 'aarch64-linux-musl' },
+  'darwin-x64': { platform: 'darwin', arch: 'x64', zig: 'x86_64-macos.11.0' },
+  'darwin-arm64': { platform: 'darwin', arch: 'arm64', zig: 'aarch64-macos.11.0' },
+};
 
-const result = spawnSync(
-  process.execPath,
-  [
-    require.resolve('prebuildify/bin.js'),
-    '--napi',
-    '--strip',
-    '--tag-libc',
-    '--arch',
-    arch,
-    '--node-gyp',
-    path.join(__dirname, 'prebuild-node-gyp.js'),
-    // A cross build needs the target's strip.
-    ...(arch === 'arm64' && process.arch !== 'arm64' ? ['--strip-bin', 'aarch64-linux-gnu-strip'] : []),
-  ],
-  { cwd: root, stdio: 'inherit', env: { ...process.env, BATCHNORM_KEEP_UNSTRIPPED: unstripped } },
-);
-if (cross) {
-  // Leave no cross-compiled CMake cache behind: the next cmake-js build configures for the host again.
-  fs.rmSync(path.join(root, 'build'), { recursive: true, force: true });
-  if (hostBinary !== null) {
-    fs.mkdirSync(path.dirname(release), { recursive: true });
-    fs.writeFileSync(release, hostBinary);
-  }
-} else if (fs.existsSync(unstripped)) {
-  fs.renameSync(unstripped, release);
+function zigBinary() {
+  if (process.env.BATCHNORM_ZIG) return process.env.BATCHNORM_ZIG;
+  const [zig] = execFileSync('bash', [path.join(__dirname, 'fetch-cross-tools.sh')], { encoding: 'utf8' }).trim().split('\n');
+  process.env.BATCHNORM_ZIG = zig;
+  return zig;
 }
-process.exit(result.status ?? 1);
+
+function build(name) {
+  const target = TARGETS[name];
+  if (target === undefined) throw new Error(`unknown prebuild target ${name}: one of ${Object.keys(TARGETS).join(', ')}`);
+  const env = { ...process.env, BATCHNORM_KEEP_UNSTRIPPED: unstripped };
+  const args = ['--napi', '--platform', target.platform, '--arch', target.arch, '--node-gyp', path.join(__dirname, 'prebuild-node-gyp.js')];
+  if (target.libc) args.push('--tag-libc', '--libc', target.libc);
+  // prebuildify strips with the host's flags (--strip-all), which suit ELF; a Mach-O build has no debug
+  // information in the binary to strip (it stays in the object files).
+  if (target.platform === 'linux') args.push('--strip');
+  if (target.zig) {
+    env.BATCHNORM_ZIG = zigBinary();
+    env.BATCHNORM_ZIG_TARGET = target.zig;
+    env.BATCHNORM_PREBUILD_TOOLCHAIN = toolchain('zig');
+    args.push('--strip-bin', 'llvm-strip');
+  } else if (target.toolchain && target.arch !== process.arch) {
+    env.BATCHNORM_PREBUILD_TOOLCHAIN = target.toolchain;
+    args.push('--strip-bin', target.stripBin);
+  }
+  const cross = env.BATCHNORM_PREBUILD_TOOLCHAIN !== undefined;
+  // A cross build replaces build/: keep the host's binary to put back afterwards.
+  const hostBinary = cross && fs.existsSync(release) ? fs.readFileSync(release) : null;
+  console.log(`::: prebuild ${name}`);
+  const result = spawnSync(process.execPath, [require.resolve('prebuildify/bin.js'), ...args], { cwd: root, stdio: 'inherit', env });
+  if (cross) {
+    // Leave no cross-compiled CMake cache behind: the next cmake-js build configures for the host again.
+    fs.rmSync(path.join(root, 'build'), { recursive: true, force: true });
+    if (hostBinary !== null) {
+      fs.mkdirSync(path.dirname(release), { recursive: true });
+      fs.writeFileSync(release, hostBinary);
+    }
+  } else if (fs.existsSync(unstripped)) {
+    fs.renameSync(unstripped, release);
+  }
+  if (result.status !== 0) process.exit(result.status ?? 1);
+}
+
+if (process.argv.includes('--all')) {
+  for (const name of Object.keys(TARGETS)) build(name);
+} else {
+  build(process.env.BATCHNORM_PREBUILD_TARGET ?? `linux-${process.arch}`);
+}

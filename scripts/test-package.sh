@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the packed tarball (with its prebuilds/) into a fresh project whose PATH has node and npm but
 # no compiler or cmake, proves nothing was compiled (no build/ directory), and smoke-tests the package
-# with require and import. Run after `npm run prebuild`.
+# with require and import (the glibc binary must win over the musl one beside it). Run after
+# `npm run prebuild` or `npm run prebuild:all`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f prebuilds/linux-x64/batchnorm.glibc.node ] || { echo "run npm run prebuild first" >&2; exit 1; }
@@ -9,7 +10,10 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 tarball="$work/$(npm pack --silent --pack-destination "$work" | tail -1)"
 contents="$(tar -tzf "$tarball")"
-grep -qx 'package/prebuilds/linux-x64/batchnorm.glibc.node' <<<"$contents" || { echo "tarball lacks the prebuild" >&2; exit 1; }
+for prebuild in $(find prebuilds -name '*.node' | sort); do
+  grep -qx "package/$prebuild" <<<"$contents" || { echo "tarball lacks $prebuild" >&2; exit 1; }
+done
+echo "tarball holds $(find prebuilds -name '*.node' | wc -l) prebuilds"
 
 mkdir -p "$work/bin" "$work/app"
 ln -s "$(command -v node)" "$work/bin/node"

@@ -1,0 +1,20 @@
+# Cross builds with zig (npm run prebuild:all): the target comes from BATCHNORM_ZIG_TARGET
+# (x86_64-linux-musl, aarch64-linux-musl, x86_64-macos.11.0, aarch64-macos.11.0) and the zig binary
+# from BATCHNORM_ZIG; both are read by the wrappers in cmake/zig/.
+set(target "$ENV{BATCHNORM_ZIG_TARGET}")
+if(target MATCHES "macos")
+  set(CMAKE_SYSTEM_NAME Darwin)
+else()
+  set(CMAKE_SYSTEM_NAME Linux)
+endif()
+if(target MATCHES "^x86_64")
+  set(CMAKE_SYSTEM_PROCESSOR x86_64)
+else()
+  set(CMAKE_SYSTEM_PROCESSOR aarch64)
+endif()
+set(CMAKE_CXX_COMPILER "${CMAKE_CURRENT_LIST_DIR}/zig/zig-c++")
+set(CMAKE_AR "${CMAKE_CURRENT_LIST_DIR}/zig/zig-ar" CACHE FILEPATH "" FORCE)
+set(CMAKE_RANLIB "${CMAKE_CURRENT_LIST_DIR}/zig/zig-ranlib" CACHE FILEPATH "" FORCE)
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
