@@ -1,28 +1,21 @@
 'use strict';
-// `npm run prebuild`: prebuildify (--napi, --strip on Linux) with cmake-js standing in for node-gyp
+// `npm run prebuild`: prebuildify (--napi, --strip but on macOS) with cmake-js standing in for node-gyp
 // (scripts/prebuild-node-gyp.js). One target per run, named by BATCHNORM_PREBUILD_TARGET (default
-// linux-<this arch>); `npm run prebuild:all` (`--all`) builds every target below into prebuilds/. Cross builds: Debian's g++-aarch64-linux-gnu
-// for linux-arm64, zig (scripts/fetch-cross-tools.sh, or BATCHNORM_ZIG) for macOS and musl.
+// linux-<this arch>); `npm run prebuild:all` (`--all`) builds every target of
+// scripts/prebuild-targets.js into prebuilds/. Cross builds: Debian's g++-aarch64-linux-gnu for
+// linux-arm64, mingw-w64 (posix threads) for win32-x64, zig (scripts/fetch-cross-tools.sh, or
+// BATCHNORM_ZIG) for macOS and musl.
 // prebuildify strips the binary in build/Release as well; the unstripped build is put back afterwards,
 // so the working tree's own build (and the ISA check that needs its symbols) stays as it was.
 const { spawnSync, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
+const { TARGETS } = require('./prebuild-targets.js');
+
 const root = path.join(__dirname, '..');
 const release = path.join(root, 'build', 'Release', 'batchnorm.node');
 const unstripped = path.join(root, 'build', 'batchnorm.unstripped.node');
-const toolchain = (name) => path.join(root, 'cmake', `toolchain-${name}.cmake`);
-
-// platform/arch as node-gyp-build looks them up; libc is the file's tag (none on macOS).
-const TARGETS = {
-  'linux-x64': { platform: 'linux', arch: 'x64', libc: 'glibc' },
-  'linux-arm64': { platform: 'linux', arch: 'arm64', libc: 'glibc', toolchain: toolchain('linux-arm64'), stripBin: 'aarch64-linux-gnu-strip' },
-  'linux-musl-x64': { platform: 'linux', arch: 'x64', libc: 'musl', zig: 'x86_64-linux-musl' },
-  'linux-musl-arm64': { platform: 'linux', arch: 'arm64', libc: 'musl', zig: 'aarch64-linux-musl' },
-  'darwin-x64': { platform: 'darwin', arch: 'x64', zig: 'x86_64-macos.11.0' },
-  'darwin-arm64': { platform: 'darwin', arch: 'arm64', zig: 'aarch64-macos.11.0' },
-};
 
 function zigBinary() {
   if (process.env.BATCHNORM_ZIG) return process.env.BATCHNORM_ZIG;
@@ -37,15 +30,15 @@ function build(name) {
   const env = { ...process.env, BATCHNORM_KEEP_UNSTRIPPED: unstripped };
   const args = ['--napi', '--platform', target.platform, '--arch', target.arch, '--node-gyp', path.join(__dirname, 'prebuild-node-gyp.js')];
   if (target.libc) args.push('--tag-libc', '--libc', target.libc);
-  // prebuildify strips with the host's flags (--strip-all), which suit ELF; a Mach-O build has no debug
-  // information in the binary to strip (it stays in the object files).
-  if (target.platform === 'linux') args.push('--strip');
+  // prebuildify strips with the host's flags (--strip-all), which suit ELF and PE; a Mach-O build has no
+  // debug information in the binary to strip (it stays in the object files).
+  if (target.platform !== 'darwin') args.push('--strip');
   if (target.zig) {
     env.BATCHNORM_ZIG = zigBinary();
     env.BATCHNORM_ZIG_TARGET = target.zig;
     env.BATCHNORM_PREBUILD_TOOLCHAIN = toolchain('zig');
     args.push('--strip-bin', 'llvm-strip');
-  } else if (target.toolchain && target.arch !== process.arch) {
+  } else if (target.toolchain && (target.arch !== process.arch || target.platform !== process.platform)) {
     env.BATCHNORM_PREBUILD_TOOLCHAIN = target.toolchain;
     args.push('--strip-bin', target.stripBin);
   }

@@ -5,12 +5,21 @@
 # require and import (the glibc binary must win over the musl one beside it). Then, with the compiler
 # back on PATH, forces the source build the way the README tells users to (approve the install script,
 # `npm rebuild`): the install script fetches the pinned toolchain from the npm registry, builds, and
-# removes the toolchain again. Run after `npm run prebuild` or `npm run prebuild:all`.
+# removes the toolchain again. First it proves that `npm pack` refuses a tarball missing a prebuild.
+# Run after `npm run prebuild:all`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f prebuilds/linux-x64/batchnorm.glibc.node ] || { echo "run npm run prebuild first" >&2; exit 1; }
+[ -f prebuilds/linux-x64/batchnorm.glibc.node ] || { echo "run npm run prebuild:all first" >&2; exit 1; }
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+trap 'if [ -d "$work/held-back" ]; then mv "$work/held-back" prebuilds/darwin-arm64; fi; rm -rf "$work"' EXIT
+mv prebuilds/darwin-arm64 "$work/held-back"
+if npm pack --dry-run >"$work/refused.log" 2>&1; then
+  echo "npm pack did not refuse a tarball without the darwin-arm64 prebuild" >&2
+  exit 1
+fi
+mv "$work/held-back" prebuilds/darwin-arm64
+grep -q "would lack the prebuilds for darwin-arm64" "$work/refused.log" || { cat "$work/refused.log" >&2; exit 1; }
+echo "npm pack refuses a tarball without every prebuild"
 tarball="$work/$(npm pack --silent --pack-destination "$work" | tail -1)"
 contents="$(tar -tzf "$tarball")"
 for prebuild in $(find prebuilds -name '*.node' | sort); do
