@@ -9,10 +9,10 @@ const toolchain = (name) => path.join(__dirname, '..', 'cmake', `toolchain-${nam
 const TARGETS = {
   'linux-x64': { platform: 'linux', arch: 'x64', libc: 'glibc' },
   'linux-arm64': { platform: 'linux', arch: 'arm64', libc: 'glibc', toolchain: toolchain('linux-arm64'), stripBin: 'aarch64-linux-gnu-strip' },
-  'linux-musl-x64': { platform: 'linux', arch: 'x64', libc: 'musl', zig: 'x86_64-linux-musl' },
-  'linux-musl-arm64': { platform: 'linux', arch: 'arm64', libc: 'musl', zig: 'aarch64-linux-musl' },
-  'darwin-x64': { platform: 'darwin', arch: 'x64', zig: 'x86_64-macos.11.0' },
-  'darwin-arm64': { platform: 'darwin', arch: 'arm64', zig: 'aarch64-macos.11.0' },
+  'linux-musl-x64': { platform: 'linux', arch: 'x64', libc: 'musl', zig: 'x86_64-linux-musl', toolchain: toolchain('zig') },
+  'linux-musl-arm64': { platform: 'linux', arch: 'arm64', libc: 'musl', zig: 'aarch64-linux-musl', toolchain: toolchain('zig') },
+  'darwin-x64': { platform: 'darwin', arch: 'x64', zig: 'x86_64-macos.11.0', toolchain: toolchain('zig') },
+  'darwin-arm64': { platform: 'darwin', arch: 'arm64', zig: 'aarch64-macos.11.0', toolchain: toolchain('zig') },
   'win32-x64': { platform: 'win32', arch: 'x64', toolchain: toolchain('mingw-x64'), stripBin: 'x86_64-w64-mingw32-strip' },
 };
 

@@ -36,7 +36,7 @@ function build(name) {
   if (target.zig) {
     env.BATCHNORM_ZIG = zigBinary();
     env.BATCHNORM_ZIG_TARGET = target.zig;
-    env.BATCHNORM_PREBUILD_TOOLCHAIN = toolchain('zig');
+    env.BATCHNORM_PREBUILD_TOOLCHAIN = target.toolchain;
     args.push('--strip-bin', 'llvm-strip');
   } else if (target.toolchain && (target.arch !== process.arch || target.platform !== process.platform)) {
     env.BATCHNORM_PREBUILD_TOOLCHAIN = target.toolchain;

@@ -7,7 +7,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <new>
+#include <stdexcept>
 #include <vector>
 
 #include "kernel/glibc_compat.h"
@@ -171,7 +174,7 @@ class ThreadPool {
       context_ = context;
       count_ = count;
       tasks_ = tasks;
-      failure_ = nullptr;
+      failure_ = RangeFailure{};
       pending_.store(tasks - 1, std::memory_order_relaxed);
       generation_.store(generation_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
@@ -182,14 +185,14 @@ class ThreadPool {
       Lock lock(mutex_);
       while (pending_.load(std::memory_order_acquire) != 0) done_.wait(mutex_);
     }
-    std::exception_ptr failure;
+    RangeFailure failure;
     {
       Lock lock(mutex_);
       failure = failure_;
-      failure_ = nullptr;
+      failure_ = RangeFailure{};
     }
     dispatch_.unlock();
-    if (failure) std::rethrow_exception(failure);
+    failure.rethrow();
   }
 
  private:
@@ -229,14 +232,38 @@ class ThreadPool {
     }
   }
 
-  // A range's exception is kept for the caller (the first one wins); it must not leave a worker thread.
+  // A range's exception, kept for the caller as its kind and message rather than as a
+  // std::exception_ptr: copying or destroying one calls libstdc++ functions versioned CXXABI_1.3.13
+  // (GCC 11), which would raise the libstdc++ a prebuilt binary needs from GCC 5's. Kernels throw
+  // std::bad_alloc (rethrown as such, a RangeError in JS) or nothing.
+  struct RangeFailure {
+    enum class Kind { None, OutOfMemory, Other } kind = Kind::None;
+    char message[160] = {};
+
+    void rethrow() const {
+      if (kind == Kind::OutOfMemory) throw std::bad_alloc();
+      if (kind == Kind::Other) throw std::runtime_error(message);
+    }
+  };
+
+  // The first failure of a call's ranges wins; no exception may leave a worker thread.
   void runRange(ParallelBody body, void* context, int64_t begin, int64_t end) {
     try {
       body(context, begin, end);
+    } catch (const std::bad_alloc&) {
+      recordFailure(RangeFailure::Kind::OutOfMemory, "");
+    } catch (const std::exception& error) {
+      recordFailure(RangeFailure::Kind::Other, error.what());
     } catch (...) {
-      Lock lock(mutex_);
-      if (!failure_) failure_ = std::current_exception();
+      recordFailure(RangeFailure::Kind::Other, "batchnorm: unknown exception in a kernel thread");
     }
+  }
+
+  void recordFailure(RangeFailure::Kind kind, const char* message) {
+    Lock lock(mutex_);
+    if (failure_.kind != RangeFailure::Kind::None) return;
+    failure_.kind = kind;
+    std::strncpy(failure_.message, message, sizeof failure_.message - 1);
   }
 
   struct WorkerStart {
@@ -308,7 +335,7 @@ class ThreadPool {
   void* context_ = nullptr;
   int64_t count_ = 0, tasks_ = 0;
   int sleepers_ = 0;  // workers blocked on wake_
-  std::exception_ptr failure_;  // the first exception of the current call's ranges
+  RangeFailure failure_;  // the first exception of the current call's ranges
   const void* const owner_;
   std::atomic<int> references_{1};
   std::atomic<int> requested_{1};  // threads wanted, applied under dispatch_
