@@ -33,12 +33,14 @@ function resolvable(name) {
   }
 }
 
-// Installs the pinned toolchain into `folder` with the npm running this script (npm_execpath).
+// Installs the pinned toolchain into `folder` with the npm running this script (npm_execpath), or the
+// npm on PATH when another package manager (pnpm, yarn) runs it: the flags below are npm's.
 function installToolchain(folder) {
   const pinned = require('../package.json').devDependencies;
   const specs = TOOLCHAIN.map((name) => `${name}@${pinned[name]}`);
   console.log(`batchnorm: installing the source-build toolchain (${specs.join(', ')}) for this build`);
-  const npm = process.env.npm_execpath ? [process.execPath, process.env.npm_execpath] : ['npm'];
+  const execPath = process.env.npm_execpath ?? '';
+  const npm = /npm-cli\.js$/.test(execPath) ? [process.execPath, execPath] : ['npm'];
   const args = ['install', '--prefix', folder, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--ignore-scripts'];
   const result = spawnSync(npm[0], [...npm.slice(1), ...args, ...specs], {
     stdio: 'inherit',
