@@ -1,7 +1,8 @@
 // `npm run bench`: median times of batchnorm's eval forward, training forward and training backward
 // (float32, NCHW) next to a native memcpy of the same bytes and PyTorch, all measured in this run.
 //   npm run bench [-- --json] [-- --budget-ms 400] [-- --threads 1,2] [-- --rounds 2] [-- --only 256x256x7x7]
-// --only keeps the shapes whose name ("256x256x7x7", "256x256x7x7 NHWC") contains the given text.
+// --only keeps the shapes whose name ("256x256x7x7", "256x256x7x7 NHWC") contains the given text;
+// --only safetensors runs the checkpoint row alone.
 // The machine this runs on may be shared: every case is measured in each of `rounds` rounds (ours,
 // then PyTorch's), and each time kept is its smallest median over the rounds, so a slow spell during
 // one side's turn does not decide a ratio.
@@ -10,6 +11,7 @@ import * as os from 'node:os';
 import bn from '../dist/index.js';
 import { benchTensors, measure as measureFor, median, randomArray, torchTimes } from './timing.mjs';
 import nativeModule from '../dist/native.js';
+import { readSafetensors } from '../dist/safetensors.js';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -270,18 +272,22 @@ function moduleCase({ shape, format }) {
 
 const moduleCases = selected.flatMap((shape) => moduleCase(shape));
 
-// Reading a checkpoint's header: a safetensors file of 300,000 one-element tensors (README, State files).
+// Reading a checkpoint's header: a safetensors file of 300,000 one-element tensors, with the plain-header
+// reader (what fromSafetensors takes for such a file) and with JSON.parse alone, interleaved (README,
+// State files).
 function safetensorsCase() {
   const state = {};
   for (let i = 0; i < 300_000; i++) state[`layer${i}.weight`] = Float32Array.of(i);
   const bytes = bn.toSafetensors(state);
-  const samples = [];
+  const samples = { plain: [], jsonParse: [] };
   for (let i = 0; i < 5; i++) {
-    const start = process.hrtime.bigint();
-    bn.fromSafetensors(bytes);
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+    for (const [reader, plain] of i % 2 === 0 ? [['plain', true], ['jsonParse', false]] : [['jsonParse', false], ['plain', true]]) {
+      const start = process.hrtime.bigint();
+      readSafetensors(bytes, plain);
+      samples[reader].push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
   }
-  return { tensors: 300_000, parseMs: median(samples) };
+  return { tensors: 300_000, parseMs: median(samples.plain), jsonParseMs: median(samples.jsonParse) };
 }
 
 const asyncCases = [];
@@ -297,7 +303,7 @@ const report = {
   rounds,
   cases,
   moduleCases,
-  safetensors: only === null ? safetensorsCase() : null,
+  safetensors: only === null || only === 'safetensors' ? safetensorsCase() : null,
   asyncMemoryGuard: bn.asyncMemoryGuard(),
   asyncCases,
 };
@@ -356,7 +362,11 @@ if (json) {
     }),
   );
   if (report.safetensors !== null) {
-    console.log(`\nsafetensors: fromSafetensors of ${report.safetensors.tensors} one-element tensors: ${fmt(report.safetensors.parseMs)} (median of 5)`);
+    const { tensors, parseMs, jsonParseMs } = report.safetensors;
+    console.log(
+      `\nsafetensors: fromSafetensors of ${tensors} one-element tensors: ${fmt(parseMs)}; ` +
+        `with the JSON.parse reader ${fmt(jsonParseMs)} (${(jsonParseMs / parseMs).toFixed(2)}x; medians of 5, interleaved)`,
+    );
   }
   if (asyncCases.length > 0) {
     console.log(`\nasync calls (${allThreads} threads, with out; this runtime's mechanism: ${report.asyncMemoryGuard})`);

@@ -5,7 +5,8 @@ import { closeSync, constants, fstatSync, openSync, readFileSync, writeFileSync 
 
 import { describeValue } from './errors';
 import { bufferOf, byteLengthOf, byteOffsetOf, elementCount, typedArrayKind } from './intrinsics';
-import { type RawHeaderEntry, scanHeader } from './safetensors-header';
+import { scanHeader } from './safetensors-header';
+import { readPlainHeader } from './safetensors-plain';
 import type { StateDict } from './state-dict';
 
 type SafetensorsDType = 'F32' | 'F64' | 'I64';
@@ -112,6 +113,14 @@ function malformed(reason: string): RangeError {
  * problem for malformed input, and a TypeError for a dtype batch norm has no use for.
  */
 export function fromSafetensors(input: Uint8Array): StateDict {
+  return readSafetensors(input, true);
+}
+
+/**
+ * {@link fromSafetensors}, with the plain-header reader switched off when `plainReader` is false (tests
+ * compare the two readers; not part of the package's API).
+ */
+export function readSafetensors(input: Uint8Array, plainReader: boolean): StateDict {
   if (typedArrayKind(input) !== 'Uint8Array') {
     throw new TypeError(`Expected a Uint8Array for bytes but received ${describeValue(input)}`);
   }
@@ -122,17 +131,42 @@ export function fromSafetensors(input: Uint8Array): StateDict {
   if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > bytes.length) {
     throw malformed(`header length ${headerLength} exceeds the ${bytes.length - 8} bytes that follow it`);
   }
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8');
-  const entries = scanHeader(text, malformed);
-
-  const dataStart = 8 + headerLength;
-  const dataLength = bytes.length - dataStart;
+  const header = bytes.subarray(8, 8 + headerLength);
   // One copy of the whole data section: one allocation, not one per tensor (300,000 small buffers
   // spent most of their parse time in the garbage collector).
-  const data = new Uint8Array(dataLength);
-  data.set(bytes.subarray(dataStart));
+  const data = new Uint8Array(bytes.length - 8 - headerLength);
+  data.set(bytes.subarray(8 + headerLength));
+  return (plainReader ? tensorsOfPlainHeader(header, data) : null) ?? tensorsOfHeader(header, data);
+}
+
+/** The state dict of a plain header (see safetensors-plain.ts), or null for any other header. */
+function tensorsOfPlainHeader(header: Uint8Array, data: Uint8Array<ArrayBuffer>): StateDict | null {
+  const result = Object.create(null) as StateDict;
+  const begins: number[] = [];
+  const ends: number[] = [];
+  const plain = readPlainHeader(header, (name, dtype, elements, begin, end) => {
+    // Whatever the JSON.parse reader would word as an error is left to it.
+    if (begin > end || end > data.length || elements * ELEMENT_SIZE[dtype] !== end - begin) return false;
+    result[name] = tensorAt(data, begin, elements, dtype);
+    begins.push(begin);
+    ends.push(end);
+    return true;
+  });
+  // A repeated name leaves fewer keys than tensors; JSON.parse keeps only its last entry, so that reader
+  // decides. (Counting the keys once is cheaper than looking each name up before it is added.)
+  if (!plain || Object.keys(result).length !== begins.length) return null;
+  return tilingFault(begins, ends, data.length) === null ? result : null;
+}
+
+/** The state dict of any header, read with JSON.parse; throws the error that names what is wrong. */
+function tensorsOfHeader(header: Uint8Array, data: Uint8Array<ArrayBuffer>): StateDict {
+  const text = Buffer.from(header.buffer, header.byteOffset, header.byteLength).toString('utf8');
+  const entries = scanHeader(text, malformed);
+  const dataLength = data.length;
   // A null prototype: a tensor named `__proto__` is an entry, not the result's prototype.
   const result = Object.create(null) as StateDict;
+  const begins: number[] = [];
+  const ends: number[] = [];
   for (const { name, dtype, shape, offsets } of entries) {
     if (dtype !== 'F32' && dtype !== 'F64' && dtype !== 'I64') {
       throw new TypeError(`Unsupported safetensors dtype ${String(dtype)} for ${name}: expected F32, F64 or I64`);
@@ -155,35 +189,38 @@ export function fromSafetensors(input: Uint8Array): StateDict {
       throw malformed(`${name} has shape [${shape.join(', ')}] of ${dtype} but ${end - begin} bytes`);
     }
     result[name] = tensorAt(data, begin, elements, dtype);
+    begins.push(begin);
+    ends.push(end);
   }
-  checkTiling(entries, dataLength);
-  return result;
+  const fault = tilingFault(begins, ends, dataLength);
+  if (fault === null) return result;
+  if (fault.index === entries.length) throw malformed(`${dataLength - fault.expected} trailing bytes after the last tensor`);
+  const entry = entries[fault.index]!;
+  throw malformed(`${entry.name} starts at byte ${begins[fault.index]}, expected ${fault.expected} (gap or overlap)`);
 }
 
 /**
- * Tensors must tile the data section exactly: no gaps, no overlaps, nothing after the last one.
- * Writers lay tensors out in header order, so the entries are sorted only when they are not.
+ * Tensors must tile the data section exactly: no gaps, no overlaps, nothing after the last one. Null
+ * when they do; else the first tensor (in offset order) that does not start where the bytes before it
+ * end, or `begins.length` for trailing bytes, with the start expected. Writers lay tensors out in
+ * header order, so the spans are sorted only when they are not.
  */
-function checkTiling(entries: RawHeaderEntry[], dataLength: number): void {
-  const span = (i: number) => entries[i]!.offsets as [number, number];
-  const before = (a: [number, number], b: [number, number]) => a[0] - b[0] || a[1] - b[1];
+function tilingFault(begins: number[], ends: number[], dataLength: number): { index: number; expected: number } | null {
+  const before = (a: number, b: number) => begins[a]! - begins[b]! || ends[a]! - ends[b]!;
   let order: number[] | null = null;
-  for (let i = 1; i < entries.length; i++) {
-    if (before(span(i - 1), span(i)) > 0) {
-      order = entries.map((_, k) => k).sort((a, b) => before(span(a), span(b)));
+  for (let i = 1; i < begins.length; i++) {
+    if (before(i - 1, i) > 0) {
+      order = begins.map((_, k) => k).sort(before);
       break;
     }
   }
-  let expectedStart = 0;
-  for (let k = 0; k < entries.length; k++) {
+  let expected = 0;
+  for (let k = 0; k < begins.length; k++) {
     const i = order === null ? k : order[k]!;
-    const [begin, end] = span(i);
-    if (begin !== expectedStart) {
-      throw malformed(`${entries[i]!.name} starts at byte ${begin}, expected ${expectedStart} (gap or overlap)`);
-    }
-    expectedStart = end;
+    if (begins[i] !== expected) return { index: i, expected };
+    expected = ends[i]!;
   }
-  if (expectedStart !== dataLength) throw malformed(`${dataLength - expectedStart} trailing bytes after the last tensor`);
+  return expected === dataLength ? null : { index: begins.length, expected };
 }
 
 /** Writes a state dict to a `.safetensors` file that `safetensors.torch.load_file` reads. */
