@@ -27,22 +27,7 @@ double valueOr(const T* values, int64_t index, double fallback) {
   return values != nullptr ? static_cast<double>(values[index]) : fallback;
 }
 
-// PyTorch evaluates x * alpha + (bias - mean * alpha). Centering first keeps float32 outputs accurate
-// when |mean| >> std; the two forms agree in real arithmetic. meanLow, the low part of a double-double
-// mean, folds into the shift at no per-element cost. When alpha is not finite (eps = 0 with a zero
-// variance) the forms differ in which NaN/Inf appears, so there PyTorch's form is used.
-ChannelAffine affineFor(double mean, double meanLow, double alpha, double bias) {
-  ChannelAffine affine;
-  affine.scale = alpha;
-  if (std::isfinite(alpha)) {
-    affine.center = mean;
-    affine.shift = bias - meanLow * alpha;
-  } else {
-    affine.center = 0;
-    affine.shift = bias - mean * alpha;
-  }
-  return affine;
-}
+#include "kernel/channel_affine.h"
 
 template <typename T>
 struct TrainingForward {
@@ -115,13 +100,14 @@ void batchNormForward(const Geometry& geometry, const ForwardArgs<T>& args) {
     return;
   }
 
-  std::vector<ChannelAffine> affine(channels);
-  for (int64_t c = 0; c < channels; ++c) {
-    const double invstd = 1 / std::sqrt(static_cast<double>(args.runningVar[c]) + args.eps);
-    affine[c] = affineFor(static_cast<double>(args.runningMean[c]), 0, invstd * valueOr(args.weight, c, 1),
-                          valueOr(args.bias, c, 0));
-  }
-  if (count > 0) table.affineForward(geometry, args.input, args.output, affine.data());
+  if (count == 0) return;
+  EvalChannels<T> channelsOf;
+  channelsOf.runningMean = args.runningMean;
+  channelsOf.runningVar = args.runningVar;
+  channelsOf.weight = args.weight;
+  channelsOf.bias = args.bias;
+  channelsOf.eps = args.eps;
+  table.evalForward(geometry, args.input, args.output, channelsOf);
 }
 
 template <typename T>

@@ -27,6 +27,16 @@ struct GradientAffine {
   double scale = 0;
 };
 
+// What an evaluation forward normalizes with (weight and bias may be null: 1 and 0).
+template <typename T>
+struct EvalChannels {
+  const T* runningMean = nullptr;
+  const T* runningVar = nullptr;
+  const T* weight = nullptr;
+  const T* bias = nullptr;
+  double eps = 0;
+};
+
 struct ForwardPlan {
   void* context = nullptr;
   // Called once per channel with its mean (as high + low parts) and sum of squared deviations; records
@@ -64,8 +74,8 @@ template <typename T>
 struct KernelTable {
   // Training forward: statistics, plan.fromStats, normalization (output may alias input).
   void (*trainingForward)(const Geometry& geometry, const T* input, T* output, const ForwardPlan& plan);
-  // Per-channel affine map (evaluation forward); output may alias input.
-  void (*affineForward)(const Geometry& geometry, const T* input, T* output, const ChannelAffine* channels);
+  // Evaluation forward: each channel's affine map from its running statistics; output may alias input.
+  void (*evalForward)(const Geometry& geometry, const T* input, T* output, const EvalChannels<T>& channels);
   // Backward: sums (when needed), plan.fromSums, then gradInput when it is not null.
   void (*backward)(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput,
                    const BackwardPlan& plan);

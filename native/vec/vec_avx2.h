@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include "vec/float_precision.h"
+
 namespace batchnorm::vec {
 inline namespace avx2 {
 
@@ -42,6 +44,23 @@ inline Doubles operator*(Doubles a, Doubles b) { return {_mm256_mul_pd(a.v, b.v)
 inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
 inline Doubles keepFirst(Doubles a, int count) {
   return {_mm256_and_pd(a.v, _mm256_castsi256_pd(firstLanes64(count)))};
+}
+inline Doubles operator/(Doubles a, Doubles b) { return {_mm256_div_pd(a.v, b.v)}; }
+inline Doubles sqrt(Doubles a) { return {_mm256_sqrt_pd(a.v)}; }
+inline Doubles roundedToFloat(Doubles a) { return {_mm256_cvtps_pd(_mm256_cvtpd_ps(a.v))}; }
+inline Doubles truncatedToFloat(Doubles a) {
+  return {_mm256_and_pd(a.v, _mm256_castsi256_pd(_mm256_set1_epi64x(static_cast<long long>(kFloatPrecisionBits))))};
+}
+inline bool allAbsWithin(Doubles a, double low, double high) {
+  const __m256d magnitude = _mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v);
+  const __m256d inside = _mm256_and_pd(_mm256_cmp_pd(magnitude, _mm256_set1_pd(low), _CMP_GE_OQ),
+                                       _mm256_cmp_pd(magnitude, _mm256_set1_pd(high), _CMP_LE_OQ));
+  return _mm256_movemask_pd(inside) == 0xF;
+}
+inline Doubles replaceZeros(Doubles a, Doubles signs, double magnitude) {
+  const __m256d zeros = _mm256_cmp_pd(a.v, _mm256_setzero_pd(), _CMP_EQ_OQ);
+  const __m256d signed_ = _mm256_or_pd(_mm256_and_pd(signs.v, _mm256_set1_pd(-0.0)), _mm256_set1_pd(magnitude));
+  return {_mm256_blendv_pd(a.v, signed_, zeros)};
 }
 
 struct Floats {

@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include "vec/float_precision.h"
+
 namespace batchnorm::vec {
 inline namespace avx512 {
 
@@ -35,6 +37,23 @@ inline Doubles operator-(Doubles a, Doubles b) { return {_mm512_sub_pd(a.v, b.v)
 inline Doubles operator*(Doubles a, Doubles b) { return {_mm512_mul_pd(a.v, b.v)}; }
 inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
 inline Doubles keepFirst(Doubles a, int count) { return {_mm512_maskz_mov_pd(firstLanes8(count), a.v)}; }
+inline Doubles operator/(Doubles a, Doubles b) { return {_mm512_div_pd(a.v, b.v)}; }
+inline Doubles sqrt(Doubles a) { return {_mm512_sqrt_pd(a.v)}; }
+inline Doubles roundedToFloat(Doubles a) { return {_mm512_cvtps_pd(_mm512_cvtpd_ps(a.v))}; }
+inline Doubles truncatedToFloat(Doubles a) {
+  return {_mm512_and_pd(a.v, _mm512_castsi512_pd(_mm512_set1_epi64(static_cast<long long>(kFloatPrecisionBits))))};
+}
+inline bool allAbsWithin(Doubles a, double low, double high) {
+  const __m512d magnitude = _mm512_abs_pd(a.v);
+  const __mmask8 inside = _mm512_cmp_pd_mask(magnitude, _mm512_set1_pd(low), _CMP_GE_OQ) &
+                          _mm512_cmp_pd_mask(magnitude, _mm512_set1_pd(high), _CMP_LE_OQ);
+  return inside == 0xFF;
+}
+inline Doubles replaceZeros(Doubles a, Doubles signs, double magnitude) {
+  const __mmask8 zeros = _mm512_cmp_pd_mask(a.v, _mm512_setzero_pd(), _CMP_EQ_OQ);
+  const __m512d signed_ = _mm512_or_pd(_mm512_and_pd(signs.v, _mm512_set1_pd(-0.0)), _mm512_set1_pd(magnitude));
+  return {_mm512_mask_blend_pd(zeros, a.v, signed_)};
+}
 
 struct Floats {
   static constexpr int lanes = 16;

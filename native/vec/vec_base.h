@@ -4,7 +4,12 @@
 
 #include "vec/always_inline.h"
 
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "vec/float_precision.h"
 
 namespace batchnorm::vec {
 inline namespace base {
@@ -55,6 +60,38 @@ BATCHNORM_ALWAYS_INLINE inline Doubles operator*(Doubles a, Doubles b) {
 BATCHNORM_ALWAYS_INLINE inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return a * b + c; }
 BATCHNORM_ALWAYS_INLINE inline Doubles keepFirst(Doubles a, int count) {
   for (int i = count; i < Doubles::lanes; ++i) a.v[i] = 0;
+  return a;
+}
+BATCHNORM_ALWAYS_INLINE inline Doubles operator/(Doubles a, Doubles b) {
+  for (int i = 0; i < Doubles::lanes; ++i) a.v[i] /= b.v[i];
+  return a;
+}
+BATCHNORM_ALWAYS_INLINE inline Doubles sqrt(Doubles a) {
+  for (int i = 0; i < Doubles::lanes; ++i) a.v[i] = std::sqrt(a.v[i]);
+  return a;
+}
+BATCHNORM_ALWAYS_INLINE inline Doubles roundedToFloat(Doubles a) {
+  for (int i = 0; i < Doubles::lanes; ++i) a.v[i] = static_cast<double>(static_cast<float>(a.v[i]));
+  return a;
+}
+BATCHNORM_ALWAYS_INLINE inline Doubles truncatedToFloat(Doubles a) {
+  for (int i = 0; i < Doubles::lanes; ++i) {
+    uint64_t bits;
+    std::memcpy(&bits, &a.v[i], sizeof bits);
+    bits &= kFloatPrecisionBits;
+    std::memcpy(&a.v[i], &bits, sizeof bits);
+  }
+  return a;
+}
+BATCHNORM_ALWAYS_INLINE inline bool allAbsWithin(Doubles a, double low, double high) {
+  bool inside = true;
+  for (int i = 0; i < Doubles::lanes; ++i) inside = inside && std::fabs(a.v[i]) >= low && std::fabs(a.v[i]) <= high;
+  return inside;
+}
+BATCHNORM_ALWAYS_INLINE inline Doubles replaceZeros(Doubles a, Doubles signs, double magnitude) {
+  for (int i = 0; i < Doubles::lanes; ++i) {
+    if (a.v[i] == 0) a.v[i] = std::copysign(magnitude, signs.v[i]);
+  }
   return a;
 }
 

@@ -6,6 +6,8 @@
 
 #include <arm_neon.h>
 
+#include "vec/float_precision.h"
+
 namespace batchnorm::vec {
 inline namespace neon {
 
@@ -39,6 +41,22 @@ BATCHNORM_ALWAYS_INLINE inline Doubles keepFirst(Doubles a, int count) {
   if (count >= Doubles::lanes) return a;
   if (count <= 0) return Doubles::zero();
   return {vsetq_lane_f64(0.0, a.v, 1)};
+}
+BATCHNORM_ALWAYS_INLINE inline Doubles operator/(Doubles a, Doubles b) { return {vdivq_f64(a.v, b.v)}; }
+BATCHNORM_ALWAYS_INLINE inline Doubles sqrt(Doubles a) { return {vsqrtq_f64(a.v)}; }
+BATCHNORM_ALWAYS_INLINE inline Doubles roundedToFloat(Doubles a) { return {vcvt_f64_f32(vcvt_f32_f64(a.v))}; }
+BATCHNORM_ALWAYS_INLINE inline Doubles truncatedToFloat(Doubles a) {
+  return {vreinterpretq_f64_u64(vandq_u64(vreinterpretq_u64_f64(a.v), vdupq_n_u64(kFloatPrecisionBits)))};
+}
+BATCHNORM_ALWAYS_INLINE inline bool allAbsWithin(Doubles a, double low, double high) {
+  const float64x2_t magnitude = vabsq_f64(a.v);
+  const uint64x2_t inside = vandq_u64(vcgeq_f64(magnitude, vdupq_n_f64(low)), vcleq_f64(magnitude, vdupq_n_f64(high)));
+  return (vgetq_lane_u64(inside, 0) & vgetq_lane_u64(inside, 1)) == ~uint64_t{0};
+}
+BATCHNORM_ALWAYS_INLINE inline Doubles replaceZeros(Doubles a, Doubles signs, double magnitude) {
+  const uint64x2_t zeros = vceqq_f64(a.v, vdupq_n_f64(0.0));
+  const float64x2_t signed_ = vbslq_f64(vdupq_n_u64(uint64_t{1} << 63), signs.v, vdupq_n_f64(magnitude));
+  return {vbslq_f64(zeros, signed_, a.v)};
 }
 
 struct Floats {

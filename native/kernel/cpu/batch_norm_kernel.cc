@@ -29,12 +29,14 @@
 namespace batchnorm::cpu::BATCHNORM_CPU_NAMESPACE {
 namespace {
 
+#include "kernel/channel_affine.h"
 #include "kernel/cpu/compensated_sum.h"
 // The kernels by concern, in dependency order; each part is a fragment of this translation unit.
 #include "kernel/cpu/parts/rows.h"
 #include "kernel/cpu/parts/planner.h"
 #include "kernel/cpu/parts/statistics.h"
 #include "kernel/cpu/parts/float_passes.h"
+#include "kernel/cpu/parts/eval_coefficients.h"
 #include "kernel/cpu/parts/forward.h"
 #include "kernel/cpu/parts/backward.h"
 #include "kernel/cpu/parts/describe.h"
@@ -42,7 +44,7 @@ namespace {
 template <typename T>
 void fill(KernelTable<T>& table) {
   table.trainingForward = &trainingForward<T>;
-  table.affineForward = &affineForward<T>;
+  table.evalForward = &evalForward<T>;
   table.backward = &backward<T>;
   table.describe = &describe<T>;
 }

@@ -13,6 +13,7 @@ inline int64_t rowOffset(const Geometry& geometry, int64_t item, int64_t channel
   return (item * geometry.channels + channel) * geometry.spatial;
 }
 
+#include "kernel/channel_affine.h"
 #include "kernel/cpu/compensated_sum.h"
 
 template <typename T>
@@ -46,11 +47,11 @@ void trainingForward(const Geometry& geometry, const T* input, T* output, const 
 }
 
 template <typename T>
-void affineForward(const Geometry& geometry, const T* input, T* output, const ChannelAffine* channels) {
+void evalForward(const Geometry& geometry, const T* input, T* output, const EvalChannels<T>& channels) {
   for (int64_t b = 0; b < geometry.batch; ++b) {
     for (int64_t c = 0; c < geometry.channels; ++c) {
       const int64_t offset = rowOffset(geometry, b, c);
-      const ChannelAffine& affine = channels[c];
+      const ChannelAffine affine = evalAffine(channels, c);
       for (int64_t s = 0; s < geometry.spatial; ++s) {
         const double x = static_cast<double>(input[offset + s]);
         output[offset + s] = static_cast<T>((x - affine.center) * affine.scale + affine.shift);
@@ -100,7 +101,7 @@ void fill(KernelTable<T>& table) {
     plan.arithmetic = "double";
   };
   table.trainingForward = &trainingForward<T>;
-  table.affineForward = &affineForward<T>;
+  table.evalForward = &evalForward<T>;
   table.backward = &backward<T>;
 }
 

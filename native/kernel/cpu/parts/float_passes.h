@@ -158,24 +158,36 @@ inline void rowInFloats(Pass pass, int64_t offset, int64_t length, const FloatCh
 // misaligned to each other 0.49-0.54 ms with split coefficient loads, 0.40 ms aligned).
 class FloatCoefficients {
  public:
-  FloatCoefficients(const Geometry& g, const FloatChannel* channels, int64_t count, const float* alignedLike)
+  // `valueOf(c, k)` is coefficient k of channel c (0 <= c < count).
+  template <typename ValueOf>
+  FloatCoefficients(const Geometry& g, int64_t count, const float* alignedLike, ValueOf&& valueOf)
       : padded_(paddedLength<float>(count * g.spatial) + Floats::lanes),
         storage_(new float[static_cast<size_t>(4 * padded_ + Floats::lanes)]) {
     constexpr uintptr_t alignment = Floats::lanes * sizeof(float);
     const uintptr_t wanted = reinterpret_cast<uintptr_t>(alignedLike) % alignment;
     const uintptr_t have = reinterpret_cast<uintptr_t>(storage_) % alignment;
     data_ = storage_ + (wanted + alignment - have) % alignment / sizeof(float);
-    // Row pointers in locals: through the members, every store would reload them (measured: 39
-    // instructions per channel of (N, 1024), a third of an eval call's per-channel work).
-    float* rows[4] = {data_, data_ + padded_, data_ + 2 * padded_, data_ + 3 * padded_};
     const int64_t spatial = g.spatial, positions = count * spatial;
-    for (int64_t c = 0; c < count; ++c) {
-      for (int64_t s = c * spatial, end = s + spatial; s < end; ++s) set(rows, s, channels[c]);
-    }
-    for (int64_t s = positions; positions > 0 && s < positions + Floats::lanes; ++s) {
-      set(rows, s, channels[(s - positions) % positions / spatial]);
+    // One row at a time through a local pointer: through the members, every store would reload them
+    // (measured: 39 instructions per channel of (N, 1024), a third of an eval call's per-channel work).
+    for (int k = 0; k < 4; ++k) {
+      float* row = data_ + k * padded_;
+      if (spatial == 1) {
+        for (int64_t c = 0; c < count; ++c) row[c] = valueOf(c, k);
+      } else {
+        for (int64_t c = 0; c < count; ++c) {
+          const float value = valueOf(c, k);
+          for (int64_t s = c * spatial, end = s + spatial; s < end; ++s) row[s] = value;
+        }
+      }
+      for (int64_t s = positions; positions > 0 && s < positions + Floats::lanes; ++s) {
+        row[s] = row[(s - positions) % positions];
+      }
     }
   }
+  // From one FloatChannel per channel.
+  FloatCoefficients(const Geometry& g, const FloatChannel* channels, int64_t count, const float* alignedLike)
+      : FloatCoefficients(g, count, alignedLike, [channels](int64_t c, int k) { return channels[c].k[k]; }) {}
   ~FloatCoefficients() { delete[] storage_; }
   FloatCoefficients(const FloatCoefficients&) = delete;
   FloatCoefficients& operator=(const FloatCoefficients&) = delete;
@@ -192,10 +204,6 @@ class FloatCoefficients {
   Rows rows() const { return {data_, padded_}; }
 
  private:
-  static void set(float* const (&rows)[4], int64_t position, const FloatChannel& channel) {
-    for (int k = 0; k < 4; ++k) rows[k][position] = channel.k[k];
-  }
-
   int64_t padded_;
   float* storage_;
   float* data_;

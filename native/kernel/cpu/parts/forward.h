@@ -196,15 +196,14 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
 // ---------------------------------------------------------------------------------------------------
 // Evaluation forward: a per-channel affine map, as fast as a copy
 
-// Eval of float32 with S < lanes in floats, tiled by evalTiling, each block's coefficients built once.
-inline void affineInterleavedInFloats(const Geometry& g, const float* input, float* output,
-                                      const FloatChannel* channels) {
+// Eval of float32 with S < lanes in floats, tiled by evalTiling, each block's coefficients laid out once.
+inline void affineInterleavedInFloats(const Geometry& g, const float* input, float* output, const EvalFloatRows& rows) {
   const Tiling tiling = evalTiling(g);
   FloatCoefficients** blocks = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)];
   for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) {
     const int64_t c0 = cb * tiling.channels;
-    blocks[cb] = new FloatCoefficients(g, channels + c0, minInt64(tiling.channels, g.channels - c0),
-                                       output + c0 * g.spatial);
+    blocks[cb] = new FloatCoefficients(g, minInt64(tiling.channels, g.channels - c0), output + c0 * g.spatial,
+                                       [&rows, c0](int64_t c, int k) { return rows.row[k][c0 + c]; });
   }
   auto run = [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -218,16 +217,32 @@ inline void affineInterleavedInFloats(const Geometry& g, const float* input, flo
   delete[] blocks;
 }
 
+// Eval of float32 in floats (the FMA paths): across channels where S < lanes, else the flat walk. False,
+// with nothing written, when a channel's coefficients need the double path.
+inline bool evalInFloats(const Geometry& g, const float* input, float* output, const EvalChannels<float>& channels) {
+  const int64_t count = g.channels;
+  float* storage = new float[static_cast<size_t>(4 * count)];
+  const EvalFloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
+  const bool inFloats = evalFloatRows(channels, count, rows);
+  if (inFloats && evalAcrossChannels<float>(g)) {
+    affineInterleavedInFloats(g, input, output, rows);
+  } else if (inFloats) {
+    FloatChannel* perChannel = new FloatChannel[static_cast<size_t>(count)];
+    for (int64_t c = 0; c < count; ++c) {
+      for (int k = 0; k < 4; ++k) perChannel[c].k[k] = rows.row[k][c];
+    }
+    normalizeFlatInFloats(g, input, output, perChannel, streamsOutput<float>(g));
+    delete[] perChannel;
+  }
+  delete[] storage;
+  return inFloats;
+}
+
+// Eval in double: across channels where S < lanes, else planar rows (each in floats where its channel's
+// coefficients allow).
 template <typename T>
 void affineForward(const Geometry& g, const T* input, T* output, const ChannelAffine* channels) {
   if (evalAcrossChannels<T>(g)) {
-    if constexpr (kFloatArithmetic<T>) {
-      if (FloatChannel* inFloats = floatChannels<NormalizeInFloats>(channels, g.channels)) {
-        affineInterleavedInFloats(g, input, output, inFloats);
-        delete[] inFloats;
-        return;
-      }
-    }
     const Tiling tiling = reductionTiling<T>(g);
     forEachTask(g, tiling, [&](int64_t cb, int64_t rb) {
       const Block block = tiling.block(g, cb, rb);
@@ -243,13 +258,6 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
     return;
   }
   const bool streaming = streamsOutput<T>(g);
-  if constexpr (kFloatArithmetic<T>) {
-    if (FloatChannel* inFloats = floatChannels<NormalizeInFloats>(channels, g.channels)) {
-      normalizeFlatInFloats(g, input, output, inFloats, streaming);
-      delete[] inFloats;
-      return;
-    }
-  }
   // Planar: one (batch item, channel) row at a time.
   PreparedAffine* prepared = new PreparedAffine[static_cast<size_t>(g.channels)];
   for (int64_t c = 0; c < g.channels; ++c) prepared[c] = prepareAffine<T>(channels[c]);
@@ -262,4 +270,15 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
   };
   parallelOver(g.batch * g.channels, g.spatial, body);
   delete[] prepared;
+}
+
+template <typename T>
+void evalForward(const Geometry& g, const T* input, T* output, const EvalChannels<T>& channels) {
+  if constexpr (kFloatArithmetic<T>) {
+    if (evalInFloats(g, input, output, channels)) return;
+  }
+  ChannelAffine* affine = new ChannelAffine[static_cast<size_t>(g.channels)];
+  for (int64_t c = 0; c < g.channels; ++c) affine[c] = evalAffine(channels, c);
+  affineForward(g, input, output, affine);
+  delete[] affine;
 }
