@@ -27,7 +27,7 @@ double valueOr(const T* values, int64_t index, double fallback) {
   return values != nullptr ? static_cast<double>(values[index]) : fallback;
 }
 
-#include "kernel/channel_affine.h"
+#include "kernel/channel_coefficients.h"
 
 template <typename T>
 struct TrainingForward {
@@ -50,30 +50,6 @@ struct TrainingForward {
       a.runningVar[c] = static_cast<T>(a.momentum * unbiasedVar + keep * static_cast<double>(a.runningVar[c]));
     }
     return affineFor(mean, meanLow, invstd * valueOr(a.weight, c, 1), valueOr(a.bias, c, 0));
-  }
-};
-
-template <typename T>
-struct Backward {
-  const BackwardArgs<T>* args;
-  const double* center;
-  const double* invstd;
-  double count;
-
-  static GradientAffine fromSums(void* context, int64_t c, double sumDy, double dotp) {
-    const auto& self = *static_cast<const Backward*>(context);
-    const BackwardArgs<T>& a = *self.args;
-    const double invstd = self.invstd[c];
-    if (a.gradWeight != nullptr) a.gradWeight[c] = static_cast<T>(dotp * invstd);
-    if (a.gradBias != nullptr) a.gradBias[c] = static_cast<T>(sumDy);
-    GradientAffine g;
-    g.center = self.center[c];
-    g.scale = invstd * valueOr(a.weight, c, 1);
-    if (a.training) {
-      g.gradMean = sumDy / self.count;
-      g.projection = dotp * invstd * invstd / self.count;
-    }
-    return g;
   }
 };
 
@@ -126,19 +102,21 @@ void batchNormBackward(const Geometry& geometry, const BackwardArgs<T>& args) {
       invstd[c] = 1 / std::sqrt(static_cast<double>(args.runningVar[c]) + args.eps);
     }
   }
-  Backward<T> context{&args, center.data(), invstd.data(), static_cast<double>(count)};
+  BackwardPlan<T> plan;
+  plan.center = center.data();
+  plan.invstd = invstd.data();
+  plan.weight = args.weight;
+  plan.gradWeight = args.gradWeight;
+  plan.gradBias = args.gradBias;
+  plan.count = static_cast<double>(count);
+  plan.readsInput = args.training;
   if (count == 0) {
     // Nothing to reduce or write: the sums are 0.
-    for (int64_t c = 0; c < channels; ++c) Backward<T>::fromSums(&context, c, 0, 0);
+    for (int64_t c = 0; c < channels; ++c) finishGradients(plan, c, 0, 0);
     return;
   }
-  BackwardPlan plan;
-  plan.context = &context;
-  plan.center = center.data();
   // Evaluation-mode grad_input is dy scaled per channel: it needs no reduction.
   plan.needSums = args.gradWeight != nullptr || args.gradBias != nullptr || (args.training && args.gradInput != nullptr);
-  plan.readsInput = args.training;
-  plan.fromSums = &Backward<T>::fromSums;
   if (!plan.needSums && args.gradInput == nullptr) return;
   tableFor<T>(args.useReference).backward(geometry, args.input, args.gradOutput, args.gradInput, plan);
 }

@@ -45,13 +45,17 @@ struct ForwardPlan {
   ChannelAffine (*fromStats)(void* context, int64_t channel, double mean, double meanLow, double varSum) = nullptr;
 };
 
+// What a backward reduces and finishes per channel (finishGradients in kernel/channel_coefficients.h).
+template <typename T>
 struct BackwardPlan {
-  void* context = nullptr;
   const double* center = nullptr;  // the mean the reductions center x on, per channel
+  const double* invstd = nullptr;  // 1 / sqrt(var + eps) of the forward, per channel
+  const T* weight = nullptr;       // null: 1
+  T* gradWeight = nullptr;         // written when not null
+  T* gradBias = nullptr;
+  double count = 0;                // values per channel
   bool needSums = true;            // compute sum(dy) and sum(dy * (x - center)); otherwise they are 0
   bool readsInput = true;          // training: dx depends on x; evaluation: dx = dy * scale
-  // Called once per channel with its sums; records the weight/bias gradients and returns dx's coefficients.
-  GradientAffine (*fromSums)(void* context, int64_t channel, double sumDy, double dotp) = nullptr;
 };
 
 enum class Phase { TrainingForward = 0, EvalForward = 1, Backward = 2 };
@@ -76,9 +80,9 @@ struct KernelTable {
   void (*trainingForward)(const Geometry& geometry, const T* input, T* output, const ForwardPlan& plan);
   // Evaluation forward: each channel's affine map from its running statistics; output may alias input.
   void (*evalForward)(const Geometry& geometry, const T* input, T* output, const EvalChannels<T>& channels);
-  // Backward: sums (when needed), plan.fromSums, then gradInput when it is not null.
+  // Backward: sums (when needed), the weight and bias gradients, then gradInput when it is not null.
   void (*backward)(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput,
-                   const BackwardPlan& plan);
+                   const BackwardPlan<T>& plan);
   // What the kernels above would do for a call of this phase and geometry.
   void (*describe)(const Geometry& geometry, Phase phase, WalkPlan& plan);
 };

@@ -29,7 +29,7 @@
 namespace batchnorm::cpu::BATCHNORM_CPU_NAMESPACE {
 namespace {
 
-#include "kernel/channel_affine.h"
+#include "kernel/channel_coefficients.h"
 #include "kernel/cpu/compensated_sum.h"
 // The kernels by concern, in dependency order; each part is a fragment of this translation unit.
 #include "kernel/cpu/parts/rows.h"

@@ -13,7 +13,7 @@ inline int64_t rowOffset(const Geometry& geometry, int64_t item, int64_t channel
   return (item * geometry.channels + channel) * geometry.spatial;
 }
 
-#include "kernel/channel_affine.h"
+#include "kernel/channel_coefficients.h"
 #include "kernel/cpu/compensated_sum.h"
 
 template <typename T>
@@ -61,7 +61,7 @@ void evalForward(const Geometry& geometry, const T* input, T* output, const Eval
 }
 
 template <typename T>
-void backward(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan) {
+void backward(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan) {
   for (int64_t c = 0; c < geometry.channels; ++c) {
     double sumDy = 0, dotp = 0;
     if (plan.needSums) {
@@ -74,7 +74,7 @@ void backward(const Geometry& geometry, const T* input, const T* gradOutput, T* 
         }
       }
     }
-    const GradientAffine g = plan.fromSums(plan.context, c, sumDy, dotp);
+    const GradientAffine g = finishGradients(plan, c, sumDy, dotp);
     if (gradInput == nullptr) continue;
     for (int64_t b = 0; b < geometry.batch; ++b) {
       const int64_t offset = rowOffset(geometry, b, c);

@@ -73,10 +73,10 @@ GradientSums planarGradientSums(const Geometry& g, const T* input, const T* grad
 // One channel: its sums, then dx while its rows are still in cache (last rows first, as in
 // planarTrainingForward).
 template <typename T>
-void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan,
+void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan,
                     int64_t c, bool streaming) {
   const GradientSums sums = plan.needSums ? planarGradientSums(g, input, gradOutput, c, plan.center[c]) : GradientSums{};
-  const GradientAffine coef = plan.fromSums(plan.context, c, sums.sumDy, sums.dotp);
+  const GradientAffine coef = finishGradients(plan, c, sums.sumDy, sums.dotp);
   if (gradInput == nullptr) return;
   const int64_t stride = g.channels * g.spatial;
   if constexpr (kFloatArithmetic<T>) {
@@ -131,7 +131,7 @@ void gradientPartialsHeld(const T* input, const T* gradOutput, const Block& bloc
 template <typename T>
 class InterleavedBackward {
  public:
-  InterleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan)
+  InterleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan)
       : g_(g), input_(input), gradOutput_(gradOutput), gradInput_(gradInput), plan_(plan),
         tiling_(reductionTiling<T>(g)), padded_(paddedLength<T>(tiling_.channels * g.spatial)),
         partials_(tiling_, 2, padded_),
@@ -241,7 +241,7 @@ class InterleavedBackward {
           total.dotp += products[from + s];
         }
       }
-      const GradientAffine coef = plan_.fromSums(plan_.context, c, total.sumDy, total.dotp);
+      const GradientAffine coef = finishGradients(plan_, c, total.sumDy, total.dotp);
       broadcastRow(rows[0], from, g_.spatial, coef.center);
       broadcastRow(rows[1], from, g_.spatial, coef.gradMean);
       broadcastRow(rows[2], from, g_.spatial, coef.projection);
@@ -297,7 +297,7 @@ class InterleavedBackward {
   const T* input_;
   const T* gradOutput_;
   T* gradInput_;
-  const BackwardPlan& plan_;
+  const BackwardPlan<T>& plan_;
   const Tiling tiling_;
   const int64_t padded_;
   TaskRows partials_;      // sum(dy), sum((x - center) dy)
@@ -306,7 +306,7 @@ class InterleavedBackward {
 };
 
 template <typename T>
-void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan& plan) {
+void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan) {
   if (interleavedTraversal<T>(g)) {
     InterleavedBackward<T>(g, input, gradOutput, gradInput, plan).run();
   } else {

@@ -1,6 +1,6 @@
-// A channel's normalization from its statistics, as PyTorch's Normalization.cpp computes it: shared by
-// the operator (batch_norm.cc), the scalar oracle and the kernels' fallback for channels whose
-// coefficients leave float range. A fragment, included inside each user's anonymous namespace so that
+// A channel's coefficients from its statistics or gradient sums, as PyTorch's Normalization.cpp computes
+// them: shared by the operator (batch_norm.cc), the scalar oracle and the kernels (which build the same
+// values for many channels at once in vector registers where they can, and fall back to these). A fragment, included inside each user's anonymous namespace so that
 // no inline function compiled with one ISA's flags is shared with another translation unit.
 
 // PyTorch evaluates x * alpha + (bias - mean * alpha). Centering first keeps float32 outputs accurate
@@ -27,4 +27,20 @@ ChannelAffine evalAffine(const EvalChannels<T>& in, int64_t c) {
   const double weight = in.weight != nullptr ? static_cast<double>(in.weight[c]) : 1;
   const double bias = in.bias != nullptr ? static_cast<double>(in.bias[c]) : 0;
   return affineFor(static_cast<double>(in.runningMean[c]), 0, invstd * weight, bias);
+}
+
+// Backward: records the weight and bias gradients of channel c and returns dx's coefficients.
+template <typename T>
+GradientAffine finishGradients(const BackwardPlan<T>& plan, int64_t c, double sumDy, double dotp) {
+  const double invstd = plan.invstd[c];
+  if (plan.gradWeight != nullptr) plan.gradWeight[c] = static_cast<T>(dotp * invstd);
+  if (plan.gradBias != nullptr) plan.gradBias[c] = static_cast<T>(sumDy);
+  GradientAffine g;
+  g.center = plan.center[c];
+  g.scale = invstd * (plan.weight != nullptr ? static_cast<double>(plan.weight[c]) : 1);
+  if (plan.readsInput) {
+    g.gradMean = sumDy / plan.count;
+    g.projection = dotp * invstd * invstd / plan.count;
+  }
+  return g;
 }
