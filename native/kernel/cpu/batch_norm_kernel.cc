@@ -36,7 +36,7 @@ namespace {
 #include "kernel/cpu/parts/planner.h"
 #include "kernel/cpu/parts/statistics.h"
 #include "kernel/cpu/parts/float_passes.h"
-#include "kernel/cpu/parts/eval_coefficients.h"
+#include "kernel/cpu/parts/coefficient_rows.h"
 #include "kernel/cpu/parts/forward.h"
 #include "kernel/cpu/parts/backward.h"
 #include "kernel/cpu/parts/describe.h"

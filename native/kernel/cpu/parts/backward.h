@@ -167,8 +167,11 @@ class InterleavedBackward {
   // Row 0 of a channel block's coefficients holds the centers the sums are taken about, then dx's center.
   void fillCenters(int64_t cb) {
     const Block first = tiling_.block(g_, cb, 0);
+    double* centers = coefficients_.row(cb, 0, 0);
+    const double* center = plan_.center;
+    const int64_t spatial = g_.spatial;
     for (int64_t c = first.c0; c < first.c1; ++c) {
-      broadcastRow(coefficients_.row(cb, 0, 0), (c - first.c0) * g_.spatial, g_.spatial, plan_.center[c]);
+      for (int64_t s = (c - first.c0) * spatial, end = s + spatial; s < end; ++s) centers[s] = center[c];
     }
   }
 
@@ -226,6 +229,9 @@ class InterleavedBackward {
   // before its narrow stores could forward: measured 15% of the (128, 1024) backward), and to floats
   // where every channel of the block allows it.
   void combine(int64_t cb) {
+    if constexpr (kFloatArithmetic<T>) {
+      if (combineInFloats(cb)) return;
+    }
     const Block first = tiling_.block(g_, cb, 0);
     double* rows[4] = {coefficients_.row(cb, 0, 0), coefficients_.row(cb, 0, 1), coefficients_.row(cb, 0, 2),
                        coefficients_.row(cb, 0, 3)};
@@ -257,6 +263,37 @@ class InterleavedBackward {
       }
     }
     delete[] channels;
+  }
+
+  // combine() for float32 in floats: each channel's sums in the same order, then every channel's
+  // gradients and float coefficients at once (coefficient_rows.h); false when a channel needs the double path.
+  bool combineInFloats(int64_t cb) {
+    const Block first = tiling_.block(g_, cb, 0);
+    const int64_t count = first.c1 - first.c0;
+    Scratch totals(2, count);
+    double *sumDy = totals.row(0), *dotp = totals.row(1);
+    const int64_t spatial = g_.spatial;
+    for (int64_t c = 0; c < count; ++c) sumDy[c] = dotp[c] = 0;
+    // Row blocks outside, channels inside: each channel still adds its partials in row-block, then
+    // position order, and channels of one position (S = 1) add in vector registers.
+    for (int64_t rb = 0; rb < tiling_.rowBlocks; ++rb) {
+      const double *gradSums = partials_.row(cb, rb, 0), *products = partials_.row(cb, rb, 1);
+      for (int64_t c = 0; c < count; ++c) {
+        for (int64_t s = c * spatial, end = s + spatial; s < end; ++s) {
+          sumDy[c] += gradSums[s];
+          dotp[c] += products[s];
+        }
+      }
+    }
+    float* storage = new float[static_cast<size_t>(4 * count)];
+    const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
+    const bool inFloats = gradientFloatRows(plan_, first.c0, count, sumDy, dotp, rows);
+    if (inFloats && gradInput_ != nullptr) {
+      inFloats_[cb] = new FloatCoefficients(g_, count, gradInput_ + first.first,
+                                            [&rows](int64_t c, int k) { return rows.row[k][c]; });
+    }
+    delete[] storage;
+    return inFloats;
   }
 
   void apply(int64_t cb, int64_t rb) {

@@ -197,7 +197,7 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
 // Evaluation forward: a per-channel affine map, as fast as a copy
 
 // Eval of float32 with S < lanes in floats, tiled by evalTiling, each block's coefficients laid out once.
-inline void affineInterleavedInFloats(const Geometry& g, const float* input, float* output, const EvalFloatRows& rows) {
+inline void affineInterleavedInFloats(const Geometry& g, const float* input, float* output, const FloatRows& rows) {
   const Tiling tiling = evalTiling(g);
   FloatCoefficients** blocks = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)];
   for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) {
@@ -222,7 +222,7 @@ inline void affineInterleavedInFloats(const Geometry& g, const float* input, flo
 inline bool evalInFloats(const Geometry& g, const float* input, float* output, const EvalChannels<float>& channels) {
   const int64_t count = g.channels;
   float* storage = new float[static_cast<size_t>(4 * count)];
-  const EvalFloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
+  const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
   const bool inFloats = evalFloatRows(channels, count, rows);
   if (inFloats && evalAcrossChannels<float>(g)) {
     affineInterleavedInFloats(g, input, output, rows);

@@ -1,0 +1,153 @@
+// Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces (one
+// translation unit per ISA, so that everything inlines); not a header of its own.
+// The float coefficients of many channels at once, Floats::lanes channels per step in vector registers:
+// evaluation's from the running statistics, backward's from the gradient sums (with the weight and bias
+// gradients).
+//
+// Each is the scalar chain (kernel/channel_coefficients.h, then NormalizeInFloats or GradientInFloats
+// ::coefficients) operation for operation in the same order, so the results are theirs bit for bit. One
+// channel at a time that chain cost 90 instructions a channel in eval and about 250 in backward
+// (callgrind, (2, 1024)): most of a call on an (N, C) tensor with a small batch. The scalar code rounds
+// the scale toward zero to float with a conversion and a correction step; on float's normal range, which
+// the range checks guarantee, that is truncatedToFloat. A step whose channels do not all pass the checks
+// makes the whole call take the scalar path.
+
+// Row k holds coefficient k (the k* order of the pass) of every channel.
+struct FloatRows {
+  float* row[4];
+};
+
+// inFloatRange (float_passes.h) in every lane: zero, or a magnitude in [2^-90, 2^90].
+BATCHNORM_ALWAYS_INLINE inline bool allInFloatRange(Doubles x) {
+  return allAbsWithin(replaceZeros(x, x, 0x1p-90), 0x1p-90, 0x1p90);
+}
+
+// NormalizeInFloats::coefficients of one Doubles of channels.
+BATCHNORM_ALWAYS_INLINE inline bool normalizeCoefficients(Doubles center, Doubles scale, Doubles shift, Doubles (&k)[4]) {
+  const Doubles centerInFloats = roundedToFloat(center);
+  const Doubles scaleHigh = truncatedToFloat(scale);
+  const Doubles shiftInFloats = shift - (center - centerInFloats) * scale;
+  k[NormalizeInFloats::kCenter] = centerInFloats;
+  k[NormalizeInFloats::kScaleHigh] = scaleHigh;
+  // The low part is 0 only where the scale is a float; its smallest subnormal keeps an infinite x from
+  // meeting Inf - Inf (see NormalizeInFloats). Nonzero, it is at least 2^-142, so it stays nonzero in float.
+  k[NormalizeInFloats::kScaleLow] = replaceZeros(scale - scaleHigh, scale, 0x1p-149);
+  k[NormalizeInFloats::kShift] = shiftInFloats;
+  return allAbsWithin(scale, 0x1p-90, 0x1p90) && allAbsWithin(center, 0, FLT_MAX) &&
+         allAbsWithin(roundedToFloat(shiftInFloats), 0, FLT_MAX);
+}
+
+// GradientInFloats::coefficients of one Doubles of channels.
+BATCHNORM_ALWAYS_INLINE inline bool gradientCoefficients(Doubles center, Doubles gradMean, Doubles projection,
+                                                         Doubles scale, Doubles (&k)[4]) {
+  const Doubles xScale = Doubles::broadcast(-1.0) * projection * scale;  // -projection, exactly, then * scale
+  const Doubles centerInFloats = roundedToFloat(center);
+  const Doubles constant = ((center - centerInFloats) * projection - gradMean) * scale;
+  k[GradientInFloats::kCenter] = centerInFloats;
+  k[GradientInFloats::kXScale] = xScale;
+  k[GradientInFloats::kDyScale] = scale;
+  k[GradientInFloats::kConstant] = constant;
+  return allInFloatRange(scale) && allInFloatRange(xScale) && allAbsWithin(center, 0, FLT_MAX) &&
+         allInFloatRange(constant);
+}
+
+// Floats::lanes channels from c on, through `step(c, count)`, until a step returns false.
+template <typename Step>
+BATCHNORM_ALWAYS_INLINE inline bool forChannelSteps(int64_t channels, Step&& step) {
+  for (int64_t c = 0; c < channels; c += Floats::lanes) {
+    if (!step(c, static_cast<int>(minInt64(Floats::lanes, channels - c)))) return false;
+  }
+  return true;
+}
+
+// One step of values as two Doubles: `absent` everywhere where `values` is null; in a partial step
+// (count < lanes) only `count` values are read and the other lanes are `padding`, a value that passes
+// every check.
+template <typename V>
+BATCHNORM_ALWAYS_INLINE inline void loadStep(const V* values, int count, V absent, V padding, Doubles (&out)[2]) {
+  if (values == nullptr) {
+    out[0] = out[1] = Doubles::broadcast(static_cast<double>(absent));
+    return;
+  }
+  V copy[Floats::lanes];
+  if (count < Floats::lanes) {
+    for (int i = 0; i < Floats::lanes; ++i) copy[i] = i < count ? values[i] : padding;
+    values = copy;
+  }
+  if constexpr (std::is_same<V, float>::value) {
+    loadWidened(values, out[0], out[1]);
+  } else {
+    out[0] = Doubles::load(values);
+    out[1] = Doubles::load(values + Doubles::lanes);
+  }
+}
+
+BATCHNORM_ALWAYS_INLINE inline void storeStep(const Doubles (&halves)[2], float* to, int count) {
+  if (count == Floats::lanes) {
+    storeNarrowed(to, halves[0], halves[1]);
+  } else {
+    narrow(halves[0], halves[1]).storeFirst(to, count);
+  }
+}
+
+BATCHNORM_ALWAYS_INLINE inline void storeRows(const Doubles (&k)[4][2], const FloatRows& rows, int64_t c, int count) {
+  for (int i = 0; i < 4; ++i) storeStep(k[i], rows.row[i] + c, count);
+}
+
+// Evaluation: every channel's NormalizeInFloats coefficients from the running statistics (evalAffine),
+// or false when a channel needs the double path.
+inline bool evalFloatRows(const EvalChannels<float>& in, int64_t channels, const FloatRows& rows) {
+  const Doubles epsilon = Doubles::broadcast(in.eps), zero = Doubles::zero(), one = Doubles::broadcast(1.0);
+  return forChannelSteps(channels, [&](int64_t c, int count) {
+    Doubles mean[2], var[2], weight[2], bias[2];
+    loadStep(in.runningMean + c, count, 0.0f, 0.0f, mean);
+    loadStep(in.runningVar + c, count, 1.0f, 1.0f, var);
+    loadStep(in.weight != nullptr ? in.weight + c : nullptr, count, 1.0f, 1.0f, weight);
+    loadStep(in.bias != nullptr ? in.bias + c : nullptr, count, 0.0f, 0.0f, bias);
+    Doubles k[4][2];
+    bool inFloats = true;
+    for (int h = 0; h < 2; ++h) {
+      const Doubles scale = one / sqrt(var[h] + epsilon) * weight[h];
+      // affineFor with meanLow = 0: bias - 0 * scale, which keeps the sign of a zero bias as there.
+      Doubles half[4];
+      inFloats = normalizeCoefficients(mean[h], scale, bias[h] - zero * scale, half) && inFloats;
+      for (int i = 0; i < 4; ++i) k[i][h] = half[i];
+    }
+    if (inFloats) storeRows(k, rows, c, count);
+    return inFloats;
+  });
+}
+
+// Backward: the weight and bias gradients and the dx coefficients in floats (finishGradients, then
+// GradientInFloats or, in evaluation, NormalizeInFloats of dy) of `channels` channels from `first` on,
+// from their sums, or false when a channel needs the double path (the gradients may then be partly
+// written: the scalar path rewrites them with the same values).
+inline bool gradientFloatRows(const BackwardPlan<float>& plan, int64_t first, int64_t channels, const double* sumDy,
+                              const double* dotp, const FloatRows& rows) {
+  const Doubles count = Doubles::broadcast(plan.count), zero = Doubles::zero();
+  return forChannelSteps(channels, [&](int64_t c, int n) {
+    const int64_t at = first + c;
+    Doubles sum[2], product[2], invstd[2], center[2], weight[2];
+    loadStep(sumDy + c, n, 0.0, 0.0, sum);
+    loadStep(dotp + c, n, 0.0, 0.0, product);
+    loadStep(plan.invstd + at, n, 1.0, 1.0, invstd);
+    loadStep(plan.center + at, n, 0.0, 0.0, center);
+    loadStep(plan.weight != nullptr ? plan.weight + at : nullptr, n, 1.0f, 1.0f, weight);
+    Doubles k[4][2], gradWeight[2];
+    bool inFloats = true;
+    for (int h = 0; h < 2; ++h) {
+      gradWeight[h] = product[h] * invstd[h];
+      const Doubles scale = invstd[h] * weight[h];
+      Doubles half[4];
+      inFloats = (plan.readsInput ? gradientCoefficients(center[h], sum[h] / count,
+                                                          product[h] * invstd[h] * invstd[h] / count, scale, half)
+                                  : normalizeCoefficients(zero, scale, zero, half)) &&
+                 inFloats;
+      for (int i = 0; i < 4; ++i) k[i][h] = half[i];
+    }
+    if (plan.gradWeight != nullptr) storeStep(gradWeight, plan.gradWeight + at, n);
+    if (plan.gradBias != nullptr) storeStep(sum, plan.gradBias + at, n);
+    if (inFloats) storeRows(k, rows, c, n);
+    return inFloats;
+  });
+}
