@@ -1,5 +1,6 @@
-// Batch-norm forward and backward: PyTorch's per-channel logic (Normalization.cpp) around the
-// dispatched kernels. Compiled once, without ISA-specific flags.
+// Batch-norm forward and backward: the plans of PyTorch's Normalization.cpp (which statistics, which
+// gradients, the empty-batch cases) handed to the dispatched kernels, which finish each channel with
+// kernel/channel_coefficients.h. Compiled once, without ISA-specific flags.
 #include "kernel/batch_norm.h"
 
 #include <cmath>
@@ -15,43 +16,7 @@ const KernelTable<T>& tableFor(bool useReference) {
   return useReference ? referenceKernels<T>() : kernels<T>();
 }
 
-// 1 / sqrt(var + eps), except 0 when both are 0 (PyTorch's InvStd), so a constant channel with
-// eps = 0 normalizes to the bias instead of NaN.
-double invStd(double variance, double eps) {
-  if (variance == 0 && eps == 0) return 0;
-  return 1 / std::sqrt(variance + eps);
-}
-
-template <typename T>
-double valueOr(const T* values, int64_t index, double fallback) {
-  return values != nullptr ? static_cast<double>(values[index]) : fallback;
-}
-
 #include "kernel/channel_coefficients.h"
-
-template <typename T>
-struct TrainingForward {
-  const ForwardArgs<T>* args;
-  double count;
-
-  // Saves the batch statistics, updates the running ones and returns the normalization of one channel.
-  static ChannelAffine fromStats(void* context, int64_t c, double mean, double meanLow, double varSum) {
-    const auto& self = *static_cast<const TrainingForward*>(context);
-    const ForwardArgs<T>& a = *self.args;
-    const double invstd = invStd(varSum / self.count, a.eps);
-    a.saveMean[c] = static_cast<T>(mean);
-    a.saveInvstd[c] = static_cast<T>(invstd);
-    const double keep = 1 - a.momentum;
-    if (a.runningMean != nullptr) {
-      a.runningMean[c] = static_cast<T>(a.momentum * mean + keep * static_cast<double>(a.runningMean[c]));
-    }
-    if (a.runningVar != nullptr) {
-      const double unbiasedVar = varSum / (self.count - 1);
-      a.runningVar[c] = static_cast<T>(a.momentum * unbiasedVar + keep * static_cast<double>(a.runningVar[c]));
-    }
-    return affineFor(mean, meanLow, invstd * valueOr(a.weight, c, 1), valueOr(a.bias, c, 0));
-  }
-};
 
 }  // namespace
 
@@ -68,10 +33,16 @@ void batchNormForward(const Geometry& geometry, const ForwardArgs<T>& args) {
       for (int64_t c = 0; c < channels; ++c) args.saveMean[c] = args.saveInvstd[c] = 0;
       return;
     }
-    TrainingForward<T> context{&args, static_cast<double>(count)};
-    ForwardPlan plan;
-    plan.context = &context;
-    plan.fromStats = &TrainingForward<T>::fromStats;
+    ForwardPlan<T> plan;
+    plan.weight = args.weight;
+    plan.bias = args.bias;
+    plan.runningMean = args.runningMean;
+    plan.runningVar = args.runningVar;
+    plan.saveMean = args.saveMean;
+    plan.saveInvstd = args.saveInvstd;
+    plan.momentum = args.momentum;
+    plan.eps = args.eps;
+    plan.count = static_cast<double>(count);
     table.trainingForward(geometry, args.input, args.output, plan);
     return;
   }

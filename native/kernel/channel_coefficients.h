@@ -29,6 +29,33 @@ ChannelAffine evalAffine(const EvalChannels<T>& in, int64_t c) {
   return affineFor(static_cast<double>(in.runningMean[c]), 0, invstd * weight, bias);
 }
 
+// 1 / sqrt(var + eps), except 0 when both are 0 (PyTorch's InvStd), so a constant channel with
+// eps = 0 normalizes to the bias instead of NaN.
+inline double invStd(double variance, double eps) {
+  if (variance == 0 && eps == 0) return 0;
+  return 1 / std::sqrt(variance + eps);
+}
+
+// Training: saves the batch statistics of channel c, updates its running ones and returns its
+// normalization.
+template <typename T>
+ChannelAffine finishStatistics(const ForwardPlan<T>& plan, int64_t c, double mean, double meanLow, double varSum) {
+  const double invstd = invStd(varSum / plan.count, plan.eps);
+  plan.saveMean[c] = static_cast<T>(mean);
+  plan.saveInvstd[c] = static_cast<T>(invstd);
+  const double keep = 1 - plan.momentum;
+  if (plan.runningMean != nullptr) {
+    plan.runningMean[c] = static_cast<T>(plan.momentum * mean + keep * static_cast<double>(plan.runningMean[c]));
+  }
+  if (plan.runningVar != nullptr) {
+    const double unbiasedVar = varSum / (plan.count - 1);
+    plan.runningVar[c] = static_cast<T>(plan.momentum * unbiasedVar + keep * static_cast<double>(plan.runningVar[c]));
+  }
+  const double weight = plan.weight != nullptr ? static_cast<double>(plan.weight[c]) : 1;
+  const double bias = plan.bias != nullptr ? static_cast<double>(plan.bias[c]) : 0;
+  return affineFor(mean, meanLow, invstd * weight, bias);
+}
+
 // Backward: records the weight and bias gradients of channel c and returns dx's coefficients.
 template <typename T>
 GradientAffine finishGradients(const BackwardPlan<T>& plan, int64_t c, double sumDy, double dotp) {

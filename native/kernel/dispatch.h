@@ -37,12 +37,18 @@ struct EvalChannels {
   double eps = 0;
 };
 
+// What a training forward records per channel (finishStatistics in kernel/channel_coefficients.h).
+template <typename T>
 struct ForwardPlan {
-  void* context = nullptr;
-  // Called once per channel with its mean (as high + low parts) and sum of squared deviations; records
-  // what the operator keeps and returns the channel's normalization. May run on several threads at once
-  // for different channels.
-  ChannelAffine (*fromStats)(void* context, int64_t channel, double mean, double meanLow, double varSum) = nullptr;
+  const T* weight = nullptr;  // null: 1
+  const T* bias = nullptr;    // null: 0
+  T* runningMean = nullptr;   // updated when not null
+  T* runningVar = nullptr;
+  T* saveMean = nullptr;      // written
+  T* saveInvstd = nullptr;
+  double momentum = 0.1;
+  double eps = 1e-5;
+  double count = 0;  // values per channel
 };
 
 // What a backward reduces and finishes per channel (finishGradients in kernel/channel_coefficients.h).
@@ -76,8 +82,8 @@ struct WalkPlan {
 
 template <typename T>
 struct KernelTable {
-  // Training forward: statistics, plan.fromStats, normalization (output may alias input).
-  void (*trainingForward)(const Geometry& geometry, const T* input, T* output, const ForwardPlan& plan);
+  // Training forward: statistics, the recorded and running statistics, normalization (output may alias input).
+  void (*trainingForward)(const Geometry& geometry, const T* input, T* output, const ForwardPlan<T>& plan);
   // Evaluation forward: each channel's affine map from its running statistics; output may alias input.
   void (*evalForward)(const Geometry& geometry, const T* input, T* output, const EvalChannels<T>& channels);
   // Backward: sums (when needed), the weight and bias gradients, then gradInput when it is not null.

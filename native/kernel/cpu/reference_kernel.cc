@@ -17,7 +17,7 @@ inline int64_t rowOffset(const Geometry& geometry, int64_t item, int64_t channel
 #include "kernel/cpu/compensated_sum.h"
 
 template <typename T>
-void trainingForward(const Geometry& geometry, const T* input, T* output, const ForwardPlan& plan) {
+void trainingForward(const Geometry& geometry, const T* input, T* output, const ForwardPlan<T>& plan) {
   const double count = static_cast<double>(geometry.perChannel());
   for (int64_t c = 0; c < geometry.channels; ++c) {
     CompensatedSum sum;
@@ -35,7 +35,7 @@ void trainingForward(const Geometry& geometry, const T* input, T* output, const 
         squares += centered * centered;
       }
     }
-    const ChannelAffine affine = plan.fromStats(plan.context, c, mean, meanLow, squares);
+    const ChannelAffine affine = finishStatistics(plan, c, mean, meanLow, squares);
     for (int64_t b = 0; b < geometry.batch; ++b) {
       const int64_t offset = rowOffset(geometry, b, c);
       for (int64_t s = 0; s < geometry.spatial; ++s) {

@@ -47,11 +47,11 @@ inline void affineRow(const T* in, T* out, int64_t length, const PreparedAffine&
 }
 
 template <typename T>
-void planarTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan, int64_t c,
+void planarTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan, int64_t c,
                            bool streaming) {
   const ChannelStats stats = planarStats(g, input, c);
   const PreparedAffine affine =
-      prepareAffine<T>(plan.fromStats(plan.context, c, stats.mean, stats.meanLow, stats.varSum));
+      prepareAffine<T>(finishStatistics(plan, c, stats.mean, stats.meanLow, stats.varSum));
   const int64_t stride = g.channels * g.spatial;
   // Last rows first: they are the ones the statistics pass left in cache, so a channel larger than the
   // cache still finds most of itself there (in order, each row would evict the next one needed).
@@ -66,7 +66,7 @@ void planarTrainingForward(const Geometry& g, const T* input, T* output, const F
 template <typename T>
 class InterleavedTrainingForward {
  public:
-  InterleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan)
+  InterleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan)
       : g_(g), input_(input), output_(output), plan_(plan), tiling_(reductionTiling<T>(g)),
         padded_(paddedLength<T>(tiling_.channels * g.spatial)), partials_(tiling_, 3, padded_),
         coefficients_(Tiling{tiling_.channels, tiling_.channelBlocks, 1, 1}, 3, padded_),
@@ -137,7 +137,7 @@ class InterleavedTrainingForward {
     ChannelAffine* affines = new ChannelAffine[static_cast<size_t>(count)];
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const ChannelStats& st = stats[c - first.c0];
-      affines[c - first.c0] = plan_.fromStats(plan_.context, c, st.mean, st.meanLow, st.varSum);
+      affines[c - first.c0] = finishStatistics(plan_, c, st.mean, st.meanLow, st.varSum);
     }
     if constexpr (kFloatArithmetic<T>) {
       if (FloatChannel* channels = floatChannels<NormalizeInFloats>(affines, count)) {
@@ -170,7 +170,7 @@ class InterleavedTrainingForward {
   const Geometry& g_;
   const T* input_;
   T* output_;
-  const ForwardPlan& plan_;
+  const ForwardPlan<T>& plan_;
   const Tiling tiling_;
   const int64_t padded_;
   TaskRows partials_;      // per task: partial sums (float32: sums, squares, pivots; float64: highs, lows, squares)
@@ -180,7 +180,7 @@ class InterleavedTrainingForward {
 };
 
 template <typename T>
-void trainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan& plan) {
+void trainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan) {
   if (interleavedTraversal<T>(g)) {
     InterleavedTrainingForward<T>(g, input, output, plan).run();
   } else {
