@@ -36,10 +36,9 @@ inline double invStd(double variance, double eps) {
   return 1 / std::sqrt(variance + eps);
 }
 
-// Training: saves the batch statistics of channel c, updates its running ones and returns its
-// normalization.
+// Training: saves the batch statistics of channel c and updates its running ones.
 template <typename T>
-ChannelAffine finishStatistics(const ForwardPlan<T>& plan, int64_t c, double mean, double meanLow, double varSum) {
+void recordStatistics(const ForwardPlan<T>& plan, int64_t c, double mean, double varSum) {
   const double invstd = invStd(varSum / plan.count, plan.eps);
   plan.saveMean[c] = static_cast<T>(mean);
   plan.saveInvstd[c] = static_cast<T>(invstd);
@@ -51,9 +50,21 @@ ChannelAffine finishStatistics(const ForwardPlan<T>& plan, int64_t c, double mea
     const double unbiasedVar = varSum / (plan.count - 1);
     plan.runningVar[c] = static_cast<T>(plan.momentum * unbiasedVar + keep * static_cast<double>(plan.runningVar[c]));
   }
+}
+
+// Training: the normalization of channel c from its batch statistics.
+template <typename T>
+ChannelAffine statisticsAffine(const ForwardPlan<T>& plan, int64_t c, double mean, double meanLow, double varSum) {
+  const double invstd = invStd(varSum / plan.count, plan.eps);
   const double weight = plan.weight != nullptr ? static_cast<double>(plan.weight[c]) : 1;
   const double bias = plan.bias != nullptr ? static_cast<double>(plan.bias[c]) : 0;
   return affineFor(mean, meanLow, invstd * weight, bias);
+}
+
+template <typename T>
+ChannelAffine finishStatistics(const ForwardPlan<T>& plan, int64_t c, double mean, double meanLow, double varSum) {
+  recordStatistics(plan, c, mean, varSum);
+  return statisticsAffine(plan, c, mean, meanLow, varSum);
 }
 
 // Backward: records the weight and bias gradients of channel c and returns dx's coefficients.

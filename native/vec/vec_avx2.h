@@ -47,6 +47,9 @@ inline Doubles keepFirst(Doubles a, int count) {
 }
 inline Doubles operator/(Doubles a, Doubles b) { return {_mm256_div_pd(a.v, b.v)}; }
 inline Doubles sqrt(Doubles a) { return {_mm256_sqrt_pd(a.v)}; }
+inline Doubles positivePart(Doubles a) {
+  return {_mm256_and_pd(a.v, _mm256_cmp_pd(a.v, _mm256_setzero_pd(), _CMP_GT_OQ))};
+}
 inline Doubles roundedToFloat(Doubles a) { return {_mm256_cvtps_pd(_mm256_cvtpd_ps(a.v))}; }
 inline Doubles truncatedToFloat(Doubles a) {
   return {_mm256_and_pd(a.v, _mm256_castsi256_pd(_mm256_set1_epi64x(static_cast<long long>(kFloatPrecisionBits))))};

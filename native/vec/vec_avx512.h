@@ -39,6 +39,9 @@ inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return {_mm512_fmadd_pd(
 inline Doubles keepFirst(Doubles a, int count) { return {_mm512_maskz_mov_pd(firstLanes8(count), a.v)}; }
 inline Doubles operator/(Doubles a, Doubles b) { return {_mm512_div_pd(a.v, b.v)}; }
 inline Doubles sqrt(Doubles a) { return {_mm512_sqrt_pd(a.v)}; }
+inline Doubles positivePart(Doubles a) {
+  return {_mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a.v, _mm512_setzero_pd(), _CMP_GT_OQ), a.v)};
+}
 inline Doubles roundedToFloat(Doubles a) { return {_mm512_cvtps_pd(_mm512_cvtpd_ps(a.v))}; }
 inline Doubles truncatedToFloat(Doubles a) {
   return {_mm512_and_pd(a.v, _mm512_castsi512_pd(_mm512_set1_epi64(static_cast<long long>(kFloatPrecisionBits))))};

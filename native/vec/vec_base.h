@@ -70,6 +70,10 @@ BATCHNORM_ALWAYS_INLINE inline Doubles sqrt(Doubles a) {
   for (int i = 0; i < Doubles::lanes; ++i) a.v[i] = std::sqrt(a.v[i]);
   return a;
 }
+BATCHNORM_ALWAYS_INLINE inline Doubles positivePart(Doubles a) {
+  for (int i = 0; i < Doubles::lanes; ++i) a.v[i] = a.v[i] > 0 ? a.v[i] : 0;
+  return a;
+}
 BATCHNORM_ALWAYS_INLINE inline Doubles roundedToFloat(Doubles a) {
   for (int i = 0; i < Doubles::lanes; ++i) a.v[i] = static_cast<double>(static_cast<float>(a.v[i]));
   return a;

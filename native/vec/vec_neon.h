@@ -44,6 +44,9 @@ BATCHNORM_ALWAYS_INLINE inline Doubles keepFirst(Doubles a, int count) {
 }
 BATCHNORM_ALWAYS_INLINE inline Doubles operator/(Doubles a, Doubles b) { return {vdivq_f64(a.v, b.v)}; }
 BATCHNORM_ALWAYS_INLINE inline Doubles sqrt(Doubles a) { return {vsqrtq_f64(a.v)}; }
+BATCHNORM_ALWAYS_INLINE inline Doubles positivePart(Doubles a) {
+  return {vreinterpretq_f64_u64(vandq_u64(vreinterpretq_u64_f64(a.v), vcgtq_f64(a.v, vdupq_n_f64(0.0))))};
+}
 BATCHNORM_ALWAYS_INLINE inline Doubles roundedToFloat(Doubles a) { return {vcvt_f64_f32(vcvt_f32_f64(a.v))}; }
 BATCHNORM_ALWAYS_INLINE inline Doubles truncatedToFloat(Doubles a) {
   return {vreinterpretq_f64_u64(vandq_u64(vreinterpretq_u64_f64(a.v), vdupq_n_u64(kFloatPrecisionBits)))};

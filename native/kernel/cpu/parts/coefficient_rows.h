@@ -151,3 +151,62 @@ inline bool gradientFloatRows(const BackwardPlan<float>& plan, int64_t first, in
     return inFloats;
   });
 }
+
+// Training (float32, shifted sums): per channel, the statistics of fromShiftedSums from its sum and sum
+// of squares about its pivot, then recordStatistics and statisticsAffine, then NormalizeInFloats. Every
+// channel's saved and running statistics are written whatever the outcome; the statistics go to
+// `stats` (rows mean, meanLow, varSum). True when every channel's coefficients went to `rows` in floats;
+// false when one needs the double path (the caller builds those from `stats`). Needs finite sums and
+// eps > 0 (fromShiftedSums and invStd have special cases otherwise): the caller checks.
+inline bool statisticsFloatRows(const ForwardPlan<float>& plan, int64_t first, int64_t channels, const double* sum,
+                                const double* squares, const double* pivot, double* const (&stats)[3],
+                                const FloatRows& rows) {
+  const Doubles count = Doubles::broadcast(plan.count), unbiasedCount = Doubles::broadcast(plan.count - 1);
+  const Doubles epsilon = Doubles::broadcast(plan.eps), one = Doubles::broadcast(1.0);
+  const Doubles momentum = Doubles::broadcast(plan.momentum), keep = Doubles::broadcast(1 - plan.momentum);
+  bool inFloats = true;
+  forChannelSteps(channels, [&](int64_t c, int n) {
+    const int64_t at = first + c;
+    Doubles sums[2], squareSums[2], pivots[2], weight[2], bias[2], runningMean[2], runningVar[2];
+    loadStep(sum + c, n, 0.0, 0.0, sums);
+    loadStep(squares + c, n, 0.0, 0.0, squareSums);
+    loadStep(pivot + c, n, 0.0, 0.0, pivots);
+    loadStep(plan.weight != nullptr ? plan.weight + at : nullptr, n, 1.0f, 1.0f, weight);
+    loadStep(plan.bias != nullptr ? plan.bias + at : nullptr, n, 0.0f, 0.0f, bias);
+    loadStep(plan.runningMean != nullptr ? plan.runningMean + at : nullptr, n, 0.0f, 0.0f, runningMean);
+    loadStep(plan.runningVar != nullptr ? plan.runningVar + at : nullptr, n, 0.0f, 0.0f, runningVar);
+    Doubles k[4][2], mean[2], meanLow[2], varSum[2], invstd[2];
+    for (int h = 0; h < 2; ++h) {
+      const Doubles offset = sums[h] / count;
+      mean[h] = pivots[h] + offset;
+      const Doubles pivotPart = mean[h] - offset;
+      meanLow[h] = (pivots[h] - pivotPart) + (offset - (mean[h] - pivotPart));
+      varSum[h] = positivePart(squareSums[h] - sums[h] * offset);
+      invstd[h] = one / sqrt(varSum[h] / count + epsilon);
+      runningMean[h] = momentum * mean[h] + keep * runningMean[h];
+      runningVar[h] = momentum * (varSum[h] / unbiasedCount) + keep * runningVar[h];
+      const Doubles scale = invstd[h] * weight[h];
+      Doubles half[4];
+      inFloats = normalizeCoefficients(mean[h], scale, bias[h] - meanLow[h] * scale, half) && inFloats;
+      for (int i = 0; i < 4; ++i) k[i][h] = half[i];
+    }
+    storeStep(mean, plan.saveMean + at, n);
+    storeStep(invstd, plan.saveInvstd + at, n);
+    if (plan.runningMean != nullptr) storeStep(runningMean, plan.runningMean + at, n);
+    if (plan.runningVar != nullptr) storeStep(runningVar, plan.runningVar + at, n);
+    const Doubles* const values[3] = {mean, meanLow, varSum};
+    for (int i = 0; i < 3; ++i) {
+      for (int h = 0; h < 2; ++h) {
+        const int valid = n - h * Doubles::lanes;
+        if (valid >= Doubles::lanes) {
+          values[i][h].store(stats[i] + c + h * Doubles::lanes);
+        } else if (valid > 0) {
+          values[i][h].storeFirst(stats[i] + c + h * Doubles::lanes, valid);
+        }
+      }
+    }
+    if (inFloats) storeRows(k, rows, c, n);
+    return true;
+  });
+  return inFloats;
+}

@@ -130,10 +130,13 @@ class InterleavedTrainingForward {
   // The statistics of channel block cb, the operator's normalization per channel, and its coefficients:
   // in floats where every channel allows it, else in rows 0-2 (center, scale, shift).
   void finishStats(int64_t cb) {
-    ChannelStats* stats = statsOf(cb);
-    combineStats(g_, input_, tiling_, partials_, cb, stats);
     const Block first = tiling_.block(g_, cb, 0);
     const int64_t count = first.c1 - first.c0;
+    if constexpr (kFloatArithmetic<T>) {
+      if (finishStatsInFloats(first, count, cb)) return;
+    }
+    ChannelStats* stats = statsOf(cb);
+    combineStats(g_, input_, tiling_, partials_, cb, stats);
     ChannelAffine* affines = new ChannelAffine[static_cast<size_t>(count)];
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const ChannelStats& st = stats[c - first.c0];
@@ -153,6 +156,46 @@ class InterleavedTrainingForward {
       broadcastRow(coefficients_.row(cb, 0, 2), from, g_.spatial, affine.shift);
     }
     delete[] affines;
+  }
+
+  // finishStats for float32 in floats: each channel's sums in the same order as combineStats, then every
+  // channel at once (coefficient_rows.h). False, with nothing written, where that does not apply: eps = 0
+  // or sums that are not finite (the special cases of invStd and fromShiftedSums).
+  bool finishStatsInFloats(const Block& first, int64_t count, int64_t cb) {
+    if (plan_.eps == 0) return false;
+    Scratch scratch(6, count);
+    double *sum = scratch.row(0), *squares = scratch.row(1), *pivot = scratch.row(2);
+    const int64_t spatial = g_.spatial;
+    for (int64_t c = 0; c < count; ++c) sum[c] = squares[c] = 0;
+    for (int64_t rb = 0; rb < tiling_.rowBlocks; ++rb) {
+      const double *sums = partials_.row(cb, rb, 0), *squareRow = partials_.row(cb, rb, 1);
+      for (int64_t c = 0; c < count; ++c) {
+        for (int64_t s = c * spatial, end = s + spatial; s < end; ++s) {
+          sum[c] += sums[s];
+          squares[c] += squareRow[s];
+        }
+      }
+    }
+    for (int64_t c = 0; c < count; ++c) {
+      if (!std::isfinite(sum[c]) || !std::isfinite(squares[c])) return false;
+      pivot[c] = static_cast<double>(input_[(first.c0 + c) * spatial]);
+    }
+    double* const stats[3] = {scratch.row(3), scratch.row(4), scratch.row(5)};
+    float* storage = new float[static_cast<size_t>(4 * count)];
+    const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
+    if (statisticsFloatRows(plan_, first.c0, count, sum, squares, pivot, stats, rows)) {
+      inFloats_[cb] = new FloatCoefficients(g_, count, output_ + first.first,
+                                            [&rows](int64_t c, int k) { return rows.row[k][c]; });
+    } else {
+      for (int64_t c = 0; c < count; ++c) {
+        const ChannelAffine affine = statisticsAffine(plan_, first.c0 + c, stats[0][c], stats[1][c], stats[2][c]);
+        broadcastRow(coefficients_.row(cb, 0, 0), c * spatial, spatial, affine.center);
+        broadcastRow(coefficients_.row(cb, 0, 1), c * spatial, spatial, affine.scale);
+        broadcastRow(coefficients_.row(cb, 0, 2), c * spatial, spatial, affine.shift);
+      }
+    }
+    delete[] storage;
+    return true;
   }
 
   void normalize(int64_t cb, int64_t rb) {
