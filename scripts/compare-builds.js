@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// Bit-for-bit comparison of two builds of the addon on random float32 calls with special values (eval
+// forward, training forward with its saved and running statistics, backward with every output mask):
+// for a refactor that must not change a single output, e.g. the per-channel coefficients moving into
+// vector registers. Both builds run in this process on the same inputs; NaNs compare equal whatever
+// their payload.
+//   node scripts/compare-builds.js <a.node> <b.node> [--cases 2500] [--seed 1]
+// BATCHNORM_CPU_CAPABILITY=default|avx2|avx512 picks the kernel path of both builds.
+'use strict';
+
+const path = require('node:path');
+
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const index = args.indexOf(name);
+  return index >= 0 ? Number(args[index + 1]) : fallback;
+};
+const builds = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+if (builds.length !== 2) {
+  console.error('usage: node scripts/compare-builds.js <a.node> <b.node> [--cases 2500] [--seed 1]');
+  process.exit(2);
+}
+const addons = builds.map((file) => require(path.resolve(file)));
+const cases = option('--cases', 2500);
+let seed = option('--seed', 1) >>> 0;
+const random = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+const SPECIALS = [0, -0, 1, -1, 1e-30, 1e30, 3.4e38, 1e-45, Infinity, -Infinity, NaN, 2 ** -90, 2 ** 90];
+const special = (p) => (random() < p ? SPECIALS[Math.floor(random() * SPECIALS.length)] : null);
+const choose = (list) => list[Math.floor(random() * list.length)];
+const fill = (length, value) => Float32Array.from({ length }, value);
+
+function randomCall() {
+  const batch = 1 + Math.floor(random() * 6);
+  const channels = 1 + Math.floor(random() * 70);
+  const spatial = choose([1, 1, 1, 2, 3, 7, 16, 17, 49, 70]);
+  const n = batch * channels * spatial;
+  const scale = 10 ** (random() * 6 - 3);
+  const offset = (random() - 0.5) * scale * (random() < 0.3 ? 1000 : 1);
+  const x = fill(n, () => special(0.01) ?? offset + (random() - 0.5) * scale);
+  if (random() < 0.2) x.fill(offset, 0, spatial);  // a constant first row
+  return {
+    batch, channels, spatial, x,
+    dy: fill(n, () => special(0.01) ?? random() - 0.5),
+    weight: random() < 0.8 ? fill(channels, () => special(0.05) ?? random() * 2 - 0.5) : null,
+    bias: random() < 0.8 ? fill(channels, () => special(0.05) ?? random() - 0.5) : null,
+    runningMean: fill(channels, () => special(0.05) ?? (random() - 0.5) * scale),
+    runningVar: fill(channels, () => Math.abs(special(0.05) ?? random() * scale + 0.1)),
+    saveMean: fill(channels, () => special(0.05) ?? (random() - 0.5) * scale),
+    saveInvstd: fill(channels, () => Math.abs(special(0.05) ?? random() * 3 / scale)),
+    tracked: random() < 0.85,
+    eps: choose([1e-5, 0, 1e-3]),
+    momentum: choose([0.1, 0.5, 1, 0.01]),
+    mask: choose([[true, true, true], [true, false, false], [false, true, true], [true, true, false]]),
+    training: random() < 0.6,
+  };
+}
+
+// Every array each kind of call writes, for one build.
+function outputs(addon, c) {
+  const { batch: N, channels: C, spatial: S } = c;
+  const evalOut = new Float32Array(N * C * S);
+  addon.forward(c.x, evalOut, N, C, S, c.weight, c.bias, c.runningMean, c.runningVar, null, null, false, 0.1, c.eps);
+  const trainOut = new Float32Array(N * C * S), saveMean = new Float32Array(C), saveInvstd = new Float32Array(C);
+  const runningMean = c.tracked ? c.runningMean.slice() : null, runningVar = c.tracked ? c.runningVar.slice() : null;
+  addon.forward(c.x, trainOut, N, C, S, c.weight, c.bias, runningMean, runningVar, saveMean, saveInvstd, true, c.momentum, c.eps);
+  const [wantInput, wantWeight, wantBias] = c.mask;
+  const gradInput = wantInput ? new Float32Array(N * C * S) : null;
+  const gradWeight = wantWeight ? new Float32Array(C) : null, gradBias = wantBias ? new Float32Array(C) : null;
+  addon.backward(c.dy, c.x, N, C, S, c.weight, c.runningMean, c.runningVar, c.training ? c.saveMean : null,
+    c.training ? c.saveInvstd : null, gradInput, gradWeight, gradBias, c.training, c.eps);
+  return { evalOut, trainOut, saveMean, saveInvstd, runningMean, runningVar, gradInput, gradWeight, gradBias };
+}
+
+let values = 0;
+let differing = 0;
+for (let i = 0; i < cases; i++) {
+  const c = randomCall();
+  const [a, b] = addons.map((addon) => outputs(addon, c));
+  for (const name of Object.keys(a)) {
+    if (a[name] === null) continue;
+    values += a[name].length;
+    const bitsA = new Uint32Array(a[name].buffer), bitsB = new Uint32Array(b[name].buffer);
+    const at = bitsA.findIndex((bits, k) => bits !== bitsB[k] && !(Number.isNaN(a[name][k]) && Number.isNaN(b[name][k])));
+    if (at >= 0) {
+      differing++;
+      if (differing <= 5) {
+        console.log(`case ${i} (${c.batch},${c.channels},${c.spatial}) ${name}[${at}]: ${a[name][at]} against ${b[name][at]}`);
+      }
+    }
+  }
+}
+console.log(`${process.env.BATCHNORM_CPU_CAPABILITY || 'best'} path: ${cases} cases, ${values} values, ${differing} arrays differing`);
+process.exit(differing === 0 ? 0 : 1);
