@@ -181,7 +181,9 @@ class InterleavedBackward {
     double* gradSums = partials_.row(cb, rb, 0);
     double* products = partials_.row(cb, rb, 1);
     const double* centers = coefficients_.row(cb, 0, 0);
-    for (int64_t i = 0; i < padded_; ++i) gradSums[i] = products[i] = 0;
+    if (!plan_.needSums || gradientSumsWalk<T>(g_, block) != Walk::ColumnGroups) {
+      for (int64_t i = 0; i < padded_; ++i) gradSums[i] = products[i] = 0;
+    }
     if (!plan_.needSums) return;
     if (gradientSumsWalk<T>(g_, block) == Walk::ColumnGroups) {
       forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
@@ -272,19 +274,7 @@ class InterleavedBackward {
     const int64_t count = first.c1 - first.c0;
     Scratch totals(2, count);
     double *sumDy = totals.row(0), *dotp = totals.row(1);
-    const int64_t spatial = g_.spatial;
-    for (int64_t c = 0; c < count; ++c) sumDy[c] = dotp[c] = 0;
-    // Row blocks outside, channels inside: each channel still adds its partials in row-block, then
-    // position order, and channels of one position (S = 1) add in vector registers.
-    for (int64_t rb = 0; rb < tiling_.rowBlocks; ++rb) {
-      const double *gradSums = partials_.row(cb, rb, 0), *products = partials_.row(cb, rb, 1);
-      for (int64_t c = 0; c < count; ++c) {
-        for (int64_t s = c * spatial, end = s + spatial; s < end; ++s) {
-          sumDy[c] += gradSums[s];
-          dotp[c] += products[s];
-        }
-      }
-    }
+    addInOrder(g_, tiling_, partials_, cb, count, sumDy, dotp);
     float* storage = new float[static_cast<size_t>(4 * count)];
     const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
     const bool inFloats = gradientFloatRows(plan_, first.c0, count, sumDy, dotp, rows);

@@ -166,16 +166,7 @@ class InterleavedTrainingForward {
     Scratch scratch(6, count);
     double *sum = scratch.row(0), *squares = scratch.row(1), *pivot = scratch.row(2);
     const int64_t spatial = g_.spatial;
-    for (int64_t c = 0; c < count; ++c) sum[c] = squares[c] = 0;
-    for (int64_t rb = 0; rb < tiling_.rowBlocks; ++rb) {
-      const double *sums = partials_.row(cb, rb, 0), *squareRow = partials_.row(cb, rb, 1);
-      for (int64_t c = 0; c < count; ++c) {
-        for (int64_t s = c * spatial, end = s + spatial; s < end; ++s) {
-          sum[c] += sums[s];
-          squares[c] += squareRow[s];
-        }
-      }
-    }
+    addInOrder(g_, tiling_, partials_, cb, count, sum, squares);
     for (int64_t c = 0; c < count; ++c) {
       if (!std::isfinite(sum[c]) || !std::isfinite(squares[c])) return false;
       pivot[c] = static_cast<double>(input_[(first.c0 + c) * spatial]);

@@ -305,6 +305,28 @@ void forEachChannelBlock(const Geometry& g, const Tiling& tiling, F&& body) {
   parallelOver(tiling.channelBlocks, tiling.channels * g.perChannel(), run);
 }
 
+// Per channel of block cb, the totals of partial rows 0 and 1 over its positions and row blocks, added
+// from 0 in row-block, then position order (the order combineStats and combine() use), into `first` and
+// `second`. Row blocks outside and channels inside, so that channels of one position (S = 1) add in
+// vector registers.
+inline void addInOrder(const Geometry& g, const Tiling& tiling, const TaskRows& partials, int64_t cb, int64_t count,
+                       double* first, double* second) {
+  const int64_t spatial = g.spatial;
+  for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
+    const double *rowFirst = partials.row(cb, rb, 0), *rowSecond = partials.row(cb, rb, 1);
+    for (int64_t c = 0; c < count; ++c) {
+      // 0 + x, not x: a total starts from +0 as a fresh sum does, so a sum of -0s is +0.
+      double a = rb == 0 ? 0.0 : first[c], b = rb == 0 ? 0.0 : second[c];
+      for (int64_t s = c * spatial, end = s + spatial; s < end; ++s) {
+        a += rowFirst[s];
+        b += rowSecond[s];
+      }
+      first[c] = a;
+      second[c] = b;
+    }
+  }
+}
+
 // The statistics of channel block `cb`: partial sums of its row blocks (already in `partials`, computed by
 // interleavedPartials) combined in row-block order, then per channel in position order.
 template <typename T>
