@@ -167,7 +167,6 @@ class ThreadPool {
       return;
     }
     bool anyAsleep = false;
-    uint64_t job = 0;
     {
       Lock lock(mutex_);
       anyAsleep = sleepers_ > 0;
@@ -176,15 +175,12 @@ class ThreadPool {
       count_ = count;
       tasks_ = tasks;
       failure_ = RangeFailure{};
-      pending_.store(tasks, std::memory_order_relaxed);
-      job = generation_.load(std::memory_order_relaxed) + 1;
-      claims_.store(job << 32, std::memory_order_relaxed);
-      generation_.store(job, std::memory_order_release);
+      pending_.store(tasks - 1, std::memory_order_relaxed);
+      generation_.store(generation_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
     if (anyAsleep) wake_.signalAll();
-    runClaimedRanges(job, body, context, count, tasks);
-    // Workers may still run ranges they claimed, with the caller's context: wait for every range, even
-    // when one failed. A worker that claimed none is not waited for.
+    runRange(body, context, 0, rangeEnd(0));
+    // The workers use the caller's context: wait for them even when the caller's own range failed.
     if (!spinUntil([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
       Lock lock(mutex_);
       while (pending_.load(std::memory_order_acquire) != 0) done_.wait(mutex_);
@@ -226,7 +222,7 @@ class ThreadPool {
     workers_ = std::vector<Thread>(static_cast<size_t>(threads - 1));  // Thread is not copyable on Windows
     for (int index = 0; index + 1 < threads; ++index) {
       // New workers wait for the next job, not the last one (whose context is gone).
-      starts_[static_cast<size_t>(index)] = WorkerStart{this, generation_};
+      starts_[static_cast<size_t>(index)] = WorkerStart{this, index, generation_};
       if (!workers_[static_cast<size_t>(index)].start(&ThreadPool::entry, &starts_[static_cast<size_t>(index)])) {
         std::fprintf(stderr, "batchnorm: could not start kernel thread %d; using %d\n", index + 1, index + 1);
         workers_.resize(static_cast<size_t>(index));
@@ -272,17 +268,19 @@ class ThreadPool {
 
   struct WorkerStart {
     ThreadPool* pool = nullptr;
+    int index = 0;
     uint64_t seen = 0;
   };
 
   static void* entry(void* argument) {
     const WorkerStart start = *static_cast<WorkerStart*>(argument);
-    start.pool->workerLoop(start.seen);
+    start.pool->workerLoop(start.index, start.seen);
     return nullptr;
   }
 
+  int64_t rangeEnd(int64_t task) const { return count_ * (task + 1) / tasks_; }
 
-  void workerLoop(uint64_t seen) {
+  void workerLoop(int index, uint64_t seen) {
     for (;;) {
       spinUntil([&] {
         return generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed);
@@ -298,28 +296,17 @@ class ThreadPool {
         return;
       }
       seen = generation_.load(std::memory_order_relaxed);
+      const int64_t task = index + 1;
+      if (task >= tasks_) {
+        mutex_.unlock();
+        continue;
+      }
       const ParallelBody body = body_;
       void* const context = context_;
-      const int64_t count = count_, tasks = tasks_;
+      const int64_t begin = count_ * task / tasks_;
+      const int64_t end = rangeEnd(task);
       mutex_.unlock();
-      runClaimedRanges(seen, body, context, count, tasks);
-    }
-  }
-
-  // Runs ranges of job `job` until none is left unclaimed. The caller and the workers claim ranges as they
-  // get to them, instead of each owning a fixed one: on a machine where a worker is descheduled (other
-  // processes, V8's own helper threads), the caller takes its range instead of waiting for it. Ranges are
-  // fixed by the call (count, tasks), so results do not depend on who runs them. The job number in the
-  // claim word keeps a worker that read an earlier job from claiming a range of a later one.
-  void runClaimedRanges(uint64_t job, ParallelBody body, void* context, int64_t count, int64_t tasks) {
-    for (;;) {
-      uint64_t claim = claims_.load(std::memory_order_acquire);
-      int64_t task = 0;
-      do {
-        task = static_cast<int64_t>(claim & 0xffffffffu);
-        if ((claim >> 32) != (job & 0xffffffffu) || task >= tasks) return;
-      } while (!claims_.compare_exchange_weak(claim, claim + 1, std::memory_order_acq_rel, std::memory_order_acquire));
-      runRange(body, context, count * task / tasks, count * (task + 1) / tasks);
+      runRange(body, context, begin, end);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         // Taking the mutex orders this signal after a caller that gave up polling starts waiting.
         mutex_.lock();
@@ -353,8 +340,7 @@ class ThreadPool {
   std::atomic<int> references_{1};
   std::atomic<int> requested_{1};  // threads wanted, applied under dispatch_
   // Written under mutex_, also polled without it.
-  std::atomic<int64_t> pending_{0};  // ranges of the current call not yet finished
-  std::atomic<uint64_t> claims_{0};  // the current job's number (low 32 bits) above its next unclaimed range
+  std::atomic<int64_t> pending_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
 };
