@@ -1,16 +1,17 @@
 // Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces (one
 // translation unit per ISA, so that everything inlines); not a header of its own.
-// The float coefficients of many channels at once, Floats::lanes channels per step in vector registers:
-// evaluation's from the running statistics, backward's from the gradient sums (with the weight and bias
-// gradients).
+// The per-channel finishing of float32 calls, Floats::lanes channels per step in vector registers:
+// evaluation's coefficients from the running statistics, training's statistics and coefficients from
+// the shifted sums, backward's gradients and coefficients from the gradient sums.
 //
 // Each is the scalar chain (kernel/channel_coefficients.h, then NormalizeInFloats or GradientInFloats
-// ::coefficients) operation for operation in the same order, so the results are theirs bit for bit. One
-// channel at a time that chain cost 90 instructions a channel in eval and about 250 in backward
-// (callgrind, (2, 1024)): most of a call on an (N, C) tensor with a small batch. The scalar code rounds
-// the scale toward zero to float with a conversion and a correction step; on float's normal range, which
-// the range checks guarantee, that is truncatedToFloat. A step whose channels do not all pass the checks
-// makes the whole call take the scalar path.
+// ::coefficients) operation for operation in the same order, so the results are theirs bit for bit
+// (scripts/compare-builds.js checked it against the scalar build on every path). One channel at a time
+// that chain cost about 90 instructions a channel in eval and 250 in backward (callgrind, (2, 1024)):
+// most of a call on an (N, C) tensor with a small batch. The scalar code rounds the scale toward zero to
+// float with a conversion and a correction step; on float's normal range, which the range checks
+// guarantee, that is truncatedToFloat. Where a channel fails the checks, the caller computes the whole
+// call (eval) or block (training, backward) in double, as the scalar chain would.
 
 // Row k holds coefficient k (the k* order of the pass) of every channel.
 struct FloatRows {
