@@ -132,22 +132,21 @@ class PlainHeaderReader {
   }
 
   private fieldName(): number {
-    this.skipSpace();
-    const end = this.stringEnd();
-    if (end === NOT_PLAIN) return NOT_PLAIN;
-    const begin = this.at + 1;
-    this.at = end + 1;
-    for (const [field, word] of FIELD_NAMES) if (matches(this.bytes, begin, end, word)) return field;
-    return NOT_PLAIN;
+    return this.oneOf(FIELD_NAMES) ?? NOT_PLAIN;
   }
 
   private dtype(): PlainDType | undefined {
+    return this.oneOf(DTYPES);
+  }
+
+  /** The key of the word in `words` that the string starting here (after spaces) spells, or undefined. */
+  private oneOf<K>(words: ReadonlyArray<readonly [K, number[]]>): K | undefined {
     this.skipSpace();
     const end = this.stringEnd();
     if (end === NOT_PLAIN) return undefined;
     const begin = this.at + 1;
     this.at = end + 1;
-    for (const [dtype, word] of DTYPES) if (matches(this.bytes, begin, end, word)) return dtype;
+    for (const [key, word] of words) if (matches(this.bytes, begin, end, word)) return key;
     return undefined;
   }
 

@@ -231,25 +231,20 @@ class InterleavedBackward {
   // before its narrow stores could forward: measured 15% of the (128, 1024) backward), and to floats
   // where every channel of the block allows it.
   void combine(int64_t cb) {
-    if constexpr (kFloatArithmetic<T>) {
-      if (combineInFloats(cb)) return;
-    }
     const Block first = tiling_.block(g_, cb, 0);
+    const int64_t count = first.c1 - first.c0;
+    Scratch totals(2, count);
+    const double *sumDy = totals.row(0), *dotp = totals.row(1);
+    addInOrder(g_, tiling_, partials_, cb, count, totals.row(0), totals.row(1));
+    if constexpr (kFloatArithmetic<T>) {
+      if (combineInFloats(first, count, sumDy, dotp, cb)) return;
+    }
     double* rows[4] = {coefficients_.row(cb, 0, 0), coefficients_.row(cb, 0, 1), coefficients_.row(cb, 0, 2),
                        coefficients_.row(cb, 0, 3)};
-    const int64_t count = first.c1 - first.c0;
     FloatChannel* channels = kFloatArithmetic<T> ? new FloatChannel[static_cast<size_t>(count)] : nullptr;
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const int64_t from = (c - first.c0) * g_.spatial;
-      GradientSums total;
-      for (int64_t rb = 0; rb < tiling_.rowBlocks; ++rb) {
-        const double *gradSums = partials_.row(cb, rb, 0), *products = partials_.row(cb, rb, 1);
-        for (int64_t s = 0; s < g_.spatial; ++s) {
-          total.sumDy += gradSums[from + s];
-          total.dotp += products[from + s];
-        }
-      }
-      const GradientAffine coef = finishGradients(plan_, c, total.sumDy, total.dotp);
+      const GradientAffine coef = finishGradients(plan_, c, sumDy[c - first.c0], dotp[c - first.c0]);
       broadcastRow(rows[0], from, g_.spatial, coef.center);
       broadcastRow(rows[1], from, g_.spatial, coef.gradMean);
       broadcastRow(rows[2], from, g_.spatial, coef.projection);
@@ -267,14 +262,9 @@ class InterleavedBackward {
     delete[] channels;
   }
 
-  // combine() for float32 in floats: each channel's sums in the same order, then every channel's
-  // gradients and float coefficients at once (coefficient_rows.h); false when a channel needs the double path.
-  bool combineInFloats(int64_t cb) {
-    const Block first = tiling_.block(g_, cb, 0);
-    const int64_t count = first.c1 - first.c0;
-    Scratch totals(2, count);
-    double *sumDy = totals.row(0), *dotp = totals.row(1);
-    addInOrder(g_, tiling_, partials_, cb, count, sumDy, dotp);
+  // combine() for float32 in floats: every channel's gradients and float coefficients at once
+  // (coefficient_rows.h); false when a channel needs the double path.
+  bool combineInFloats(const Block& first, int64_t count, const double* sumDy, const double* dotp, int64_t cb) {
     float* storage = new float[static_cast<size_t>(4 * count)];
     const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
     const bool inFloats = gradientFloatRows(plan_, first.c0, count, sumDy, dotp, rows);

@@ -13,11 +13,6 @@
 // guarantee, that is truncatedToFloat. Where a channel fails the checks, the caller computes the whole
 // call (eval) or block (training, backward) in double, as the scalar chain would.
 
-// Row k holds coefficient k (the k* order of the pass) of every channel.
-struct FloatRows {
-  float* row[4];
-};
-
 // inFloatRange (float_passes.h) in every lane: zero, or a magnitude in [2^-90, 2^90].
 BATCHNORM_ALWAYS_INLINE inline bool allInFloatRange(Doubles x) {
   return allAbsWithin(replaceZeros(x, x, 0x1p-90), 0x1p-90, 0x1p90);

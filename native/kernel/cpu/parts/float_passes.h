@@ -102,12 +102,21 @@ struct GradientInFloats {
   }
 };
 
+// The coefficients of many channels, one row each: row k holds coefficient k of every channel.
+struct FloatRows {
+  float* row[4];
+};
+
 // A channel's coefficients in registers.
 struct FloatLanes {
   Floats k[4];
   static FloatLanes of(const FloatChannel& channel) {
     return {{Floats::broadcast(channel.k[0]), Floats::broadcast(channel.k[1]), Floats::broadcast(channel.k[2]),
              Floats::broadcast(channel.k[3])}};
+  }
+  static FloatLanes of(const FloatRows& rows, int64_t channel) {
+    return {{Floats::broadcast(rows.row[0][channel]), Floats::broadcast(rows.row[1][channel]),
+             Floats::broadcast(rows.row[2][channel]), Floats::broadcast(rows.row[3][channel])}};
   }
   // The first `count` lanes from this channel, the others from `next`.
   FloatLanes joined(int count, const FloatLanes& next) const {
@@ -254,7 +263,7 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
 // chunk then spans at most two channels, whose coefficients it joins. Short rows (7 x 7 = 49 values)
 // cost no per-row head and tail this way, and the output is one stream that non-temporal stores can
 // write whole cache lines of.
-inline void normalizeFlatInFloats(const Geometry& g, const float* input, float* output, const FloatChannel* channels,
+inline void normalizeFlatInFloats(const Geometry& g, const float* input, float* output, const FloatRows& channels,
                                   bool streaming) {
   constexpr int lanes = Floats::lanes;
   const int64_t total = g.elements();
@@ -262,11 +271,12 @@ inline void normalizeFlatInFloats(const Geometry& g, const float* input, float* 
     // Made here, not captured: body's address goes to the thread pool, so a captured pass would be
     // reloaded from memory after every (may-alias) store (measured 10-20% of the (32, 64, 56, 56) eval).
     const NormalizeInFloats pass{input, output};
+    const FloatRows rows = channels;
     const int64_t begin = beginChunk * lanes, end = minInt64(endChunk * lanes, total);
     int64_t channel = (begin / g.spatial) % g.channels;
     int64_t left = g.spatial - begin % g.spatial;  // values of `channel` from the current position on
-    FloatLanes current = FloatLanes::of(channels[channel]);
-    FloatLanes next = FloatLanes::of(channels[(channel + 1) % g.channels]);
+    FloatLanes current = FloatLanes::of(rows, channel);
+    FloatLanes next = FloatLanes::of(rows, (channel + 1) % g.channels);
     forRowChunks(output + begin, end - begin, streaming, [&](int64_t at, int count, bool stream) {
       const Floats y = left >= count ? pass.apply(begin + at, count, current)
                                      : pass.apply(begin + at, count, current.joined(static_cast<int>(left), next));
@@ -276,7 +286,7 @@ inline void normalizeFlatInFloats(const Geometry& g, const float* input, float* 
         channel = channel + 1 == g.channels ? 0 : channel + 1;
         left += g.spatial;
         current = next;
-        next = FloatLanes::of(channels[channel + 1 == g.channels ? 0 : channel + 1]);
+        next = FloatLanes::of(rows, channel + 1 == g.channels ? 0 : channel + 1);
       }
     });
     if (streaming) vec::streamFence();

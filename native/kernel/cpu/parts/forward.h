@@ -261,12 +261,7 @@ inline bool evalInFloats(const Geometry& g, const float* input, float* output, c
   if (inFloats && evalAcrossChannels<float>(g)) {
     affineInterleavedInFloats(g, input, output, rows);
   } else if (inFloats) {
-    FloatChannel* perChannel = new FloatChannel[static_cast<size_t>(count)];
-    for (int64_t c = 0; c < count; ++c) {
-      for (int k = 0; k < 4; ++k) perChannel[c].k[k] = rows.row[k][c];
-    }
-    normalizeFlatInFloats(g, input, output, perChannel, streamsOutput<float>(g));
-    delete[] perChannel;
+    normalizeFlatInFloats(g, input, output, rows, streamsOutput<float>(g));
   }
   delete[] storage;
   return inFloats;

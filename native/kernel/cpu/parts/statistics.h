@@ -333,27 +333,24 @@ template <typename T>
 void combineStats(const Geometry& g, const T* input, const Tiling& tiling, const TaskRows& partials, int64_t cb,
                   ChannelStats* stats) {
   const Block first = tiling.block(g, cb, 0);
+  if (kShiftedStats<T>) {
+    const int64_t count = first.c1 - first.c0;
+    Scratch totals(2, count);
+    addInOrder(g, tiling, partials, cb, count, totals.row(0), totals.row(1));
+    for (int64_t c = first.c0; c < first.c1; ++c) {
+      stats[c - first.c0] = fromShiftedSums(g, input, c, static_cast<double>(input[c * g.spatial]),
+                                            totals.row(0)[c - first.c0], totals.row(1)[c - first.c0]);
+    }
+    return;
+  }
   for (int64_t c = first.c0; c < first.c1; ++c) {
     const int64_t from = (c - first.c0) * g.spatial;
-    if (kShiftedStats<T>) {
-      double sum = 0, squares = 0;
-      for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
-        const double* sums = partials.row(cb, rb, 0);
-        const double* squareRow = partials.row(cb, rb, 1);
-        for (int64_t s = 0; s < g.spatial; ++s) {
-          sum += sums[from + s];
-          squares += squareRow[from + s];
-        }
-      }
-      stats[c - first.c0] = fromShiftedSums(g, input, c, static_cast<double>(input[c * g.spatial]), sum, squares);
-    } else {
-      double varSum = 0;
-      for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
-        const double* squareRow = partials.row(cb, rb, 2);
-        for (int64_t s = 0; s < g.spatial; ++s) varSum += squareRow[from + s];
-      }
-      stats[c - first.c0].varSum = varSum;
+    double varSum = 0;
+    for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
+      const double* squareRow = partials.row(cb, rb, 2);
+      for (int64_t s = 0; s < g.spatial; ++s) varSum += squareRow[from + s];
     }
+    stats[c - first.c0].varSum = varSum;
   }
 }
 
