@@ -45,6 +45,9 @@ inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return {_mm256_fmadd_pd(
 inline Doubles keepFirst(Doubles a, int count) {
   return {_mm256_and_pd(a.v, _mm256_castsi256_pd(firstLanes64(count)))};
 }
+inline Doubles selectFirst(int count, Doubles first, Doubles rest) {
+  return {_mm256_blendv_pd(rest.v, first.v, _mm256_castsi256_pd(firstLanes64(count)))};
+}
 inline Doubles operator/(Doubles a, Doubles b) { return {_mm256_div_pd(a.v, b.v)}; }
 inline Doubles sqrt(Doubles a) { return {_mm256_sqrt_pd(a.v)}; }
 inline Doubles positivePart(Doubles a) {

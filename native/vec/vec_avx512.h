@@ -37,6 +37,9 @@ inline Doubles operator-(Doubles a, Doubles b) { return {_mm512_sub_pd(a.v, b.v)
 inline Doubles operator*(Doubles a, Doubles b) { return {_mm512_mul_pd(a.v, b.v)}; }
 inline Doubles fmadd(Doubles a, Doubles b, Doubles c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
 inline Doubles keepFirst(Doubles a, int count) { return {_mm512_maskz_mov_pd(firstLanes8(count), a.v)}; }
+inline Doubles selectFirst(int count, Doubles first, Doubles rest) {
+  return {_mm512_mask_blend_pd(firstLanes8(count), rest.v, first.v)};
+}
 inline Doubles operator/(Doubles a, Doubles b) { return {_mm512_div_pd(a.v, b.v)}; }
 inline Doubles sqrt(Doubles a) { return {_mm512_sqrt_pd(a.v)}; }
 inline Doubles positivePart(Doubles a) {

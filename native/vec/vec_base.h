@@ -62,6 +62,10 @@ BATCHNORM_ALWAYS_INLINE inline Doubles keepFirst(Doubles a, int count) {
   for (int i = count; i < Doubles::lanes; ++i) a.v[i] = 0;
   return a;
 }
+BATCHNORM_ALWAYS_INLINE inline Doubles selectFirst(int count, Doubles first, Doubles rest) {
+  for (int i = count < 0 ? 0 : count; i < Doubles::lanes; ++i) first.v[i] = rest.v[i];
+  return first;
+}
 BATCHNORM_ALWAYS_INLINE inline Doubles operator/(Doubles a, Doubles b) {
   for (int i = 0; i < Doubles::lanes; ++i) a.v[i] /= b.v[i];
   return a;

@@ -42,6 +42,11 @@ BATCHNORM_ALWAYS_INLINE inline Doubles keepFirst(Doubles a, int count) {
   if (count <= 0) return Doubles::zero();
   return {vsetq_lane_f64(0.0, a.v, 1)};
 }
+BATCHNORM_ALWAYS_INLINE inline Doubles selectFirst(int count, Doubles first, Doubles rest) {
+  if (count >= Doubles::lanes) return first;
+  if (count <= 0) return rest;
+  return {vsetq_lane_f64(vgetq_lane_f64(rest.v, 1), first.v, 1)};
+}
 BATCHNORM_ALWAYS_INLINE inline Doubles operator/(Doubles a, Doubles b) { return {vdivq_f64(a.v, b.v)}; }
 BATCHNORM_ALWAYS_INLINE inline Doubles sqrt(Doubles a) { return {vsqrtq_f64(a.v)}; }
 BATCHNORM_ALWAYS_INLINE inline Doubles positivePart(Doubles a) {

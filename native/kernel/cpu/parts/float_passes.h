@@ -189,8 +189,11 @@ class FloatCoefficients {
           for (int64_t s = c * spatial, end = s + spatial; s < end; ++s) row[s] = value;
         }
       }
-      for (int64_t s = positions; positions > 0 && s < positions + Floats::lanes; ++s) {
-        row[s] = row[(s - positions) % positions];
+      // The lanes after the last position repeat the row from its start (a counter, not `%`: 64 integer
+      // divisions took a quarter of a (2, 4) eval call).
+      for (int64_t s = positions, from = 0; positions > 0 && s < positions + Floats::lanes; ++s) {
+        row[s] = row[from];
+        from = from + 1 == positions ? 0 : from + 1;
       }
     }
   }
