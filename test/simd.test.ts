@@ -258,7 +258,7 @@ describe(`walks compared with the oracle on kernel path ${cpuCapability()}`, () 
   // taken by at least one geometry this file compares with the oracle. float32 elementwise passes run in
   // float arithmetic on the FMA paths, in double on the default path.
   const inFloats = cpuCapability() !== 'default';
-  const floatWalks = ['streamed-rows', 'row-groups', 'single-rows'];
+  const floatWalks = ['streamed-rows', 'column-groups', 'row-groups', 'single-rows'];
   const expected = [
     ...['planar-rows', 'column-groups', 'accumulator-rows'].flatMap((w) => [`train reduction ${w}`, `backward reduction ${w}`]),
     ...['planar-rows', ...(inFloats ? floatWalks : ['row-groups'])].flatMap((w) => [`train elementwise ${w}`, `backward elementwise ${w}`]),

@@ -241,6 +241,22 @@ BATCHNORM_ALWAYS_INLINE inline void rowGroupsInFloats(Pass pass, const Block& bl
   }
 }
 
+// kChunks chunks from `column` down every row of the block, their coefficients held in registers.
+template <int kChunks, typename Pass>
+BATCHNORM_ALWAYS_INLINE inline void columnGroupInFloats(Pass pass, const Block& block,
+                                                        const FloatCoefficients::Rows coefficients, int64_t column) {
+  constexpr int lanes = Floats::lanes;
+  float* out = pass.destination();
+  FloatLanes held[kChunks];
+  for (int k = 0; k < kChunks; ++k) held[k] = coefficients.at(column + k * lanes);
+  for (int64_t b = block.b0; b < block.b1; ++b) {
+    const int64_t offset = block.rowOffset(b) + column;
+    for (int k = 0; k < kChunks; ++k) {
+      putFloats(pass.apply(offset + k * lanes, lanes, held[k]), out + offset + k * lanes, lanes, false);
+    }
+  }
+}
+
 template <typename Pass>
 inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, const FloatCoefficients& coefficientsOf) {
   const FloatCoefficients::Rows coefficients = coefficientsOf.rows();
@@ -252,6 +268,11 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
           [&](int64_t offset, int valid, const FloatLanes& lanes, bool stream) {
             putFloats(pass.apply(offset, valid, lanes), pass.destination() + offset, valid, stream);
           });
+      return;
+    case Walk::ColumnGroups:
+      forColumnGroups<kHeldFloatChunks>(block.positions, Floats::lanes, [&](int64_t at, auto chunks) {
+        columnGroupInFloats<decltype(chunks)::value>(pass, block, coefficients, at);
+      });
       return;
     case Walk::RowGroups:
       rowGroupsInFloats<4>(pass, block, coefficients);
