@@ -314,6 +314,15 @@ inline void addInOrder(const Geometry& g, const Tiling& tiling, const TaskRows& 
   const int64_t spatial = g.spatial;
   for (int64_t rb = 0; rb < tiling.rowBlocks; ++rb) {
     const double *rowFirst = partials.row(cb, rb, 0), *rowSecond = partials.row(cb, rb, 1);
+    if (spatial == 1) {
+      // One position per channel: the same additions as below, in a loop the compiler vectorizes (the
+      // general loop took a tenth of a (2, 1024) backward).
+      for (int64_t c = 0; c < count; ++c) {
+        first[c] = (rb == 0 ? 0.0 : first[c]) + rowFirst[c];
+        second[c] = (rb == 0 ? 0.0 : second[c]) + rowSecond[c];
+      }
+      continue;
+    }
     for (int64_t c = 0; c < count; ++c) {
       // 0 + x, not x: a total starts from +0 as a fresh sum does, so a sum of -0s is +0.
       double a = rb == 0 ? 0.0 : first[c], b = rb == 0 ? 0.0 : second[c];
