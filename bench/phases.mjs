@@ -25,6 +25,7 @@ const ROWS = [
   { shape: [128, 1024], format: 'contiguous' },
   { shape: [4096, 256], format: 'contiguous' },
   { shape: [256, 256, 7, 7], format: 'channelsLast' },
+  { shape: [32, 64, 56, 56], format: 'channelsLast' },
   { shape: [32, 64, 56, 56], format: 'contiguous' },
   { shape: [8, 32, 128, 128], format: 'contiguous' },
 ];
