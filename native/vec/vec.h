@@ -2,7 +2,8 @@
 //
 // Every ISA defines, in its own namespace batchnorm::vec::<capability>:
 //   Doubles  a register of `lanes` doubles: zero/broadcast/load/loadFirst/store/storeFirst, + - *,
-//            fmadd(a, b, c) = a * b + c, keepFirst(v, n) (zero lanes >= n), selectFirst(n, a, b) (lanes < n from a), sum() in a fixed order;
+//            fmadd(a, b, c) = a * b + c, keepFirst(v, n) (zero lanes >= n), selectFirst(n, a, b) (lanes < n
+//            from a), sum() in a fixed order;
 //            and for per-channel coefficients: /, sqrt, positivePart (x > 0 ? x : 0), roundedToFloat (each lane rounded to the nearest
 //            float), truncatedToFloat (toward zero to float precision, see float_precision.h),
 //            allAbsWithin(v, low, high) (low <= |lane| <= high in every lane, false for NaN),
