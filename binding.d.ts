@@ -74,12 +74,19 @@ export interface NativeBinding {
   backwardReference: NativeBinding['backward'];
 
   /**
-   * Threads the kernels use, including the calling thread: an integer from 1 to 256. Never waits for a
-   * running call: a busy pool applies the count when its next call starts. getNumThreads returns the
-   * count last set. One pool per Node environment, shared by every load of the addon in it.
+   * Threads this environment's calls use, including the calling thread: an integer from 1 to 256,
+   * capped by the process's budget (getNumThreads returns the capped count). Never waits for a running
+   * call; an async call keeps the count it started with. One pool serves the whole process: a call that
+   * finds it busy with another environment's call runs on its own thread.
    */
   setNumThreads(threads: number): void;
   getNumThreads(): number;
+
+  /**
+   * Sets the process's thread budget (1 to 256) if no environment has yet, and returns the budget in
+   * force: the first environment to load the addon fixes it for the process.
+   */
+  setThreadBudget(threads: number): number;
 
   /** memcpy of `source` into `destination` (same dtype and length, disjoint): the benchmark's baseline. */
   copy(destination: NativeFloatArray, source: NativeFloatArray): void;

@@ -445,8 +445,11 @@ export function cpuCapability(): 'default' | 'avx2' | 'avx512' | 'neon' {
 }
 
 /**
- * Sets how many threads the kernels use, the calling thread included (1 to 256). The default is
- * `os.availableParallelism()`. Results are bitwise identical for every thread count.
+ * Sets how many threads this thread's kernel calls use, the calling thread included (1 to 256), capped
+ * by the process's budget: `BATCHNORM_NUM_THREADS` at load, else `os.availableParallelism()`. The
+ * main thread and every worker share one pool of at most budget - 1 kernel threads; a call that finds
+ * it busy with another worker's call runs on its own thread. The default is the whole budget. Results
+ * are bitwise identical for every thread count.
  */
 export function setNumThreads(threads: number): void {
   if (typeof threads !== 'number') throw invalidType('threads', 'an integer from 1 to 256', threads);
@@ -456,7 +459,7 @@ export function setNumThreads(threads: number): void {
   native().setNumThreads(threads);
 }
 
-/** The number of threads the kernels use (see {@link setNumThreads}). */
+/** The number of threads this thread's kernel calls use, after the budget's cap (see {@link setNumThreads}). */
 export function getNumThreads(): number {
   return native().getNumThreads();
 }

@@ -18,11 +18,28 @@ function libc(): string {
   return glibc ? `glibc ${glibc}` : 'musl or another non-glibc libc';
 }
 
+/**
+ * The process's kernel-thread budget as this environment asks for it: `BATCHNORM_NUM_THREADS` (an
+ * integer from 1 to 256, read at load as PyTorch reads `OMP_NUM_THREADS`), else the cores available.
+ */
+function requestedThreadBudget(): number {
+  const value = process.env.BATCHNORM_NUM_THREADS;
+  if (value === undefined || value === '') return Math.min(256, Math.max(1, os.availableParallelism()));
+  const threads = /^[0-9]+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!(threads >= 1 && threads <= 256)) {
+    throw new RangeError(`Expected an integer from 1 to 256 for the environment variable BATCHNORM_NUM_THREADS but received '${value}'`);
+  }
+  return threads;
+}
+
 /** The native module, loaded once on first use (a local build/Release first, then prebuilds/). */
 export function native(): NativeBinding {
   if (binding === undefined) {
-    binding = load();
-    binding.setNumThreads(Math.min(256, Math.max(1, os.availableParallelism())));
+    const requested = requestedThreadBudget();
+    const loaded = load();
+    // The first environment of the process fixes the budget; each environment's calls default to all of it.
+    loaded.setNumThreads(loaded.setThreadBudget(requested));
+    binding = loaded;
   }
   return binding;
 }

@@ -4,6 +4,7 @@
 // Every entry point goes through guarded() (binding/guard.h): no C++ exception leaves a callback.
 #include <napi.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "binding/arguments.h"
@@ -17,26 +18,33 @@
 namespace batchnorm::binding {
 namespace {
 
-// Per addon instance: a reference to the kernel pool of its Node environment. The pool is keyed by the
-// environment's event loop, so every load of the addon in one environment (the main thread, a worker)
-// shares it; in-flight async calls hold their own reference, so a pool outlives an environment torn
+// Per addon instance (one per Node environment that loads it): a reference to the process's kernel
+// pool, and the thread count this environment's calls use (setNumThreads; capped by the process's
+// budget). In-flight async calls hold their own reference, so the pool outlives an environment torn
 // down mid-call.
 struct AddonData {
   ThreadPool* pool;
+  std::atomic<int> threads{1};
 };
 
-ThreadPool* poolOf(napi_env env) {
+AddonData& addonOf(napi_env env) {
   void* data = nullptr;
   if (napi_get_instance_data(env, &data) != napi_ok || data == nullptr) {
     throw Napi::Error::New(env, "batchnorm: the addon's instance data is missing");
   }
-  return static_cast<AddonData*>(data)->pool;
+  return *static_cast<AddonData*>(data);
+}
+
+PoolUse poolUseOf(napi_env env) {
+  AddonData& addon = addonOf(env);
+  return PoolUse{addon.pool, addon.threads.load(std::memory_order_relaxed)};
 }
 
 template <typename Call>
 Napi::Value runHere(const Napi::CallbackInfo& info, Call call) {
   {
-    const ScopedPool scope(poolOf(info.Env()));
+    const PoolUse use = poolUseOf(info.Env());
+    const ScopedPool scope(use.pool, use.threads);
     call.run();
   }
   call.commit();
@@ -62,7 +70,7 @@ Napi::Value ForwardAsync(const Napi::CallbackInfo& info) {
   ForwardCall call = parseForward(info, false);
   const uint32_t staged = requireStagedMask(info[ForwardCall::kArguments]);
   return Napi::Value(info.Env(),
-                     AsyncKernelCall<ForwardCall>::start(info, std::move(call), poolOf(info.Env()), staged));
+                     AsyncKernelCall<ForwardCall>::start(info, std::move(call), poolUseOf(info.Env()), staged));
 }
 
 // backwardAsync(...the arguments of backward, staged): Promise<undefined>
@@ -70,21 +78,32 @@ Napi::Value BackwardAsync(const Napi::CallbackInfo& info) {
   BackwardCall call = parseBackward(info, false);
   const uint32_t staged = requireStagedMask(info[BackwardCall::kArguments]);
   return Napi::Value(info.Env(),
-                     AsyncKernelCall<BackwardCall>::start(info, std::move(call), poolOf(info.Env()), staged));
+                     AsyncKernelCall<BackwardCall>::start(info, std::move(call), poolUseOf(info.Env()), staged));
 }
 
-// setNumThreads(threads): undefined. Never waits for a running call (the pool applies it next time).
-Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  const double threads = requireNumber(info[0], "threads");
+int requireThreadCount(const Napi::Value& value) {
+  const double threads = requireNumber(value, "threads");
   if (!(threads >= 1 && threads <= 256) || threads != static_cast<double>(static_cast<int>(threads))) {
-    throw Napi::RangeError::New(info.Env(), "threads must be an integer from 1 to 256");
+    throw Napi::RangeError::New(value.Env(), "threads must be an integer from 1 to 256");
   }
-  setNumThreads(*poolOf(info.Env()), static_cast<int>(threads));
+  return static_cast<int>(threads);
+}
+
+// setNumThreads(threads): this environment's calls use at most `threads` threads, capped by the
+// process's budget. Never waits for a running call (an async call keeps the count it started with).
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  addonOf(info.Env()).threads.store(threadsWithinBudget(requireThreadCount(info[0])), std::memory_order_relaxed);
   return info.Env().Undefined();
 }
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), getNumThreads(*poolOf(info.Env())));
+  return Napi::Number::New(info.Env(), addonOf(info.Env()).threads.load(std::memory_order_relaxed));
+}
+
+// setThreadBudget(threads): number. Sets the process's budget if no environment has (the first wins)
+// and returns the budget in force.
+Napi::Value SetThreadBudget(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), setThreadBudget(requireThreadCount(info[0])));
 }
 
 // copy(destination, source): undefined. A plain memcpy of equal-sized float arrays: the benchmark's
@@ -155,9 +174,7 @@ void exportFunction(napi_env env, napi_value exports, const char* name) {
 }
 
 napi_value initialize(napi_env env, napi_value exports) {
-  struct uv_loop_s* loop = nullptr;
-  NAPI_THROW_IF_FAILED(env, napi_get_uv_event_loop(env, &loop), nullptr);
-  auto* addon = new AddonData{acquirePool(loop)};
+  auto* addon = new AddonData{acquirePool()};
   if (napi_set_instance_data(env, addon, releaseAddonData, nullptr) != napi_ok) {
     releaseAddonData(env, addon, nullptr);
     NAPI_THROW(Napi::Error::New(env), nullptr);
@@ -170,6 +187,7 @@ napi_value initialize(napi_env env, napi_value exports) {
   exportFunction<BackwardReference>(env, exports, "backwardReference");
   exportFunction<SetNumThreads>(env, exports, "setNumThreads");
   exportFunction<GetNumThreads>(env, exports, "getNumThreads");
+  exportFunction<SetThreadBudget>(env, exports, "setThreadBudget");
   exportFunction<Copy>(env, exports, "copy");
   exportFunction<CpuCapability>(env, exports, "cpuCapability");
   exportFunction<KernelPlan>(env, exports, "kernelPlan");

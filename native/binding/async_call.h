@@ -102,7 +102,7 @@ class AsyncKernelCall {
  public:
   // Queues `call` (already checked) and returns its promise; throws (queuing nothing) on failure.
   // Bit i of `stagedArguments` stages JavaScript argument i.
-  static napi_value start(const Napi::CallbackInfo& info, Call call, ThreadPool* pool, uint32_t stagedArguments) {
+  static napi_value start(const Napi::CallbackInfo& info, Call call, PoolUse pool, uint32_t stagedArguments) {
     napi_env env = info.Env();
     std::unique_ptr<AsyncKernelCall> self(new AsyncKernelCall(env, std::move(call), pool));
     self->keepArrays(info);
@@ -143,7 +143,8 @@ class AsyncKernelCall {
     size_t argument = 0;
   };
 
-  AsyncKernelCall(napi_env env, Call call, ThreadPool* pool) : env_(env), call_(std::move(call)), pool_(pool) {
+  AsyncKernelCall(napi_env env, Call call, PoolUse pool)
+      : env_(env), call_(std::move(call)), pool_(pool.pool), threads_(pool.threads) {
     retainPool(pool_);
   }
 
@@ -191,7 +192,7 @@ class AsyncKernelCall {
   static void execute(napi_env /*env*/, void* data) noexcept {
     auto* self = static_cast<AsyncKernelCall*>(data);
     try {
-      const ScopedPool scope(self->pool_);
+      const ScopedPool scope(self->pool_, self->threads_);
       self->call_.run();
     } catch (const std::bad_alloc&) {
       self->failure_ = Failure::OutOfMemory;
@@ -280,6 +281,7 @@ class AsyncKernelCall {
   napi_env env_;
   Call call_;
   ThreadPool* pool_;
+  int threads_;  // the environment's thread count when the call started
   napi_async_work work_ = nullptr;
   napi_deferred deferred_ = nullptr;
   std::vector<KeptArray> kept_;

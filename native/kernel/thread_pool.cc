@@ -138,28 +138,16 @@ class Lock {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(const void* owner) : owner_(owner) {}
+  ThreadPool() = default;
   ~ThreadPool() { stopWorkers(); }
 
-  const void* owner() const { return owner_; }
   std::atomic<int>& references() { return references_; }
 
-  int threads() const { return requested_.load(std::memory_order_relaxed); }
-
-  // A pool running a call (possibly a long async one) must not make the caller wait: the new count is
-  // applied by whoever holds the pool next.
-  void requestThreads(int threads) {
-    requested_.store(threads, std::memory_order_relaxed);
-    if (dispatch_.tryLock()) {
-      applyRequestedThreads();
-      dispatch_.unlock();
-    }
-  }
-
-  void run(int64_t count, int64_t grain, ParallelBody body, void* context) {
+  // `threads` counts the caller; the pool may lack workers for all of them (a failed start).
+  void run(int64_t count, int64_t grain, ParallelBody body, void* context, int threads) {
     const bool owned = dispatch_.tryLock();
-    if (owned) applyRequestedThreads();
-    const int64_t maxTasks = owned ? static_cast<int64_t>(workers_.size()) + 1 : 1;
+    if (owned) startWorkers(threads - 1);
+    const int64_t maxTasks = owned ? std::min<int64_t>(threads, static_cast<int64_t>(workers_.size()) + 1) : 1;
     const int64_t tasks = std::min(maxTasks, std::max<int64_t>(1, count / std::max<int64_t>(1, grain)));
     if (tasks <= 1) {
       const Unlocker release(owned ? &dispatch_ : nullptr);
@@ -209,24 +197,24 @@ class ThreadPool {
     Mutex* mutex_;
   };
 
-  // Called with dispatch_ held.
-  void applyRequestedThreads() {
-    const int threads = requested_.load(std::memory_order_relaxed);
-    if (static_cast<int>(workers_.size()) + 1 == threads) return;
+  // Called with dispatch_ held. Workers only ever grow (a call wanting fewer leaves the rest idle,
+  // asleep after kSpinTime); restarting them is rare, as the budget caps how many a call can ask for.
+  void startWorkers(int wanted) {
+    if (wanted <= static_cast<int>(workers_.size()) || startFailed_) return;
     stopWorkers();
     {
       Lock lock(mutex_);
       stop_ = false;
     }
-    starts_.assign(static_cast<size_t>(threads - 1), WorkerStart{});
-    workers_ = std::vector<Thread>(static_cast<size_t>(threads - 1));  // Thread is not copyable on Windows
-    for (int index = 0; index + 1 < threads; ++index) {
+    starts_.assign(static_cast<size_t>(wanted), WorkerStart{});
+    workers_ = std::vector<Thread>(static_cast<size_t>(wanted));  // Thread is not copyable on Windows
+    for (int index = 0; index < wanted; ++index) {
       // New workers wait for the next job, not the last one (whose context is gone).
       starts_[static_cast<size_t>(index)] = WorkerStart{this, index, generation_};
       if (!workers_[static_cast<size_t>(index)].start(&ThreadPool::entry, &starts_[static_cast<size_t>(index)])) {
         std::fprintf(stderr, "batchnorm: could not start kernel thread %d; using %d\n", index + 1, index + 1);
         workers_.resize(static_cast<size_t>(index));
-        requested_.store(index + 1, std::memory_order_relaxed);
+        startFailed_ = true;
         break;
       }
     }
@@ -336,9 +324,8 @@ class ThreadPool {
   int64_t count_ = 0, tasks_ = 0;
   int sleepers_ = 0;  // workers blocked on wake_
   RangeFailure failure_;  // the first exception of the current call's ranges
-  const void* const owner_;
   std::atomic<int> references_{1};
-  std::atomic<int> requested_{1};  // threads wanted, applied under dispatch_
+  bool startFailed_ = false;  // the system refused a thread: run with the workers there are
   // Written under mutex_, also polled without it.
   std::atomic<int64_t> pending_{0};
   std::atomic<uint64_t> generation_{0};
@@ -348,60 +335,71 @@ class ThreadPool {
 namespace {
 
 thread_local ThreadPool* currentPool = nullptr;
+thread_local int currentThreads = 1;
 
-// Every live pool, so that an owner's later acquirePool finds its pool. Never destroyed: releases can
-// come from environment teardown after static destructors have run.
-Mutex& registryMutex() {
+std::atomic<int> budget{0};
+
+// The process's pool and its references. Never destroyed itself: releases can come from environment
+// teardown after static destructors have run.
+Mutex& poolMutex() {
   static Mutex* const mutex = new Mutex();
   return *mutex;
 }
-std::vector<ThreadPool*>& registry() {
-  static auto* const pools = new std::vector<ThreadPool*>();
-  return *pools;
-}
+ThreadPool* processPool = nullptr;
 
 }  // namespace
 
-ThreadPool* acquirePool(const void* owner) {
-  Lock lock(registryMutex());
-  for (ThreadPool* pool : registry()) {
-    if (pool->owner() == owner) {
-      pool->references().fetch_add(1, std::memory_order_relaxed);
-      return pool;
-    }
+ThreadPool* acquirePool() {
+  Lock lock(poolMutex());
+  if (processPool != nullptr) {
+    processPool->references().fetch_add(1, std::memory_order_relaxed);
+  } else {
+    processPool = new ThreadPool();
   }
-  auto* pool = new ThreadPool(owner);
-  registry().push_back(pool);
-  return pool;
+  return processPool;
 }
 
 void retainPool(ThreadPool* pool) { pool->references().fetch_add(1, std::memory_order_relaxed); }
 
 void releasePool(ThreadPool* pool) {
   {
-    Lock lock(registryMutex());
+    Lock lock(poolMutex());
     if (pool->references().fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    std::vector<ThreadPool*>& pools = registry();
-    pools.erase(std::find(pools.begin(), pools.end(), pool));
+    processPool = nullptr;
   }
-  delete pool;  // joins its threads, outside the registry lock
+  delete pool;  // joins its threads, outside the lock
 }
 
-void setNumThreads(ThreadPool& pool, int threads) { pool.requestThreads(std::clamp(threads, 1, kMaxThreads)); }
+int setThreadBudget(int threads) {
+  int expected = 0;
+  budget.compare_exchange_strong(expected, std::clamp(threads, 1, kMaxThreads));
+  return budget.load();
+}
 
-int getNumThreads(const ThreadPool& pool) { return pool.threads(); }
+int threadBudget() { return budget.load(std::memory_order_relaxed); }
 
-ScopedPool::ScopedPool(ThreadPool* pool) : previous_(currentPool) { currentPool = pool; }
+int threadsWithinBudget(int threads) {
+  const int cap = threadBudget();
+  return std::clamp(threads, 1, cap == 0 ? kMaxThreads : cap);
+}
 
-ScopedPool::~ScopedPool() { currentPool = previous_; }
+ScopedPool::ScopedPool(ThreadPool* pool, int threads) : previousPool_(currentPool), previousThreads_(currentThreads) {
+  currentPool = pool;
+  currentThreads = threadsWithinBudget(threads);
+}
+
+ScopedPool::~ScopedPool() {
+  currentPool = previousPool_;
+  currentThreads = previousThreads_;
+}
 
 void parallelFor(int64_t count, int64_t grain, ParallelBody body, void* context) {
   if (count <= 0) return;
-  if (currentPool == nullptr) {
+  if (currentPool == nullptr || currentThreads <= 1) {
     body(context, 0, count);
     return;
   }
-  currentPool->run(count, grain, body, context);
+  currentPool->run(count, grain, body, context, currentThreads);
 }
 
 }  // namespace batchnorm

@@ -136,11 +136,13 @@ void check(const Geometry& g, uint32_t seed) {
 }
 
 template <typename T>
-void checkThreads(batchnorm::ThreadPool& pool, const Geometry& g, uint32_t seed) {
-  batchnorm::setNumThreads(pool, 1);
-  const Outputs<T> one = run<T>(g, false, seed);
+void checkThreads(batchnorm::ThreadPool* pool, const Geometry& g, uint32_t seed) {
+  const Outputs<T> one = [&] {
+    const batchnorm::ScopedPool scope(pool, 1);
+    return run<T>(g, false, seed);
+  }();
   for (int threads : {2, 3, 4}) {
-    batchnorm::setNumThreads(pool, threads);
+    const batchnorm::ScopedPool scope(pool, threads);
     const Outputs<T> many = run<T>(g, false, seed);
     expectIdentical("output", g, threads, many.output, one.output);
     expectIdentical("saveMean", g, threads, many.saveMean, one.saveMean);
@@ -164,14 +166,10 @@ int main() {
     check<float>(g, static_cast<uint32_t>(++index));
     check<double>(g, static_cast<uint32_t>(++index));
   }
-  static int owner;
-  batchnorm::ThreadPool* pool = batchnorm::acquirePool(&owner);
-  {
-    batchnorm::ScopedPool scope(pool);
-    for (const Geometry& g : geometries) {
-      checkThreads<float>(*pool, g, static_cast<uint32_t>(++index));
-      checkThreads<double>(*pool, g, static_cast<uint32_t>(++index));
-    }
+  batchnorm::ThreadPool* pool = batchnorm::acquirePool();
+  for (const Geometry& g : geometries) {
+    checkThreads<float>(pool, g, static_cast<uint32_t>(++index));
+    checkThreads<double>(pool, g, static_cast<uint32_t>(++index));
   }
   batchnorm::releasePool(pool);
   std::printf("core_check (%s kernels): %d comparisons, %d failures\n", batchnorm::cpuCapability(), comparisons,
