@@ -88,6 +88,9 @@ export interface NativeBinding {
    */
   setThreadBudget(threads: number): number;
 
+  /** A 64-bit hash of the array's bytes (native/kernel/fingerprint.h): equal contents, equal hashes. */
+  fingerprint(array: NativeFloatArray): bigint;
+
   /** memcpy of `source` into `destination` (same dtype and length, disjoint): the benchmark's baseline. */
   copy(destination: NativeFloatArray, source: NativeFloatArray): void;
 

@@ -32,8 +32,8 @@ export class Linear {
     random: { normal(): number },
   ) {
     const scale = Math.sqrt(2 / inputs);
-    this.weight = { data: Float32Array.from({ length: outputs * inputs }, () => random.normal() * scale), grad: null };
-    this.bias = { data: new Float32Array(outputs), grad: null };
+    this.weight = { data: Float32Array.from({ length: outputs * inputs }, () => random.normal() * scale), grad: null, requiresGrad: true };
+    this.bias = { data: new Float32Array(outputs), grad: null, requiresGrad: true };
   }
 
   /** A copy with the same weights (so two networks start from the same initialization). */

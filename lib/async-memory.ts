@@ -13,6 +13,7 @@
 //   the results back on the JavaScript thread only if every array is still intact.
 import { markAsUntransferable } from 'node:worker_threads';
 
+import { invalidType } from './errors';
 import { arrayBufferByteLength, bufferOf, elementCount, isResizable, isShared } from './intrinsics';
 import type { FloatArray } from './tensor';
 
@@ -38,18 +39,39 @@ function markHoldsOnThisRuntime(): boolean {
   return true;
 }
 
-function chooseGuard(): AsyncMemoryGuard {
-  // Tests force staging on runtimes where the mark would do, so that both mechanisms are covered.
-  if (process.env.BATCHNORM_ASYNC_MEMORY === 'staged') return 'staged';
+function runtimeGuard(): AsyncMemoryGuard {
   return markHoldsOnThisRuntime() ? 'untransferable' : 'staged';
+}
+
+function chooseGuard(): AsyncMemoryGuard {
+  // BATCHNORM_ASYNC_MEMORY=staged: never mark the caller's buffers (also what the tests use to cover
+  // both mechanisms on one runtime).
+  if (process.env.BATCHNORM_ASYNC_MEMORY === 'staged') return 'staged';
+  return runtimeGuard();
 }
 
 let guard: AsyncMemoryGuard | undefined;
 
-/** The mechanism async calls use on this runtime, chosen once. */
+/** The mechanism async calls use on this runtime, chosen once (see {@link setAsyncMemoryGuard}). */
 export function asyncMemoryGuard(): AsyncMemoryGuard {
   guard ??= chooseGuard();
   return guard;
+}
+
+/**
+ * How the async calls that follow keep the caller's buffers valid while they run:
+ * - `'staged'`: never mark a caller's buffer; the kernel runs on copies the call owns, written back when
+ *   it settles (two copies of each array: a few milliseconds for 100 MB). The caller's buffers stay
+ *   transferable (`postMessage` to a worker, `structuredClone` with `transfer`) after the call, which
+ *   a server handing tensors between threads needs. The same as `BATCHNORM_ASYNC_MEMORY=staged`.
+ * - `'auto'` (the default): mark the buffers untransferable where the runtime honours the mark (Node 18,
+ *   20 and 24: zero-copy, but Node 20 copies and Node 24 refuses a later transfer of those buffers),
+ *   stage where it does not (Node 22).
+ * Calls already started keep their mechanism; a buffer once marked stays marked.
+ */
+export function setAsyncMemoryGuard(mode: 'staged' | 'auto'): void {
+  if (mode !== 'staged' && mode !== 'auto') throw invalidType('mode', "'staged' or 'auto'", mode);
+  guard = mode === 'staged' ? 'staged' : runtimeGuard();
 }
 
 /** An array of an async call that the caller can reach, and its position among the native arguments. */

@@ -1,8 +1,8 @@
 // BatchNorm1d/2d/3d and their lazy twins, as torch.nn's: the shared machinery is lib/norm-base.ts.
-import { BatchNormBase, type BatchNormModuleOptions, rankError } from './norm-base';
+import { BatchNormBase, type BatchNormModuleOptions, LAZY_FEATURES, rankError } from './norm-base';
 import type { DType } from './tensor';
 
-export type { BatchNormModuleOptions, ModuleBackwardOptions, ModuleForwardOptions, Parameter } from './norm-base';
+export type { BatchNormModuleOptions, ModuleBackwardOptions, ModuleForwardOptions, NamedOptions, Parameter } from './norm-base';
 export { BatchNormBase } from './norm-base';
 export type { DType } from './tensor';
 
@@ -60,7 +60,7 @@ export class BatchNorm3d<D extends DType = 'float32'> extends BatchNormBase<D> {
 export class LazyBatchNorm1d<D extends DType = 'float32'> extends BatchNormBase<D> {
   protected readonly className: string = 'LazyBatchNorm1d';
   constructor(options?: BatchNormModuleOptions<D>) {
-    super(null, options, BATCH_NORM_DEFAULTS);
+    super(LAZY_FEATURES, options, BATCH_NORM_DEFAULTS);
   }
   protected checkInputRank(rank: number): void {
     checkRank1d(rank);
@@ -71,7 +71,7 @@ export class LazyBatchNorm1d<D extends DType = 'float32'> extends BatchNormBase<
 export class LazyBatchNorm2d<D extends DType = 'float32'> extends BatchNormBase<D> {
   protected readonly className: string = 'LazyBatchNorm2d';
   constructor(options?: BatchNormModuleOptions<D>) {
-    super(null, options, BATCH_NORM_DEFAULTS);
+    super(LAZY_FEATURES, options, BATCH_NORM_DEFAULTS);
   }
   protected checkInputRank(rank: number): void {
     checkRank2d(rank);
@@ -82,7 +82,7 @@ export class LazyBatchNorm2d<D extends DType = 'float32'> extends BatchNormBase<
 export class LazyBatchNorm3d<D extends DType = 'float32'> extends BatchNormBase<D> {
   protected readonly className: string = 'LazyBatchNorm3d';
   constructor(options?: BatchNormModuleOptions<D>) {
-    super(null, options, BATCH_NORM_DEFAULTS);
+    super(LAZY_FEATURES, options, BATCH_NORM_DEFAULTS);
   }
   protected checkInputRank(rank: number): void {
     checkRank3d(rank);

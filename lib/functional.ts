@@ -16,6 +16,7 @@ import {
   checkTensor,
   isFloat32Array,
   newLike,
+  overlaps,
 } from './tensor';
 import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
 import { BackwardArgument, ForwardArgument, backwardArguments, forwardArguments } from './native-arguments';
@@ -41,7 +42,8 @@ export interface BatchNormOptions<D extends DType = DType> {
   eps?: number;
   /**
    * Destination for the output: same dtype and element count as the input, in the output's layout (the
-   * input's memory format); may be the input's own elements (in place).
+   * input's memory format). In evaluation it may be the input's own elements (in place); in training it
+   * must not overlap the input, which backward reads (a RangeError).
    */
   out?: ArrayOf<D>;
 }
@@ -133,7 +135,21 @@ function missingRunningStat(name: string): TypeError {
 export function checkBatchSizeForTraining(input: CheckedTensor): void {
   if (input.batch * input.spatial === 1) {
     throw new RangeError(
-      `Expected more than 1 value per channel when training, got input size ${formatShape(input.shape)}`,
+      `Expected more than 1 value per channel when training, got input size ${formatShape(input.shape)} ` +
+        '(for inference on a single sample, pass training: false)',
+    );
+  }
+}
+
+/**
+ * A training forward may not write its output over its input: backward reads the forward's input
+ * (PyTorch refuses it as "modified by an inplace operation"). Evaluation may run in place.
+ */
+function checkNotInPlaceForTraining(x: CheckedTensor, out: FloatArray | null): void {
+  if (out !== null && overlaps(out, x.data)) {
+    throw new RangeError(
+      'options.out must not overlap input.data in training: backward needs the forward\'s input, which the output ' +
+        'would overwrite (write the output elsewhere; in-place output is allowed in evaluation)',
     );
   }
 }
@@ -209,6 +225,7 @@ function prepareCheckedForward(x: CheckedTensor, options: unknown, complete = fa
     if (length !== x.elements) throw new RangeError(`options.out should contain ${x.elements} elements not ${length}`);
     out = opts.out;
   }
+  if (training) checkNotInPlaceForTraining(x, out);
   checkNoOverlap(
     [
       { name: 'input.data', array: x.data, written: false },

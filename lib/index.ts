@@ -14,7 +14,7 @@ export {
   getNumThreads,
   setNumThreads,
 } from './functional';
-export type { BatchNormModuleOptions, ModuleBackwardOptions, ModuleForwardOptions, Parameter } from './batchnorm';
+export type { BatchNormModuleOptions, ModuleBackwardOptions, ModuleForwardOptions, NamedOptions, Parameter } from './batchnorm';
 export {
   BatchNorm1d,
   BatchNorm2d,
@@ -42,4 +42,4 @@ export { kernelPlan } from './kernel-plan';
 export { BatchNormLoadError } from './native';
 export { BatchNormStateError } from './errors';
 export type { AsyncMemoryGuard } from './async-memory';
-export { asyncMemoryGuard } from './async-memory';
+export { asyncMemoryGuard, setAsyncMemoryGuard } from './async-memory';

@@ -1,10 +1,12 @@
 // The module machinery of the batch-norm family (BatchNorm*, LazyBatchNorm*, InstanceNorm*): parameters
 // and buffers through their lifecycle, train/eval, forward and backward (sync and queued async), state
 // dicts. Subclasses say how an input maps onto the batch-norm kernels (kernelInput and its hooks).
-import { BatchNormStateError, formatShape, invalidType, invalidValue } from './errors';
+import { BatchNormStateError, describeValue, formatShape, invalidType, invalidValue } from './errors';
 import { type BatchNormBackwardResult, type BatchNormResult, DEFAULT_EPS, DEFAULT_MOMENTUM, checkedCalls } from './functional';
 import { elementCount, ownValue } from './intrinsics';
 import { permuteTo } from './layout';
+import { moduleRepr } from './module-repr';
+import { native } from './native';
 import {
   type BatchNormStateDict,
   type LoadStateDictOptions,
@@ -25,13 +27,29 @@ import {
   checkTensor,
   dtypeName,
   isFloatArray,
+  overlaps,
 } from './tensor';
 import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
 
-/** A trainable per-channel array and its accumulated gradient (null until a backward pass, or after zeroGrad). */
+/**
+ * A trainable per-channel array and its accumulated gradient (null until a backward pass, or after
+ * zeroGrad), as a PyTorch `nn.Parameter`.
+ */
 export interface Parameter<A extends FloatArray = FloatArray> {
   data: A;
   grad: A | null;
+  /**
+   * Whether backward computes this parameter's gradient (true for a new module). Set it to false to
+   * freeze the parameter, as fine-tuning does: backward then neither computes nor accumulates its
+   * gradient (PyTorch's `requires_grad_(False)`, which skips that work through the output mask).
+   */
+  requiresGrad: boolean;
+}
+
+/** Options of {@link BatchNormBase.namedParameters} and {@link BatchNormBase.namedBuffers}. */
+export interface NamedOptions {
+  /** Put before every name, as a layer's names are in a whole model (`'bn1.'` gives `'bn1.weight'`). */
+  prefix?: string;
 }
 
 /** Options of the batch-norm family; names and defaults follow `torch.nn.BatchNorm2d`. */
@@ -46,6 +64,13 @@ export interface BatchNormModuleOptions<D extends DType = DType> {
   trackRunningStats?: boolean;
   /** Element type of parameters, buffers and accepted inputs. Default 'float32'. */
   dtype?: D;
+  /**
+   * Check at each backward that the input's data is what the forward read, and throw a
+   * {@link BatchNormStateError} before writing anything if not (PyTorch detects the same misuse with
+   * version counters). It costs a pass over the input at forward and another at backward, on the
+   * calling thread, so it is off by default: turn it on while developing a training loop. Default false.
+   */
+  checkInputUnchanged?: boolean;
 }
 
 /** Options of a module's forward: where to write the output. */
@@ -84,7 +109,14 @@ interface SavedForward {
   /** Copies of the running stats the forward read, for an evaluation-mode backward. */
   runningMean: FloatArray | null;
   runningVar: FloatArray | null;
+  /** The forward wrote its output over its input (evaluation in place): the input is gone. */
+  inputOverwritten: boolean;
+  /** The input's fingerprint at forward, when the module checks that it is unchanged at backward. */
+  fingerprint: bigint | null;
 }
+
+/** Passed by the Lazy classes for numFeatures: the only way to make a module without a size. */
+export const LAZY_FEATURES: unique symbol = Symbol('lazy numFeatures');
 
 /** Per-channel arrays the kernels get instead of the module's own. */
 interface KernelCopies {
@@ -103,7 +135,8 @@ function newKernelCopies(dtype: DType, length: number): KernelCopies {
   return { weight: view(0), bias: view(1), runningMean: view(2), runningVar: view(3) };
 }
 
-const MODULE_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype'] as const;
+const MODULE_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype', 'checkInputUnchanged'] as const;
+const NAMED_KEYS = ['prefix'] as const;
 const FORWARD_CALL_KEYS = ['out'] as const;
 const BACKWARD_CALL_KEYS = ['out'] as const;
 const BACKWARD_OUT_KEYS = ['gradInput'] as const;
@@ -142,6 +175,8 @@ export abstract class BatchNormBase<D extends DType = DType> {
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
   readonly dtype: D;
+  /** Whether backward checks that the input did not change since forward (see the option). */
+  readonly checkInputUnchanged: boolean;
 
   /** Scale (gamma), present when `affine` (its `data` is empty until a lazy module is initialized). */
   readonly weight: Parameter<ArrayOf<D>> | null;
@@ -153,7 +188,8 @@ export abstract class BatchNormBase<D extends DType = DType> {
   private features = 0;
   private meanBuffer: ArrayOf<D> | null = null;
   private varBuffer: ArrayOf<D> | null = null;
-  private batchesTracked = 0;
+  /** num_batches_tracked, as the live int64 buffer {@link namedBuffers} hands out. */
+  private readonly counter = new BigInt64Array(1);
   private saved: SavedForward | null = null;
   /**
    * Two sets of copies of the per-channel arrays for the kernels, used in turn: the set the saved
@@ -175,12 +211,15 @@ export abstract class BatchNormBase<D extends DType = DType> {
   protected abstract checkInputRank(rank: number): void;
 
   /**
-   * @param numFeatures C, or null for a lazy module (inferred from the first input).
+   * @param numFeatures C, or {@link LAZY_FEATURES} for a lazy module (inferred from the first input).
    * @param defaults the class's defaults for `affine` and `trackRunningStats`.
    */
-  constructor(numFeatures: number | null, options: BatchNormModuleOptions<D> | undefined, defaults: ModuleDefaults) {
-    if (numFeatures !== null) {
-      if (typeof numFeatures !== 'number') throw invalidType('numFeatures', 'a positive integer', numFeatures);
+  constructor(numFeatures: number | typeof LAZY_FEATURES, options: BatchNormModuleOptions<D> | undefined, defaults: ModuleDefaults) {
+    if (numFeatures !== LAZY_FEATURES) {
+      if (typeof numFeatures !== 'number') {
+        const lazy = numFeatures === null || numFeatures === undefined ? ' (only the Lazy classes, such as LazyBatchNorm2d, infer it from the input)' : '';
+        throw new TypeError(`Expected a positive integer for numFeatures but received ${describeValue(numFeatures)}${lazy}`);
+      }
       if (!Number.isSafeInteger(numFeatures) || numFeatures < 1) {
         throw invalidValue('numFeatures', 'a positive integer', numFeatures);
       }
@@ -191,9 +230,18 @@ export abstract class BatchNormBase<D extends DType = DType> {
     this.affine = checkBoolean(opts.affine, 'options.affine', defaults.affine);
     this.trackRunningStats = checkBoolean(opts.trackRunningStats, 'options.trackRunningStats', defaults.trackRunningStats);
     this.dtype = checkDType(opts.dtype, 'options.dtype') as D;
-    this.weight = this.affine ? { data: newArray(this.dtype, 0), grad: null } : null;
-    this.bias = this.affine ? { data: newArray(this.dtype, 0), grad: null } : null;
-    if (numFeatures !== null) this.initialize(numFeatures);
+    this.checkInputUnchanged = checkBoolean(opts.checkInputUnchanged, 'options.checkInputUnchanged', false);
+    this.weight = this.affine ? { data: newArray(this.dtype, 0), grad: null, requiresGrad: true } : null;
+    this.bias = this.affine ? { data: newArray(this.dtype, 0), grad: null, requiresGrad: true } : null;
+    if (numFeatures !== LAZY_FEATURES) this.initialize(numFeatures);
+  }
+
+  /** num_batches_tracked as a number (the buffer holds an int64). */
+  private get batchesTracked(): number {
+    return Number(this.counter[0]);
+  }
+  private set batchesTracked(value: number) {
+    this.counter[0] = BigInt(value);
   }
 
   /** C, the number of channels of accepted inputs (0 while a lazy module is not initialized). */
@@ -297,6 +345,60 @@ export abstract class BatchNormBase<D extends DType = DType> {
     return this.weight !== null && this.bias !== null ? [this.weight, this.bias] : [];
   }
 
+  /**
+   * The parameters with PyTorch's names, `[['weight', weight], ['bias', bias]]` (empty when not affine),
+   * as `named_parameters()`: the same objects as {@link parameters}. With `prefix`, every name starts with it.
+   */
+  namedParameters(options?: NamedOptions): [string, Parameter<ArrayOf<D>>][] {
+    const { prefix } = checkNamedOptions(options);
+    return this.weight !== null && this.bias !== null
+      ? [
+          [`${prefix}weight`, this.weight],
+          [`${prefix}bias`, this.bias],
+        ]
+      : [];
+  }
+
+  /**
+   * The buffers, `[runningMean, runningVar, num_batches_tracked]`, as `buffers()`: the live arrays the
+   * module updates (not copies), num_batches_tracked as a `BigInt64Array` of length 1. Empty when
+   * `trackRunningStats` is false or a lazy module is not initialized.
+   */
+  buffers(): (ArrayOf<D> | BigInt64Array)[] {
+    return this.namedBuffers().map(([, buffer]) => buffer);
+  }
+
+  /** {@link buffers} with PyTorch's names (`running_mean`, `running_var`, `num_batches_tracked`), as `named_buffers()`. */
+  namedBuffers(options?: NamedOptions): [string, ArrayOf<D> | BigInt64Array][] {
+    const { prefix } = checkNamedOptions(options);
+    if (this.meanBuffer === null || this.varBuffer === null) return [];
+    return [
+      [`${prefix}running_mean`, this.meanBuffer],
+      [`${prefix}running_var`, this.varBuffer],
+      [`${prefix}num_batches_tracked`, this.counter],
+    ];
+  }
+
+  /** PyTorch's `repr(module)`, e.g. `BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)`. */
+  toString(): string {
+    // A lazy module becomes its eager class once initialized, as PyTorch's does.
+    const name = this.initialized ? this.className.replace(/^Lazy/, '') : this.className;
+    return moduleRepr(name, this);
+  }
+
+  /** What `console.log(module)` and `util.inspect` print: {@link toString}. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
+
+  /**
+   * Resolves when every async call queued on this module so far has settled (whether it succeeded or
+   * not); then the synchronous methods may be called again.
+   */
+  async whenIdle(): Promise<void> {
+    while (this.pending > 0) await this.queue;
+  }
+
   /** Sets every parameter's gradient back to null. */
   zeroGrad(): void {
     this.checkIdle('zeroGrad');
@@ -371,9 +473,10 @@ export abstract class BatchNormBase<D extends DType = DType> {
   /** Synchronous calls that read or change state must not interleave with queued async calls. */
   protected checkIdle(method: string): void {
     if (this.pending > 0) {
+      const queued = method === 'forward' || method === 'backward' ? ` or call ${method}Async(), which queues behind them` : '';
       throw new BatchNormStateError(
         `${this.className}.${method}() was called while ${this.pending} async call(s) on this module are pending; ` +
-          'await them first (or use the async variant, which queues behind them)',
+          `await them first (await module.whenIdle() waits for all)${queued}`,
       );
     }
   }
@@ -480,8 +583,12 @@ export abstract class BatchNormBase<D extends DType = DType> {
     if (usedBatchStats) this.checkTrainingInput(original);
     const kernel = this.kernelInput(original);
     if (!this.initialized) this.initialize(original.channels);
+    const tracked = this.batchesTracked;
+    if (!Number.isSafeInteger(tracked) || tracked < 0) {
+      throw new BatchNormStateError(`${this.className}'s num_batches_tracked buffer holds ${tracked}, not a non-negative safe integer`);
+    }
     // PyTorch counts the batch first, so momentum null averages over batches including this one.
-    const counted = updatesRunningStats && this.countsBatches ? this.batchesTracked + 1 : this.batchesTracked;
+    const counted = updatesRunningStats && this.countsBatches ? tracked + 1 : tracked;
     const factor = this.momentum ?? (updatesRunningStats ? 1 / counted : 0);
     const readsRunningStats = usedBatchStats ? updatesRunningStats : true;
     const copies = this.copiesFor(this.features * kernel.repeat);
@@ -513,6 +620,10 @@ export abstract class BatchNormBase<D extends DType = DType> {
       // must not change the gradient).
       runningMeanAtForward: usedBatchStats ? null : runningMean,
       runningVarAtForward: usedBatchStats ? null : runningVar,
+      // An evaluation in place (training in place is refused by the call itself).
+      inputOverwritten: isFloatArray(out) && overlaps(out, kernel.x.data),
+      // Taken before the kernel runs, as the input the forward reads.
+      fingerprint: this.checkInputUnchanged ? native().fingerprint(kernel.x.data) : null,
     };
   }
 
@@ -533,6 +644,8 @@ export abstract class BatchNormBase<D extends DType = DType> {
       saveInvstd: result.saveInvstd,
       runningMean: plan.runningMeanAtForward,
       runningVar: plan.runningVarAtForward,
+      inputOverwritten: plan.inputOverwritten,
+      fingerprint: plan.fingerprint,
     };
     this.backwardTaken = false;
     return this.outputTensor(result.output, plan.original, plan.kernel) as Tensor<ArrayOf<D>>;
@@ -564,6 +677,10 @@ export abstract class BatchNormBase<D extends DType = DType> {
         throw new RangeError(`options.out.gradInput should contain ${saved.original.elements} elements not ${length}`);
       }
     }
+    const wantWeight = this.weight !== null && checkBoolean(this.weight.requiresGrad, 'weight.requiresGrad', undefined);
+    const wantBias = this.bias !== null && checkBoolean(this.bias.requiresGrad, 'bias.requiresGrad', undefined);
+    // Training's gradient reads the input everywhere; evaluation's only for the weight's gradient.
+    if (saved.usedBatchStats || wantWeight) this.checkSavedInput(saved);
     if (saved.kernel.x !== saved.original) dy = this.kernelInput(dy).x;
     // One backward per forward: claimed now, so a second (even queued) backward fails clearly.
     this.saved = null;
@@ -581,16 +698,34 @@ export abstract class BatchNormBase<D extends DType = DType> {
         saveInvstd: saved.saveInvstd,
         training: saved.usedBatchStats,
         eps: this.eps,
-        outputMask: [true, this.affine, this.affine] as [boolean, boolean, boolean],
+        outputMask: [true, wantWeight, wantBias] as [boolean, boolean, boolean],
         out: gradInput === undefined || !direct ? undefined : { gradInput: gradInput as FloatArray },
       },
     };
   }
 
+  /** The input backward is about to read is the one the forward read, or a BatchNormStateError. */
+  private checkSavedInput(saved: SavedForward): void {
+    if (saved.inputOverwritten) {
+      throw new BatchNormStateError(
+        `${this.className}.backward() needs the forward's input, which that forward overwrote with its output ` +
+          '(out was the input\'s memory); write the output elsewhere when a backward follows',
+      );
+    }
+    if (saved.fingerprint !== null && native().fingerprint(saved.kernel.x.data) !== saved.fingerprint) {
+      throw new BatchNormStateError(
+        `${this.className}.backward(): input.data changed after forward() read it, so the gradient would be wrong; ` +
+          'keep the input unchanged until backward (checkInputUnchanged found it)',
+      );
+    }
+  }
+
   private commitBackward(saved: SavedForward, grads: BatchNormBackwardResult, destination: FloatArray | undefined): Tensor<ArrayOf<D>> {
-    if (this.weight !== null && this.bias !== null) {
-      accumulate(this.weight, sumRepeats(grads.gradWeight!, saved.kernel.repeat) as ArrayOf<D>);
-      accumulate(this.bias, sumRepeats(grads.gradBias!, saved.kernel.repeat) as ArrayOf<D>);
+    if (this.weight !== null && grads.gradWeight !== null) {
+      accumulate(this.weight, sumRepeats(grads.gradWeight, saved.kernel.repeat) as ArrayOf<D>);
+    }
+    if (this.bias !== null && grads.gradBias !== null) {
+      accumulate(this.bias, sumRepeats(grads.gradBias, saved.kernel.repeat) as ArrayOf<D>);
     }
     return this.gradInputTensor(grads.gradInput!, saved.original, destination) as Tensor<ArrayOf<D>>;
   }
@@ -664,6 +799,12 @@ export abstract class BatchNormBase<D extends DType = DType> {
     }
     return { scale, shift };
   }
+}
+
+function checkNamedOptions(options: unknown): { prefix: string } {
+  const { prefix } = checkOptions(options, 'options', NAMED_KEYS);
+  if (prefix !== undefined && typeof prefix !== 'string') throw invalidType('options.prefix', 'a string', prefix);
+  return { prefix: prefix ?? '' };
 }
 
 /** numFeatures as a state dict gives it (the length of its first per-channel array), or null. */

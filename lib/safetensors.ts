@@ -43,7 +43,8 @@ function dtypeOf(name: string, array: unknown): SafetensorsDType {
 
 /**
  * Serializes a state dict to safetensors bytes. Tensor names are the state-dict keys; per-channel arrays
- * are 1-D, and `num_batches_tracked` is written as a 0-d I64 tensor, as PyTorch stores it.
+ * are 1-D, and `num_batches_tracked` (also under a prefix, `bn1.num_batches_tracked`) is written as a
+ * 0-d I64 tensor, as PyTorch stores it.
  */
 export function toSafetensors(stateDict: StateDict, metadata?: Record<string, string>): Uint8Array {
   if (typeof stateDict !== 'object' || stateDict === null) {
@@ -71,7 +72,9 @@ export function toSafetensors(stateDict: StateDict, metadata?: Record<string, st
     const dtype = dtypeOf(name, array);
     const view = array as ArrayBufferView;
     const length = elementCount(view);
-    const scalar = name === COUNTER_KEY && length === 1;
+    // A layer's counter in a whole model's dict has a prefix ('bn1.num_batches_tracked'): the last
+    // component of the name says what it is.
+    const scalar = (name === COUNTER_KEY || name.endsWith(`.${COUNTER_KEY}`)) && length === 1;
     const bytes = new Uint8Array(bufferOf(view), byteOffsetOf(view), byteLengthOf(view));
     header[name] = { dtype, shape: scalar ? [] : [length], data_offsets: [offset, offset + bytes.length] };
     parts.push(bytes);

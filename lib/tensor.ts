@@ -86,11 +86,47 @@ export function newLike(like: FloatArray, length: number): FloatArray {
 const MIN_RANK = 2;
 const MAX_RANK = 5;
 
+const TENSOR_KEYS = ['data', 'shape', 'memoryFormat', 'stride', 'offset'];
+/** The spellings other libraries use for a tensor key (numpy, TF.js, @stdlib/ndarray, PyTorch). */
+const TENSOR_KEY_ALIASES: Record<string, string> = {
+  strides: 'stride',
+  memory_format: 'memoryFormat',
+  format: 'memoryFormat',
+  layout: 'memoryFormat',
+  buffer: 'data',
+  values: 'data',
+  dims: 'shape',
+  size: 'shape',
+};
+
+/**
+ * A tensor object has only the known keys, as an options object: an unknown one (`strides` for
+ * `stride`) would otherwise be ignored and the data read in the wrong layout.
+ */
+function checkTensorKeys(value: object, name: string): void {
+  const keys = Object.keys(value);
+  if (keys.includes('_buffer') && keys.includes('_strides') && value.constructor?.name === 'ndarray') {
+    // @stdlib/ndarray keeps its fields private and reads them through accessors on its prototype,
+    // which a tensor object never reads (a polluted prototype could supply them).
+    throw new TypeError(
+      `Expected a tensor object { data, shape, stride?, offset? } for ${name} but received a @stdlib/ndarray ndarray, ` +
+        'whose fields are accessors on its prototype: pass { data: x.data, shape: x.shape, stride: x.strides, offset: x.offset }',
+    );
+  }
+  for (const key of keys) {
+    if (TENSOR_KEYS.includes(key)) continue;
+    const alias = ownValue(TENSOR_KEY_ALIASES, key) as string | undefined;
+    const hint = alias === undefined ? '' : ` (did you mean '${alias}'?)`;
+    throw new TypeError(`Unknown key '${key}' in ${name}${hint}; a tensor object has only: ${TENSOR_KEYS.join(', ')}`);
+  }
+}
+
 /** Checks a tensor argument and returns a detached, plain copy of its description (not of its data). */
 export function checkTensor(value: unknown, name: string): CheckedTensor {
   if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value)) {
     throw invalidType(name, 'a tensor object { data, shape }', value);
   }
+  checkTensorKeys(value, name);
   // Own properties only: a polluted Object.prototype must not supply a memoryFormat.
   const data = ownValue(value, 'data');
   const shape = ownValue(value, 'shape');
@@ -186,6 +222,14 @@ export function checkSameDtype(value: unknown, name: string, like: FloatArray): 
       `Expected a ${typedArrayKind(like)} for ${name} (the input's dtype is ${dtypeName(like)}) but received ${describeValue(value)}`,
     );
   }
+}
+
+/** Whether two arrays share any byte of memory. */
+export function overlaps(a: FloatArray, b: FloatArray): boolean {
+  if (bufferOf(a) !== bufferOf(b)) return false;
+  const aBegin = byteOffsetOf(a), aEnd = aBegin + byteLengthOf(a);
+  const bBegin = byteOffsetOf(b), bEnd = bBegin + byteLengthOf(b);
+  return aBegin < bEnd && bBegin < aEnd && aEnd > aBegin && bEnd > bBegin;
 }
 
 export interface NamedArray {

@@ -28,13 +28,33 @@ describe('memory semantics', () => {
     expect(out).toEqual(batchNorm(input, { training: true }).output.data);
   });
 
-  it('normalizes in place when out is the input itself', () => {
+  it('normalizes in place in evaluation when out is the input itself', () => {
     const random = seeded(2);
     const data = randomArray(Float32Array, 30, random);
-    const expected = batchNorm({ data, shape: [5, 3, 2] }, { training: true }).output.data;
-    const result = batchNorm({ data, shape: [5, 3, 2] }, { training: true, out: data });
+    const stats = { runningMean: Float32Array.of(0.5, -1, 2), runningVar: Float32Array.of(1, 4, 0.25) };
+    const expected = batchNorm({ data, shape: [5, 3, 2] }, stats).output.data;
+    const result = batchNorm({ data, shape: [5, 3, 2] }, { ...stats, out: data });
     expect(result.output.data).toBe(data);
     expect(data).toEqual(expected);
+  });
+
+  it('refuses a training output over its input (backward would read the output), changing nothing', () => {
+    const random = seeded(2);
+    const data = randomArray(Float32Array, 30, random);
+    const before = data.slice();
+    const runningMean = new Float32Array(3), runningVar = new Float32Array(3).fill(1);
+    const arena = new Float32Array(40);
+    arena.set(data, 5);
+    const input = arena.subarray(5, 35);
+    // The input itself, an equal view of it, and an output shifted over part of it.
+    for (const [x, out] of [[data, data], [data, data.subarray(0)], [input, arena.subarray(0, 30)]] as const) {
+      expect(() => batchNorm({ data: x, shape: [5, 3, 2] }, { training: true, runningMean, runningVar, out })).toThrow(
+        "options.out must not overlap input.data in training: backward needs the forward's input",
+      );
+    }
+    expect(data).toEqual(before);
+    expect(runningMean).toEqual(new Float32Array(3));
+    expect(runningVar).toEqual(new Float32Array(3).fill(1));
   });
 
   it('reads and writes subarray views at a byte offset without touching their neighbours', () => {

@@ -128,11 +128,26 @@ describe('batchNorm argument validation', () => {
       "Expected a Float32Array for options.out (the input's dtype is float32)"],
     ['out length', (s) => () => batchNorm(s.input, training(s, { out: new Float32Array(11) })), RangeError,
       'options.out should contain 12 elements not 11'],
-    ['out partially overlaps input', (s) => () => {
+    ['out partially overlaps input (evaluation)', (s) => () => {
+      const buffer = new Float32Array(20);
+      buffer.set(s.input.data);
+      return batchNorm({ data: buffer.subarray(0, 12), shape: [2, 3, 2] }, { runningMean: s.runningMean, runningVar: s.runningVar, out: buffer.subarray(4, 16) });
+    }, RangeError, 'input.data and options.out must not overlap in memory (it may be exactly the same view'],
+    ['out overlaps input when training', (s) => () => {
       const buffer = new Float32Array(20);
       buffer.set(s.input.data);
       return batchNorm({ data: buffer.subarray(0, 12), shape: [2, 3, 2] }, training(s, { out: buffer.subarray(4, 16) }));
-    }, RangeError, 'input.data and options.out must not overlap in memory (it may be exactly the same view'],
+    }, RangeError, "options.out must not overlap input.data in training: backward needs the forward's input"],
+    ['out is the input when training', (s) => () => batchNorm(s.input, training(s, { out: s.input.data })), RangeError,
+      'options.out must not overlap input.data in training'],
+    ['out is an equal subarray view of the input when training', (s) => () =>
+      batchNorm(s.input, training(s, { out: s.input.data.subarray(0) })), RangeError,
+      'options.out must not overlap input.data in training'],
+    ['tensor key spelled as numpy spells it', (s) => () =>
+      batchNorm({ ...s.input, strides: [3, 1], offset: 0 } as never, training(s)), TypeError,
+      "Unknown key 'strides' in input (did you mean 'stride'?); a tensor object has only: data, shape, memoryFormat, stride, offset"],
+    ['unknown tensor key', (s) => () => batchNorm({ ...s.input, dtype: 'float32' } as never, training(s)), TypeError,
+      "Unknown key 'dtype' in input; a tensor object has only"],
     ['out overlaps runningMean', (s) => () => {
       const shared = new Float32Array(14);
       return batchNorm(s.input, training(s, { out: shared.subarray(0, 12), runningMean: shared.subarray(11, 14) }));

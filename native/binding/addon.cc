@@ -13,6 +13,7 @@
 #include "binding/guard.h"
 #include "kernel/cache_sizes.h"
 #include "kernel/dispatch.h"
+#include "kernel/fingerprint.h"
 #include "kernel/thread_pool.h"
 
 namespace batchnorm::binding {
@@ -118,6 +119,14 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// fingerprint(array): bigint. A hash of the array's bytes (kernel/fingerprint.h).
+Napi::Value Fingerprint(const Napi::CallbackInfo& info) {
+  const DType dtype = requireFloatDType(info[0], "array");
+  const size_t length = info[0].As<Napi::TypedArray>().ElementLength();
+  const FloatView array = requireFloatArray(info[0], "array", dtype, length);
+  return Napi::BigInt::New(info.Env(), fingerprint(array.data, array.byteLength()));
+}
+
 Napi::Value CpuCapability(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), cpuCapability());
 }
@@ -189,6 +198,7 @@ napi_value initialize(napi_env env, napi_value exports) {
   exportFunction<GetNumThreads>(env, exports, "getNumThreads");
   exportFunction<SetThreadBudget>(env, exports, "setThreadBudget");
   exportFunction<Copy>(env, exports, "copy");
+  exportFunction<Fingerprint>(env, exports, "fingerprint");
   exportFunction<CpuCapability>(env, exports, "cpuCapability");
   exportFunction<KernelPlan>(env, exports, "kernelPlan");
   exportFunction<CacheSizes>(env, exports, "cacheSizes");

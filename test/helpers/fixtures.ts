@@ -142,11 +142,22 @@ export interface FamilySequence extends Omit<ModuleSequence, 'className' | 'init
   numFeatures: number;
 }
 
+/** PyTorch's repr() of a module made with these options (fixtures generate_modules.py reprs()). */
+export interface ReprCase {
+  className: string;
+  numFeatures: number | null;
+  options: { eps?: number; momentum?: number | null; affine?: boolean; trackRunningStats?: boolean };
+  repr: string;
+  /** A lazy module's repr after its first forward on a (2, 3, ...) input. */
+  reprAfterForward?: string;
+}
+
 export function loadModuleFixtures(): {
   sequences: ModuleSequence[];
   checkpoints: Checkpoint[];
   sequential: SequentialCheckpoint;
   family: FamilySequence[];
+  reprs: ReprCase[];
 } {
   const file = path.join(fixturesDir(), 'modules.json');
   return JSON.parse(readFileSync(file, 'utf8')) as ReturnType<typeof loadModuleFixtures>;
