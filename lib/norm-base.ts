@@ -109,8 +109,8 @@ interface SavedForward {
   /** Copies of the running stats the forward read, for an evaluation-mode backward. */
   runningMean: FloatArray | null;
   runningVar: FloatArray | null;
-  /** The forward wrote its output over its input (evaluation in place): the input is gone. */
-  inputOverwritten: boolean;
+  /** The forward's `out`: if it was the input's memory (evaluation in place), the input is gone. */
+  out: FloatArray | null;
   /** The input's fingerprint at forward, when the module checks that it is unchanged at backward. */
   fingerprint: bigint | null;
 }
@@ -188,8 +188,9 @@ export abstract class BatchNormBase<D extends DType = DType> {
   private features = 0;
   private meanBuffer: ArrayOf<D> | null = null;
   private varBuffer: ArrayOf<D> | null = null;
-  /** num_batches_tracked, as the live int64 buffer {@link namedBuffers} hands out. */
+  /** num_batches_tracked, as the live int64 buffer {@link namedBuffers} hands out (little-endian words). */
   private readonly counter = new BigInt64Array(1);
+  private readonly counterWords = new Uint32Array(this.counter.buffer);
   private saved: SavedForward | null = null;
   /**
    * Two sets of copies of the per-channel arrays for the kernels, used in turn: the set the saved
@@ -236,12 +237,19 @@ export abstract class BatchNormBase<D extends DType = DType> {
     if (numFeatures !== LAZY_FEATURES) this.initialize(numFeatures);
   }
 
-  /** num_batches_tracked as a number (the buffer holds an int64). */
+  /**
+   * num_batches_tracked as a number, read from the int64 buffer through its two 32-bit words (a
+   * BigInt per read or write would cost more than the rest of a small call's bookkeeping). A value the
+   * caller wrote that is not a safe integer reads as NaN.
+   */
   private get batchesTracked(): number {
-    return Number(this.counter[0]);
+    const words = this.counterWords;
+    const high = words[1]! | 0;
+    return high >= -0x200000 && high < 0x200000 ? high * 0x100000000 + words[0]! : NaN;
   }
   private set batchesTracked(value: number) {
-    this.counter[0] = BigInt(value);
+    this.counterWords[0] = value % 0x100000000;
+    this.counterWords[1] = Math.floor(value / 0x100000000);
   }
 
   /** C, the number of channels of accepted inputs (0 while a lazy module is not initialized). */
@@ -620,8 +628,6 @@ export abstract class BatchNormBase<D extends DType = DType> {
       // must not change the gradient).
       runningMeanAtForward: usedBatchStats ? null : runningMean,
       runningVarAtForward: usedBatchStats ? null : runningVar,
-      // An evaluation in place (training in place is refused by the call itself).
-      inputOverwritten: isFloatArray(out) && overlaps(out, kernel.x.data),
       // Taken before the kernel runs, as the input the forward reads.
       fingerprint: this.checkInputUnchanged ? native().fingerprint(kernel.x.data) : null,
     };
@@ -633,7 +639,7 @@ export abstract class BatchNormBase<D extends DType = DType> {
       averageRepeats(this.meanBuffer!, plan.options.runningMean!, plan.kernel.repeat);
       averageRepeats(this.varBuffer!, plan.options.runningVar!, plan.kernel.repeat);
     }
-    this.batchesTracked = plan.counted;
+    if (plan.counted !== this.batchesTracked) this.batchesTracked = plan.counted;
     this.nextCopies = 1 - this.nextCopies;
     this.saved = {
       original: plan.original,
@@ -644,7 +650,7 @@ export abstract class BatchNormBase<D extends DType = DType> {
       saveInvstd: result.saveInvstd,
       runningMean: plan.runningMeanAtForward,
       runningVar: plan.runningVarAtForward,
-      inputOverwritten: plan.inputOverwritten,
+      out: plan.options.out ?? null,
       fingerprint: plan.fingerprint,
     };
     this.backwardTaken = false;
@@ -706,7 +712,8 @@ export abstract class BatchNormBase<D extends DType = DType> {
 
   /** The input backward is about to read is the one the forward read, or a BatchNormStateError. */
   private checkSavedInput(saved: SavedForward): void {
-    if (saved.inputOverwritten) {
+    // An evaluation in place (training in place is refused by the call itself).
+    if (saved.out !== null && overlaps(saved.out, saved.kernel.x.data)) {
       throw new BatchNormStateError(
         `${this.className}.backward() needs the forward's input, which that forward overwrote with its output ` +
           '(out was the input\'s memory); write the output elsewhere when a backward follows',

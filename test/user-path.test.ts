@@ -132,7 +132,10 @@ describe('tensor objects', () => {
     expect(() => batchNorm(x as never, { training: true })).toThrow(
       'received a @stdlib/ndarray ndarray, whose fields are accessors on its prototype: pass { data: x.data, shape: x.shape, stride: x.strides, offset: x.offset }',
     );
-    const passed = batchNorm({ data: x.data, shape: x.shape, stride: x.strides, offset: x.offset }, { training: true });
+    const passed = batchNorm(
+      { data: x.data as Float32Array, shape: x.shape as number[], stride: x.strides as number[], offset: x.offset },
+      { training: true },
+    );
     const gathered = new Float32Array(30);
     let i = 0;
     for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) for (let c = 0; c < 5; c++) gathered[i++] = x.get(a, b, c);

@@ -1,0 +1,92 @@
+// Interleaved A/B of two checkouts of the whole package (their dist/ and their addon) in one process:
+// for changes in lib/, where bench/ab.mjs (two addons under one dist/) cannot see the difference. Each
+// case is timed A, B, B, A, `rounds` times; each side keeps its smallest median.
+//   node bench/ab-package.mjs <rootA> <rootB> [--only 2x4] [--ops eval,train,backward,module-eval,
+//                             module-train,module-step] [--rounds 3] [--budget-ms 200] [--threads 1]
+//                             [--module-options '{}']
+// A root is a checkout with dist/ and build/Release/ built (npm run build:ts, npm run build:native).
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+
+import { benchTensors, measure } from './timing.mjs';
+
+const require = createRequire(import.meta.url);
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const index = args.indexOf(name);
+  return index >= 0 && args[index + 1] !== undefined ? args[index + 1] : fallback;
+};
+const [rootA, rootB] = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+if (rootA === undefined || rootB === undefined) {
+  console.error('usage: node bench/ab-package.mjs <rootA> <rootB> [--only text] [--ops ...] [--rounds 3]');
+  process.exit(2);
+}
+const rounds = Number(option('--rounds', 3));
+const budgetMs = Number(option('--budget-ms', 200));
+const ops = option('--ops', 'eval,train,backward,module-eval,module-train,module-step').split(',');
+const only = option('--only', null);
+const threads = Number(option('--threads', 1));
+// Options for side B's modules only (say '{"checkInputUnchanged":true}' with the same root twice).
+const moduleOptionsB = JSON.parse(option('--module-options', '{}'));
+
+const sides = [rootA, rootB].map((root) => {
+  const bn = require(path.resolve(root, 'dist', 'index.js'));
+  bn.setNumThreads(threads);
+  return bn;
+});
+
+const SHAPES = [
+  [[32, 64, 56, 56], 'contiguous'],
+  [[256, 256, 7, 7], 'contiguous'],
+  [[128, 1024], 'contiguous'],
+  [[8, 32, 128, 128], 'contiguous'],
+  [[4096, 256], 'contiguous'],
+  [[2, 4], 'contiguous'],
+  [[32, 64, 56, 56], 'channelsLast'],
+  [[256, 256, 7, 7], 'channelsLast'],
+];
+
+const MODULES = { 2: 'BatchNorm1d', 3: 'BatchNorm1d', 4: 'BatchNorm2d', 5: 'BatchNorm3d' };
+
+/** One side's call for a case, with `out` given (what a training loop passes). */
+function callFor(bn, side, shape, format, op) {
+  const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(shape, format);
+  if (op.startsWith('module-')) {
+    const module = new bn[MODULES[shape.length]](shape[1], side === 1 ? moduleOptionsB : {});
+    const out = { out: new Float32Array(length) };
+    const backwardOut = { out: { gradInput: new Float32Array(length) } };
+    if (op === 'module-eval') module.eval();
+    if (op === 'module-step') {
+      return () => {
+        module.forward(x, out);
+        module.backward(dy, backwardOut);
+      };
+    }
+    return () => module.forward(x, out);
+  }
+  const forwardOptions = { weight, bias, runningMean, runningVar };
+  if (op === 'backward') {
+    const { saveMean, saveInvstd } = bn.batchNorm(x, { ...forwardOptions, training: true });
+    const options = { weight, saveMean, saveInvstd, training: true, out: { gradInput: new Float32Array(length) } };
+    return () => bn.batchNormBackward(dy, x, options);
+  }
+  const options = { ...forwardOptions, training: op === 'train', out: new Float32Array(length) };
+  return () => bn.batchNorm(x, options);
+}
+
+const fmt = (ms) => (ms < 0.01 ? `${(ms * 1000).toFixed(2)} us` : `${ms.toFixed(3)} ms`);
+console.log(`A = ${rootA}\nB = ${rootB} ${JSON.stringify(moduleOptionsB)}\n${threads} thread(s), ${rounds} rounds of A B B A\n`);
+console.log('| shape | op | A | B | A/B |\n|---|---|---|---|---|');
+for (const [shape, format] of SHAPES) {
+  const name = `(${shape.join(',')})${format === 'channelsLast' ? ' NHWC' : ''}`;
+  if (only !== null && !`${shape.join('x')}${format === 'channelsLast' ? ' NHWC' : ''}`.includes(only)) continue;
+  for (const op of ops) {
+    const batch = shape.reduce((a, b) => a * b, 1) < 4096 ? 2000 : 1;
+    const calls = sides.map((bn, side) => callFor(bn, side, shape, format, op));
+    const best = [Infinity, Infinity];
+    for (let round = 0; round < rounds; round++) {
+      for (const side of [0, 1, 1, 0]) best[side] = Math.min(best[side], measure(calls[side], batch, budgetMs));
+    }
+    console.log(`| ${name} | ${op} | ${fmt(best[0])} | ${fmt(best[1])} | ${(best[0] / best[1]).toFixed(2)}x |`);
+  }
+}
