@@ -9,6 +9,7 @@
 # Run after `npm run prebuild:all`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo="$(pwd)"
 [ -f prebuilds/linux-x64/batchnorm.glibc.node ] || { echo "run npm run prebuild:all first" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'if [ -d "$work/held-back" ]; then mv "$work/held-back" prebuilds/darwin-arm64; fi; rm -rf "$work"' EXIT
@@ -53,6 +54,27 @@ const y = await m.forwardAsync({ data: new Float32Array(16).map((_, i) => i), sh
 console.log("import ok:", cpuCapability(), y.data.length);
 '
 echo "package test: installed from the prebuild with no compiler on PATH"
+
+# The consumer-app checks of issue 24, on the installed tarball in a project of their own (with two
+# ndarray packages from the registry), and PyTorch reading back the prefixed state dict it writes.
+mkdir "$work/consumer"
+cp "$repo/scripts/consumer-checks.js" "$work/consumer/consumer-checks.cjs"
+(
+  cd "$work/consumer"
+  npm init -y >/dev/null
+  versions="$(node -p "const d = require('$repo/package.json').devDependencies; 'ndarray@' + d.ndarray + ' @stdlib/ndarray-ctor@' + d['@stdlib/ndarray-ctor']")"
+  overrides="$(node -p "JSON.stringify(require('$repo/package.json').overrides)")"
+  node -e "const p = require('./package.json'); p.overrides = $overrides; require('fs').writeFileSync('package.json', JSON.stringify(p))"
+  # shellcheck disable=SC2086
+  npm install --no-audit --no-fund "$tarball" $versions >/dev/null
+  node consumer-checks.cjs model.safetensors
+  if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    /usr/bin/python3 "$repo/test/fixtures/safetensors_io.py" torch-load model.safetensors
+  else
+    echo "python3-torch is not installed: PyTorch's read-back of the prefixed file skipped" >&2
+    [ "${CI:-}" != true ] || exit 1
+  fi
+)
 
 npm install-scripts approve batchnorm >/dev/null
 BATCHNORM_BUILD_FROM_SOURCE=1 npm rebuild batchnorm --foreground-scripts >"$work/rebuild.log" 2>&1 ||

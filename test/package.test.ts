@@ -1,5 +1,7 @@
 // The built package as users load it: `require` and `import` of the package root share one instance.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -40,5 +42,30 @@ describe('package entry points', () => {
     const [same, capability] = JSON.parse(out) as [boolean, string];
     expect(same).toBe(true);
     expect(['default', 'avx2', 'avx512']).toContain(capability);
+  });
+});
+
+describe('packing (npm prepack: scripts/check-prebuilds.js)', () => {
+  it('refuses a tarball without every prebuild, and with BATCHNORM_PACK_INCOMPLETE=1 says what it holds', () => {
+    const scratch = mkdtempSync(path.join(tmpdir(), 'batchnorm-pack-'));
+    try {
+      mkdirSync(path.join(scratch, 'scripts'));
+      for (const file of ['check-prebuilds.js', 'prebuild-targets.js']) {
+        copyFileSync(path.join(root, 'scripts', file), path.join(scratch, 'scripts', file));
+      }
+      const check = (env: NodeJS.ProcessEnv) =>
+        spawnSync(process.execPath, [path.join(scratch, 'scripts', 'check-prebuilds.js')], { encoding: 'utf8', env: { ...process.env, ...env } });
+      const refused = check({ BATCHNORM_PACK_INCOMPLETE: '' });
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toContain("set BATCHNORM_PACK_INCOMPLETE=1 to pack the prebuilds there are (npm run prebuild makes this machine's)");
+      const none = check({ BATCHNORM_PACK_INCOMPLETE: '1' });
+      expect(none.status).toBe(0);
+      expect(none.stderr).toContain('the tarball holds no prebuild, so installing it compiles the addon from source');
+      mkdirSync(path.join(scratch, 'prebuilds', 'linux-x64'), { recursive: true });
+      copyFileSync(path.join(root, 'package.json'), path.join(scratch, 'prebuilds', 'linux-x64', 'batchnorm.glibc.node'));
+      expect(check({ BATCHNORM_PACK_INCOMPLETE: '1' }).stderr).toContain('the tarball holds the prebuilds for linux-x64 only');
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 });
