@@ -67,6 +67,33 @@ export interface NativeBinding {
   /** backward() on the libuv thread pool (see forwardAsync). */
   backwardAsync(...args: [...Parameters<NativeBinding['backward']>, staged: number]): Promise<void>;
 
+  /**
+   * The split phases of a SyncBatchNorm training step (native/kernel/split_phases.h), each over a
+   * contiguous (batch, channels, spatial) tensor of either dtype with per-channel Float64Arrays, in
+   * double: the shard's mean and m2 = sum((x - mean)^2) per channel (0 and 0 for an empty shard).
+   */
+  shardStatistics(input: NativeFloatArray, batch: number, channels: number, spatial: number, mean: Float64Array, m2: Float64Array): void;
+  shardStatisticsAsync(...args: [...Parameters<NativeBinding['shardStatistics']>, staged: number]): Promise<void>;
+  /** output = (input - mean) * invstd * weight + bias per channel (weight/bias: the input's dtype, or null). */
+  normalizeWith(
+    input: NativeFloatArray, output: NativeFloatArray, batch: number, channels: number, spatial: number, mean: Float64Array,
+    invstd: Float64Array, weight: NativeFloatArray | null, bias: NativeFloatArray | null,
+  ): void;
+  normalizeWithAsync(...args: [...Parameters<NativeBinding['normalizeWith']>, staged: number]): Promise<void>;
+  /** sumDy = sum(gradOutput) and dotp = sum(gradOutput * (input - mean)) per channel of the shard. */
+  shardGradientSums(
+    gradOutput: NativeFloatArray, input: NativeFloatArray, batch: number, channels: number, spatial: number, mean: Float64Array,
+    sumDy: Float64Array, dotp: Float64Array,
+  ): void;
+  shardGradientSumsAsync(...args: [...Parameters<NativeBinding['shardGradientSums']>, staged: number]): Promise<void>;
+  /** The training gradInput from the whole batch's sums and its count per channel (`total`, >= 1). */
+  gradInputWith(
+    gradOutput: NativeFloatArray, input: NativeFloatArray, gradInput: NativeFloatArray, batch: number, channels: number,
+    spatial: number, mean: Float64Array, invstd: Float64Array, weight: NativeFloatArray | null, sumDy: Float64Array,
+    dotp: Float64Array, total: number,
+  ): void;
+  gradInputWithAsync(...args: [...Parameters<NativeBinding['gradInputWith']>, staged: number]): Promise<void>;
+
   /** forward() on the portable scalar oracle instead of the dispatched kernels (tests only). */
   forwardReference: NativeBinding['forward'];
 

@@ -25,6 +25,9 @@ export {
   LazyBatchNorm3d,
 } from './batchnorm';
 export { InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, InstanceNormBase } from './instancenorm';
+export type { SyncBatchNormOptions } from './sync-batchnorm';
+export { SyncBatchNorm } from './sync-batchnorm';
+export type { ProcessGroup } from './process-group';
 export type {
   BatchNormStateDict,
   LoadStateDictOptions,

@@ -1,5 +1,5 @@
-// The positional arguments of the native forward() and backward() (binding.d.ts), by name: the same
-// lists as native/binding/argument_names.h, which test/native-boundary.test.ts checks against these.
+// The positional arguments of the native forward(), backward() and split phases (binding.d.ts), by name:
+// the same lists as native/binding/argument_names.h, which test/native-boundary.test.ts checks against these.
 import type { NativeBinding } from '../binding';
 
 type ForwardArgs = Parameters<NativeBinding['forward']>;
@@ -45,4 +45,50 @@ export function backwardArguments(a: {
 }): BackwardArgs {
   return [a.gradOutput, a.input, a.batch, a.channels, a.spatial, a.weight, a.runningMean, a.runningVar, a.saveMean,
     a.saveInvstd, a.gradInput, a.gradWeight, a.gradBias, a.training, a.eps];
+}
+
+type StatisticsArgs = Parameters<NativeBinding['shardStatistics']>;
+type NormalizeArgs = Parameters<NativeBinding['normalizeWith']>;
+type SumsArgs = Parameters<NativeBinding['shardGradientSums']>;
+type GradInputArgs = Parameters<NativeBinding['gradInputWith']>;
+
+export const SHARD_STATISTICS_ARGUMENTS = ['input', 'batch', 'channels', 'spatial', 'mean', 'm2'] as const;
+export const NORMALIZE_WITH_ARGUMENTS = ['input', 'output', 'batch', 'channels', 'spatial', 'mean', 'invstd', 'weight', 'bias'] as const;
+export const SHARD_GRADIENT_SUMS_ARGUMENTS = ['gradOutput', 'input', 'batch', 'channels', 'spatial', 'mean', 'sumDy', 'dotp'] as const;
+export const GRAD_INPUT_WITH_ARGUMENTS = [
+  'gradOutput', 'input', 'gradInput', 'batch', 'channels', 'spatial', 'mean', 'invstd', 'weight', 'sumDy', 'dotp', 'total',
+] as const;
+
+export const ShardStatisticsArgument = positions(SHARD_STATISTICS_ARGUMENTS);
+export const NormalizeWithArgument = positions(NORMALIZE_WITH_ARGUMENTS);
+export const ShardGradientSumsArgument = positions(SHARD_GRADIENT_SUMS_ARGUMENTS);
+export const GradInputWithArgument = positions(GRAD_INPUT_WITH_ARGUMENTS);
+
+export function shardStatisticsArguments(a: {
+  input: StatisticsArgs[0]; batch: number; channels: number; spatial: number; mean: Float64Array; m2: Float64Array;
+}): StatisticsArgs {
+  return [a.input, a.batch, a.channels, a.spatial, a.mean, a.m2];
+}
+
+export function normalizeWithArguments(a: {
+  input: NormalizeArgs[0]; output: NormalizeArgs[1]; batch: number; channels: number; spatial: number; mean: Float64Array;
+  invstd: Float64Array; weight: NormalizeArgs[7]; bias: NormalizeArgs[8];
+}): NormalizeArgs {
+  return [a.input, a.output, a.batch, a.channels, a.spatial, a.mean, a.invstd, a.weight, a.bias];
+}
+
+export function shardGradientSumsArguments(a: {
+  gradOutput: SumsArgs[0]; input: SumsArgs[1]; batch: number; channels: number; spatial: number; mean: Float64Array;
+  sumDy: Float64Array; dotp: Float64Array;
+}): SumsArgs {
+  return [a.gradOutput, a.input, a.batch, a.channels, a.spatial, a.mean, a.sumDy, a.dotp];
+}
+
+export function gradInputWithArguments(a: {
+  gradOutput: GradInputArgs[0]; input: GradInputArgs[1]; gradInput: GradInputArgs[2]; batch: number; channels: number;
+  spatial: number; mean: Float64Array; invstd: Float64Array; weight: GradInputArgs[8]; sumDy: Float64Array; dotp: Float64Array;
+  total: number;
+}): GradInputArgs {
+  return [a.gradOutput, a.input, a.gradInput, a.batch, a.channels, a.spatial, a.mean, a.invstd, a.weight, a.sumDy, a.dotp,
+    a.total];
 }

@@ -468,7 +468,8 @@ export abstract class BatchNormBase<D extends DType = DType> {
     return this.pending;
   }
 
-  private enqueue<R>(task: () => Promise<R>): Promise<R> {
+  /** Queues an async call behind this module's pending ones (they run one after another, in call order). */
+  protected enqueue<R>(task: () => Promise<R>): Promise<R> {
     this.pending++;
     const run = this.queue.then(task);
     this.queue = run.then(
@@ -493,7 +494,7 @@ export abstract class BatchNormBase<D extends DType = DType> {
    * Reads an input or gradient: the class's rank rule first (PyTorch's message), then the tensor, with
    * a batch dimension of 1 added to an unbatched one (InstanceNorm's (C, *spatial)).
    */
-  private readTensor(value: unknown, name: string): CheckedTensor {
+  protected readTensor(value: unknown, name: string): CheckedTensor {
     const shape = typeof value === 'object' && value !== null ? ownValue(value, 'shape') : undefined;
     if (!Array.isArray(shape)) return checkTensor(value, name);
     this.checkInputRank(shape.length);
@@ -507,7 +508,7 @@ export abstract class BatchNormBase<D extends DType = DType> {
   }
 
   /** Checks an input: rank, dtype and channel count. */
-  private checkInput(value: unknown): CheckedTensor {
+  protected checkInput(value: unknown): CheckedTensor {
     const tensor = this.readTensor(value, 'input');
     if (dtypeName(tensor.data) !== this.dtype) {
       const arrayName = (dtype: DType) => (dtype === 'float32' ? 'Float32Array' : 'Float64Array');
@@ -544,6 +545,20 @@ export abstract class BatchNormBase<D extends DType = DType> {
   /** How the input meets the kernels; batch norm: as it is. */
   protected kernelInput(x: CheckedTensor): KernelInput {
     return { x, repeat: 1 };
+  }
+
+  /** Called when a forward of this class's own path has committed (SyncBatchNorm forgets its step then). */
+  protected forwardCommitted(): void {}
+
+  /**
+   * For a subclass that runs a training step of its own (SyncBatchNorm): the step has committed, so
+   * the counter takes its new value and the last forward's saved state is gone (a backward of this
+   * class's path would otherwise pair with an older forward).
+   */
+  protected commitOwnStep(batchesTracked: number): void {
+    this.batchesTracked = batchesTracked;
+    this.saved = null;
+    this.backwardTaken = false;
   }
 
   /** Whether a training forward counts in numBatchesTracked (InstanceNorm's never does). */
@@ -654,6 +669,7 @@ export abstract class BatchNormBase<D extends DType = DType> {
       fingerprint: plan.fingerprint,
     };
     this.backwardTaken = false;
+    this.forwardCommitted();
     return this.outputTensor(result.output, plan.original, plan.kernel) as Tensor<ArrayOf<D>>;
   }
 

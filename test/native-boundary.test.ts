@@ -11,8 +11,20 @@ import {
   BackwardArgument,
   FORWARD_ARGUMENTS,
   ForwardArgument,
+  GRAD_INPUT_WITH_ARGUMENTS,
+  GradInputWithArgument,
+  NORMALIZE_WITH_ARGUMENTS,
+  NormalizeWithArgument,
+  SHARD_GRADIENT_SUMS_ARGUMENTS,
+  SHARD_STATISTICS_ARGUMENTS,
+  ShardGradientSumsArgument,
+  ShardStatisticsArgument,
   backwardArguments,
   forwardArguments,
+  gradInputWithArguments,
+  normalizeWithArguments,
+  shardGradientSumsArguments,
+  shardStatisticsArguments,
 } from '../lib/native-arguments';
 
 const f32 = (n: number) => new Float32Array(n);
@@ -121,6 +133,10 @@ describe('argument positions shared by lib/ and native/', () => {
   it.each([
     ['ForwardArgument', 'forward', FORWARD_ARGUMENTS, ForwardArgument, forwardArguments],
     ['BackwardArgument', 'backward', BACKWARD_ARGUMENTS, BackwardArgument, backwardArguments],
+    ['ShardStatisticsArgument', 'shardStatistics', SHARD_STATISTICS_ARGUMENTS, ShardStatisticsArgument, shardStatisticsArguments],
+    ['NormalizeWithArgument', 'normalizeWith', NORMALIZE_WITH_ARGUMENTS, NormalizeWithArgument, normalizeWithArguments],
+    ['ShardGradientSumsArgument', 'shardGradientSums', SHARD_GRADIENT_SUMS_ARGUMENTS, ShardGradientSumsArgument, shardGradientSumsArguments],
+    ['GradInputWithArgument', 'gradInputWith', GRAD_INPUT_WITH_ARGUMENTS, GradInputWithArgument, gradInputWithArguments],
   ] as const)('%s: the C++ enum, binding.d.ts, lib/native-arguments.ts and its builder agree', (struct, method, names, positions, build) => {
     expect(enumNames(struct)).toEqual([...names]);
     expect(declaredNames(method)).toEqual([...names]);

@@ -11,6 +11,7 @@
 #include "binding/async_call.h"
 #include "binding/calls.h"
 #include "binding/guard.h"
+#include "binding/phase_calls.h"
 #include "kernel/cache_sizes.h"
 #include "kernel/dispatch.h"
 #include "kernel/fingerprint.h"
@@ -80,6 +81,19 @@ Napi::Value BackwardAsync(const Napi::CallbackInfo& info) {
   const uint32_t staged = requireStagedMask(info[BackwardCall::kArguments]);
   return Napi::Value(info.Env(),
                      AsyncKernelCall<BackwardCall>::start(info, std::move(call), poolUseOf(info.Env()), staged));
+}
+
+// The split phases of a SyncBatchNorm step, sync and async (the async ones take the staged mask last).
+template <typename Call, Call (*Parse)(const Napi::CallbackInfo&)>
+Napi::Value RunPhase(const Napi::CallbackInfo& info) {
+  return runHere(info, Parse(info));
+}
+
+template <typename Call, Call (*Parse)(const Napi::CallbackInfo&)>
+Napi::Value RunPhaseAsync(const Napi::CallbackInfo& info) {
+  Call call = Parse(info);
+  const uint32_t staged = requireStagedMask(info[Call::kArguments]);
+  return Napi::Value(info.Env(), AsyncKernelCall<Call>::start(info, std::move(call), poolUseOf(info.Env()), staged));
 }
 
 int requireThreadCount(const Napi::Value& value) {
@@ -194,6 +208,14 @@ napi_value initialize(napi_env env, napi_value exports) {
   exportFunction<BackwardAsync>(env, exports, "backwardAsync");
   exportFunction<ForwardReference>(env, exports, "forwardReference");
   exportFunction<BackwardReference>(env, exports, "backwardReference");
+  exportFunction<RunPhase<ShardStatisticsCall, parseShardStatistics>>(env, exports, "shardStatistics");
+  exportFunction<RunPhaseAsync<ShardStatisticsCall, parseShardStatistics>>(env, exports, "shardStatisticsAsync");
+  exportFunction<RunPhase<NormalizeWithCall, parseNormalizeWith>>(env, exports, "normalizeWith");
+  exportFunction<RunPhaseAsync<NormalizeWithCall, parseNormalizeWith>>(env, exports, "normalizeWithAsync");
+  exportFunction<RunPhase<ShardGradientSumsCall, parseShardGradientSums>>(env, exports, "shardGradientSums");
+  exportFunction<RunPhaseAsync<ShardGradientSumsCall, parseShardGradientSums>>(env, exports, "shardGradientSumsAsync");
+  exportFunction<RunPhase<GradInputWithCall, parseGradInputWith>>(env, exports, "gradInputWith");
+  exportFunction<RunPhaseAsync<GradInputWithCall, parseGradInputWith>>(env, exports, "gradInputWithAsync");
   exportFunction<SetNumThreads>(env, exports, "setNumThreads");
   exportFunction<GetNumThreads>(env, exports, "getNumThreads");
   exportFunction<SetThreadBudget>(env, exports, "setThreadBudget");

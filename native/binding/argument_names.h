@@ -1,5 +1,5 @@
-// The positions of the arguments of forward() and backward() (binding.d.ts), by name. lib/native-arguments.ts
-// holds the same two lists; test/native-boundary.test.ts reads this file and checks that they agree, so
+// The positions of the arguments of forward(), backward() and the split phases (binding.d.ts), by name.
+// lib/native-arguments.ts holds the same lists; test/native-boundary.test.ts reads this file and checks that they agree, so
 // neither side can reorder an argument alone.
 #pragma once
 
@@ -44,6 +44,66 @@ struct BackwardArgument {
     gradBias,
     training,
     eps,
+    count,
+  };
+};
+
+// The phases of a SyncBatchNorm step (kernel/split_phases.h).
+struct ShardStatisticsArgument {
+  enum : size_t {
+    input,
+    batch,
+    channels,
+    spatial,
+    mean,
+    m2,
+    count,
+  };
+};
+
+struct NormalizeWithArgument {
+  enum : size_t {
+    input,
+    output,
+    batch,
+    channels,
+    spatial,
+    mean,
+    invstd,
+    weight,
+    bias,
+    count,
+  };
+};
+
+struct ShardGradientSumsArgument {
+  enum : size_t {
+    gradOutput,
+    input,
+    batch,
+    channels,
+    spatial,
+    mean,
+    sumDy,
+    dotp,
+    count,
+  };
+};
+
+struct GradInputWithArgument {
+  enum : size_t {
+    gradOutput,
+    input,
+    gradInput,
+    batch,
+    channels,
+    spatial,
+    mean,
+    invstd,
+    weight,
+    sumDy,
+    dotp,
+    total,
     count,
   };
 };

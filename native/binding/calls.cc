@@ -6,27 +6,6 @@
 namespace batchnorm::binding {
 namespace {
 
-// Arrays written by a call must not share memory with any other argument (lib/ reports this with a
-// friendlier message); `output` may be exactly `input` (in place).
-template <size_t N>
-void requireNoHarmfulOverlap(Napi::Env env, const std::array<ArrayArgument, N>& arrays, const FloatView* inPlaceOutput,
-                             const FloatView* inPlaceInput) {
-  for (size_t i = 0; i < N; ++i) {
-    for (size_t j = i + 1; j < N; ++j) {
-      const ArrayArgument& a = arrays[i];
-      const ArrayArgument& b = arrays[j];
-      if (!a.written && !b.written) continue;
-      const bool inPlacePair = (a.view == inPlaceOutput && b.view == inPlaceInput) ||
-                               (a.view == inPlaceInput && b.view == inPlaceOutput);
-      if (inPlacePair) {
-        requireDisjointOrSame(env, *a.view, a.name, *b.view, b.name);
-      } else {
-        requireDisjoint(env, *a.view, a.name, *b.view, b.name);
-      }
-    }
-  }
-}
-
 template <typename T>
 void forwardAs(ForwardCall& call) {
   ForwardArgs<T> args;

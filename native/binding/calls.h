@@ -11,21 +11,11 @@
 #include <memory>
 
 #include "binding/argument_names.h"
+#include "binding/array_argument.h"
 #include "binding/arguments.h"
 #include "kernel/batch_norm.h"
 
 namespace batchnorm::binding {
-
-// A typed-array argument of a call: its view, its name in messages, whether the call writes it, its
-// position among the JavaScript arguments, and whether the call writes every element without reading
-// any (a staged copy of it needs no copy in).
-struct ArrayArgument {
-  FloatView* view;
-  const char* name;
-  bool written;
-  size_t argument;
-  bool overwritten;
-};
 
 struct ForwardCall {
   static constexpr size_t kArguments = ForwardArgument::count;

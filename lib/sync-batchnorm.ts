@@ -1,0 +1,339 @@
+// SyncBatchNorm: batch norm whose training statistics are those of every rank's shard together, for
+// data-parallel training (torch.nn.SyncBatchNorm's semantics, on the CPU and over any transport). Each
+// training step exchanges per-channel partials in double through a ProcessGroup (lib/process-group.ts):
+// forward the shards' (count, mean, m2), backward their (sum dy, sum dy (x - mean)). Evaluation, and a
+// group of one, are exactly BatchNorm*d's.
+import { BatchNormStateError, formatShape } from './errors';
+import { type CallerArray, protectAsyncArrays } from './async-memory';
+import { elementCount } from './intrinsics';
+import { InstanceNormBase } from './instancenorm';
+import { permuteTo } from './layout';
+import { native } from './native';
+import {
+  gradInputWithArguments,
+  GradInputWithArgument,
+  normalizeWithArguments,
+  NormalizeWithArgument,
+  shardGradientSumsArguments,
+  ShardGradientSumsArgument,
+  shardStatisticsArguments,
+  ShardStatisticsArgument,
+} from './native-arguments';
+import { BatchNormBase, type BatchNormModuleOptions, type ModuleBackwardOptions, type ModuleForwardOptions, rankError } from './norm-base';
+import { type ProcessGroup, checkProcessGroup, gatherChecked, mergeStatistics, sumGradientParts } from './process-group';
+import { type ArrayOf, type CheckedTensor, type DType, type FloatArray, type Tensor, checkSameDtype, checkTensor, newLike, overlaps } from './tensor';
+import { checkOptions } from './validate';
+
+/** Options of {@link SyncBatchNorm}: the batch-norm options and the group to synchronize over. */
+export interface SyncBatchNormOptions<D extends DType = DType> extends BatchNormModuleOptions<D> {
+  /** The replicas whose shards make up the batch (required). */
+  processGroup: ProcessGroup;
+}
+
+/** What a synchronized training step keeps for its backward. */
+interface SyncStep {
+  x: CheckedTensor;
+  mean: Float64Array;
+  invstd: Float64Array;
+  /** Values per channel over all ranks. */
+  total: number;
+  weight: FloatArray | null;
+}
+
+const FORWARD_CALL_KEYS = ['out'] as const;
+const BACKWARD_CALL_KEYS = ['out'] as const;
+const BACKWARD_OUT_KEYS = ['gradInput'] as const;
+const SYNC_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype', 'checkInputUnchanged', 'processGroup'] as const;
+
+/** The first exchange of a module: what every rank must agree on. */
+const HEADER_LENGTH = 6;
+
+/** 1 / sqrt(var + eps), or 0 when both are 0 (PyTorch's InvStd, as the kernels compute it). */
+function invStd(variance: number, eps: number): number {
+  return variance === 0 && eps === 0 ? 0 : 1 / Math.sqrt(variance + eps);
+}
+
+/**
+ * Batch normalization over the shards of all ranks of a process group, as `torch.nn.SyncBatchNorm`:
+ * in training, the statistics are those of the whole batch (every rank's shard, count-weighted; ranks
+ * may hold different N, an empty shard included), the running statistics get one identical update on
+ * every rank, and backward gives each rank its slice of the whole batch's input gradient and its share
+ * of the weight and bias gradients (which sum over the ranks to the whole batch's; average them as
+ * with any other layer's). Takes (N, C, *spatial) inputs of rank 2 to 5; its state dict has
+ * `BatchNorm2d`'s keys. Training with a group of more than one rank exchanges with the other ranks, so
+ * it runs through {@link forwardAsync} and {@link backwardAsync}; evaluation and a group of one behave
+ * exactly as `BatchNorm*d`, sync or async.
+ */
+export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D> {
+  protected readonly className: string = 'SyncBatchNorm';
+  /** The group this module synchronizes over. */
+  readonly processGroup: ProcessGroup;
+  private step: SyncStep | null = null;
+  private stepTaken = false;
+  private agreed = false;
+
+  constructor(numFeatures: number, options: SyncBatchNormOptions<D>) {
+    const opts = checkOptions(options, 'options', SYNC_KEYS, true);
+    const { processGroup, ...moduleOptions } = opts;
+    super(numFeatures, moduleOptions as BatchNormModuleOptions<D>, { affine: true, trackRunningStats: true });
+    this.processGroup = checkProcessGroup(processGroup, 'options.processGroup');
+  }
+
+  /**
+   * A SyncBatchNorm with `module`'s options, parameters (values and `requiresGrad`) and buffers, as
+   * PyTorch's `convert_sync_batchnorm` does for one layer. The parameters are copies: build the
+   * optimizer from the new module's `parameters()`.
+   */
+  static fromModule<D extends DType>(module: BatchNormBase<D>, processGroup: ProcessGroup): SyncBatchNorm<D> {
+    if (!(module instanceof BatchNormBase) || module instanceof InstanceNormBase) {
+      throw new TypeError(`Expected a BatchNorm1d/2d/3d for module but received ${module?.constructor?.name ?? String(module)}`);
+    }
+    const sync = new SyncBatchNorm<D>(module.numFeatures, {
+      eps: module.eps,
+      momentum: module.momentum,
+      affine: module.affine,
+      trackRunningStats: module.trackRunningStats,
+      dtype: module.dtype,
+      checkInputUnchanged: module.checkInputUnchanged,
+      processGroup,
+    });
+    sync.loadStateDict(module.stateDict());
+    if (module.weight !== null && sync.weight !== null) sync.weight.requiresGrad = module.weight.requiresGrad;
+    if (module.bias !== null && sync.bias !== null) sync.bias.requiresGrad = module.bias.requiresGrad;
+    sync.training = module.training;
+    return sync;
+  }
+
+  protected checkInputRank(rank: number): void {
+    if (rank < 2 || rank > 5) throw rankError('2D to 5D', rank);
+  }
+
+  protected override forwardCommitted(): void {
+    this.step = null;
+  }
+
+  /** Whether a forward now exchanges with other ranks (as PyTorch's: in training, with more than one rank). */
+  private get synchronizes(): boolean {
+    return this.processGroup.size > 1 && this.training;
+  }
+
+  /**
+   * {@link BatchNormBase.forward}: in evaluation, or with a group of one. Training over several ranks
+   * waits for the others, so it is {@link forwardAsync}'s.
+   */
+  override forward(input: Tensor<ArrayOf<D>>, options?: ModuleForwardOptions<D>): Tensor<ArrayOf<D>> {
+    if (this.synchronizes) {
+      throw new BatchNormStateError(
+        'SyncBatchNorm.forward() in training waits for the other ranks of its process group: call forwardAsync()',
+      );
+    }
+    const output = super.forward(input, options);
+    this.lastForwardSynchronized = false;
+    return output;
+  }
+
+  override backward(gradOutput: Tensor<ArrayOf<D>>, options?: ModuleBackwardOptions<D>): Tensor<ArrayOf<D>> {
+    if (this.step !== null) {
+      throw new BatchNormStateError(
+        'SyncBatchNorm.backward() of a synchronized training step waits for the other ranks of its process group: call backwardAsync()',
+      );
+    }
+    return super.backward(gradOutput, options);
+  }
+
+  override forwardAsync(input: Tensor<ArrayOf<D>>, options?: ModuleForwardOptions<D>): Promise<Tensor<ArrayOf<D>>> {
+    // Decided at the call, as the mode is: a backward queued next pairs with this forward.
+    this.lastForwardSynchronized = this.synchronizes;
+    if (!this.lastForwardSynchronized) return super.forwardAsync(input, options);
+    return this.enqueue(() => this.synchronizedForward(input, options));
+  }
+
+  override backwardAsync(gradOutput: Tensor<ArrayOf<D>>, options?: ModuleBackwardOptions<D>): Promise<Tensor<ArrayOf<D>>> {
+    if (!this.lastForwardSynchronized) return super.backwardAsync(gradOutput, options);
+    return this.enqueue(() => this.synchronizedBackward(gradOutput, options));
+  }
+
+  /** Whether the last forward called (sync or queued) was a synchronized training step. */
+  private lastForwardSynchronized = false;
+
+  private async synchronizedForward(input: unknown, options: unknown): Promise<Tensor<ArrayOf<D>>> {
+    const { out } = checkOptions(options, 'options', FORWARD_CALL_KEYS);
+    const x = this.checkInput(input);
+    let output: FloatArray | null = null;
+    if (out !== undefined) {
+      checkSameDtype(out, 'options.out', x.data);
+      const length = elementCount(out);
+      if (length !== x.elements) throw new RangeError(`options.out should contain ${x.elements} elements not ${length}`);
+      if (overlaps(out, x.data)) {
+        throw new RangeError("options.out must not overlap input.data in training: backward needs the forward's input");
+      }
+      output = out;
+    }
+    const channels = this.numFeatures;
+    const group = this.processGroup;
+    if (!this.agreed) await this.agreeWithRanks();
+
+    // This rank's partials, then everyone's, merged in rank order.
+    const mean = new Float64Array(channels);
+    const m2 = new Float64Array(channels);
+    const geometry = { batch: x.kernelBatch, channels, spatial: x.kernelSpatial };
+    const statistics = shardStatisticsArguments({ input: x.data, ...geometry, mean, m2 });
+    await native().shardStatisticsAsync(
+      ...statistics,
+      protectAsyncArrays([{ name: 'input.data', array: x.data, argument: ShardStatisticsArgument.input }]),
+    );
+    const local = new Float64Array(1 + 2 * channels);
+    local[0] = x.batch * x.spatial;
+    local.set(mean, 1);
+    local.set(m2, 1 + channels);
+    const merged = mergeStatistics(await gatherChecked(group, local), channels);
+    // PyTorch's rule, on the whole batch: every rank throws the same, before any state changes.
+    if (merged.count <= 1) {
+      throw new RangeError(
+        `Expected more than 1 value per channel when training, got ${merged.count} over the ${group.size} ranks of the ` +
+          `process group (input size ${formatShape(x.shape)} on this rank)`,
+      );
+    }
+
+    const invstd = new Float64Array(channels);
+    for (let c = 0; c < channels; c++) invstd[c] = invStd(merged.m2[c]! / merged.count, this.eps);
+    const weight = this.weight === null ? null : this.weight.data.slice();
+    const bias = this.bias === null ? null : this.bias.data.slice();
+    const result = output ?? newLike(x.data, x.elements);
+    const normalize = normalizeWithArguments({ input: x.data, output: result, ...geometry, mean: merged.mean, invstd, weight, bias });
+    const callerArrays: CallerArray[] = [
+      { name: 'input.data', array: x.data, argument: NormalizeWithArgument.input },
+      { name: 'options.out', array: output, argument: NormalizeWithArgument.output },
+    ];
+    await native().normalizeWithAsync(...normalize, protectAsyncArrays(callerArrays));
+
+    // Commit: the running statistics and the counter, identical on every rank.
+    let counted = this.numBatchesTracked;
+    if (this.trackRunningStats) {
+      counted += 1;
+      const factor = this.momentum ?? 1 / counted;
+      const runningMean = this.runningMean!;
+      const runningVar = this.runningVar!;
+      for (let c = 0; c < channels; c++) {
+        runningMean[c] = factor * merged.mean[c]! + (1 - factor) * runningMean[c]!;
+        runningVar[c] = factor * (merged.m2[c]! / (merged.count - 1)) + (1 - factor) * runningVar[c]!;
+      }
+    }
+    this.commitOwnStep(counted);
+    this.step = { x, mean: merged.mean, invstd, total: merged.count, weight };
+    this.stepTaken = false;
+    return { data: result as ArrayOf<D>, shape: x.shape, memoryFormat: x.memoryFormat };
+  }
+
+  private async synchronizedBackward(gradOutput: unknown, options: unknown): Promise<Tensor<ArrayOf<D>>> {
+    const { out } = checkOptions(options, 'options', BACKWARD_CALL_KEYS);
+    const { gradInput: destination } = checkOptions(out, 'options.out', BACKWARD_OUT_KEYS);
+    const step = this.step;
+    if (step === null) {
+      throw new BatchNormStateError(
+        this.stepTaken
+          ? 'SyncBatchNorm.backward() was already called for the last forward(); each forward allows one backward'
+          : 'SyncBatchNorm.backward() needs a preceding forward()',
+      );
+    }
+    const { x } = step;
+    let dy = this.readTensor(gradOutput, 'gradOutput');
+    checkSameDtype(dy.data, 'gradOutput.data', x.data);
+    if (dy.shape.length !== x.shape.length || dy.shape.some((size, i) => size !== x.shape[i])) {
+      throw new RangeError(`gradOutput.shape ${formatShape(dy.shape)} must equal the forward input's shape ${formatShape(x.shape)}`);
+    }
+    if (dy.memoryFormat !== x.memoryFormat) dy = checkTensor(permuteTo(dy, x.memoryFormat), 'gradOutput');
+    if (destination !== undefined) {
+      checkSameDtype(destination, 'options.out.gradInput', x.data);
+      const length = elementCount(destination);
+      if (length !== x.elements) throw new RangeError(`options.out.gradInput should contain ${x.elements} elements not ${length}`);
+      if (overlaps(destination, x.data) || overlaps(destination, dy.data)) {
+        throw new RangeError('options.out.gradInput must not overlap the input or the gradient');
+      }
+    }
+    const wantWeight = this.weight !== null && this.weight.requiresGrad;
+    const wantBias = this.bias !== null && this.bias.requiresGrad;
+    this.step = null;
+    this.stepTaken = true;
+
+    const channels = this.numFeatures;
+    const geometry = { batch: x.kernelBatch, channels, spatial: x.kernelSpatial };
+    const sumDy = new Float64Array(channels);
+    const dotp = new Float64Array(channels);
+    const sums = shardGradientSumsArguments({ gradOutput: dy.data, input: x.data, ...geometry, mean: step.mean, sumDy, dotp });
+    await native().shardGradientSumsAsync(
+      ...sums,
+      protectAsyncArrays([
+        { name: 'gradOutput.data', array: dy.data, argument: ShardGradientSumsArgument.gradOutput },
+        { name: 'input.data', array: x.data, argument: ShardGradientSumsArgument.input },
+      ]),
+    );
+    const local = new Float64Array(2 * channels);
+    local.set(sumDy);
+    local.set(dotp, channels);
+    const total = sumGradientParts(await gatherChecked(this.processGroup, local), channels);
+    const gradInput = (destination as FloatArray | undefined) ?? newLike(x.data, x.elements);
+    const args = gradInputWithArguments({
+      gradOutput: dy.data, input: x.data, gradInput, ...geometry, mean: step.mean, invstd: step.invstd, weight: step.weight,
+      sumDy: total.sumDy, dotp: total.dotp, total: step.total,
+    });
+    await native().gradInputWithAsync(
+      ...args,
+      protectAsyncArrays([
+        { name: 'gradOutput.data', array: dy.data, argument: GradInputWithArgument.gradOutput },
+        { name: 'input.data', array: x.data, argument: GradInputWithArgument.input },
+        { name: 'options.out.gradInput', array: (destination as FloatArray | undefined) ?? null, argument: GradInputWithArgument.gradInput },
+      ]),
+    );
+    // This rank's shares of the weight and bias gradients, accumulated as autograd does.
+    if (wantWeight) accumulateInto(this.weight!, dotp.map((value, c) => value * step.invstd[c]!));
+    if (wantBias) accumulateInto(this.bias!, sumDy);
+    return { data: gradInput as ArrayOf<D>, shape: x.shape, memoryFormat: x.memoryFormat };
+  }
+
+  /**
+   * The module's first synchronized step checks that every rank has the same channels, dtype, eps,
+   * momentum, affine and tracking: a mismatch is the same RangeError on every rank, before any state
+   * changes. (Every later step's exchange has a length that depends on the channels only.)
+   */
+  private async agreeWithRanks(): Promise<void> {
+    const header = Float64Array.of(
+      this.numFeatures,
+      this.dtype === 'float32' ? 32 : 64,
+      this.eps,
+      this.momentum ?? NaN,
+      this.affine ? 1 : 0,
+      this.trackRunningStats ? 1 : 0,
+    );
+    const headers = await gatherChecked(this.processGroup, header);
+    const names = ['numFeatures', 'dtype', 'eps', 'momentum', 'affine', 'trackRunningStats'];
+    for (let field = 0; field < HEADER_LENGTH; field++) {
+      const values = headers.map((h) => h[field]!);
+      if (values.every((v) => Object.is(v, values[0]))) continue;
+      const shown = values.map((v, rank) => `rank ${rank}: ${describeField(names[field]!, v)}`).join(', ');
+      throw new RangeError(`SyncBatchNorm: the ranks of the process group disagree on ${names[field]} (${shown}); nothing was changed`);
+    }
+    this.agreed = true;
+  }
+}
+
+function describeField(name: string, value: number): string {
+  if (name === 'dtype') return value === 32 ? 'float32' : 'float64';
+  if (name === 'momentum' && Number.isNaN(value)) return 'null';
+  if (name === 'affine' || name === 'trackRunningStats') return value === 1 ? 'true' : 'false';
+  return String(value);
+}
+
+/**
+ * Adds a gradient computed in double into a parameter's gradient: rounded once to the parameter's dtype
+ * first, as the kernels' gradients are, then accumulated as autograd does.
+ */
+function accumulateInto(parameter: { data: FloatArray; grad: FloatArray | null }, gradient: Float64Array): void {
+  const rounded = newLike(parameter.data, gradient.length);
+  rounded.set(gradient);
+  if (parameter.grad === null) {
+    parameter.grad = rounded;
+    return;
+  }
+  for (let c = 0; c < rounded.length; c++) parameter.grad[c]! += rounded[c]!;
+}

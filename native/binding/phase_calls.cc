@@ -1,0 +1,167 @@
+#include "binding/phase_calls.h"
+
+#include "kernel/split_phases.h"
+
+namespace batchnorm::binding {
+namespace {
+
+// The tensor's dtype and geometry, and its element and channel counts.
+struct Shape {
+  DType dtype;
+  Geometry geometry;
+  size_t elements;
+  size_t channels;
+};
+
+Shape requireShape(const Napi::CallbackInfo& info, size_t tensorIndex, const char* tensorName, size_t geometryIndex) {
+  Shape shape{requireFloatDType(info[tensorIndex], tensorName), requireGeometry(info, geometryIndex), 0, 0};
+  shape.elements = static_cast<size_t>(shape.geometry.elements());
+  shape.channels = static_cast<size_t>(shape.geometry.channels);
+  return shape;
+}
+
+FloatView requireChannelDoubles(const Napi::CallbackInfo& info, size_t index, const char* name, size_t channels) {
+  return requireFloatArray(info[index], name, DType::Float64, channels);
+}
+
+}  // namespace
+
+std::array<ArrayArgument, 3> ShardStatisticsCall::arrays() {
+  using A = ShardStatisticsArgument;
+  return {{{&input, "input", false, A::input, false}, {&mean, "mean", true, A::mean, true}, {&m2, "m2", true, A::m2, true}}};
+}
+
+void ShardStatisticsCall::run() {
+  if (dtype == DType::Float32) {
+    shardStatistics(geometry, input.as<float>(), mean.as<double>(), m2.as<double>());
+  } else {
+    shardStatistics(geometry, input.as<double>(), mean.as<double>(), m2.as<double>());
+  }
+}
+
+ShardStatisticsCall parseShardStatistics(const Napi::CallbackInfo& info) {
+  using A = ShardStatisticsArgument;
+  ShardStatisticsCall call;
+  const Shape shape = requireShape(info, A::input, "input", A::batch);
+  call.dtype = shape.dtype;
+  call.geometry = shape.geometry;
+  call.input = requireFloatArray(info[A::input], "input", shape.dtype, shape.elements);
+  call.mean = requireChannelDoubles(info, A::mean, "mean", shape.channels);
+  call.m2 = requireChannelDoubles(info, A::m2, "m2", shape.channels);
+  requireNoHarmfulOverlap(info.Env(), call.arrays(), nullptr, nullptr);
+  return call;
+}
+
+std::array<ArrayArgument, 6> NormalizeWithCall::arrays() {
+  using A = NormalizeWithArgument;
+  return {{{&input, "input", false, A::input, false},
+           {&output, "output", true, A::output, true},
+           {&mean, "mean", false, A::mean, false},
+           {&invstd, "invstd", false, A::invstd, false},
+           {&weight, "weight", false, A::weight, false},
+           {&bias, "bias", false, A::bias, false}}};
+}
+
+void NormalizeWithCall::run() {
+  if (dtype == DType::Float32) {
+    normalizeWith(geometry, input.as<float>(), output.as<float>(), mean.as<double>(), invstd.as<double>(),
+                  weight.as<float>(), bias.as<float>());
+  } else {
+    normalizeWith(geometry, input.as<double>(), output.as<double>(), mean.as<double>(), invstd.as<double>(),
+                  weight.as<double>(), bias.as<double>());
+  }
+}
+
+NormalizeWithCall parseNormalizeWith(const Napi::CallbackInfo& info) {
+  using A = NormalizeWithArgument;
+  NormalizeWithCall call;
+  const Shape shape = requireShape(info, A::input, "input", A::batch);
+  call.dtype = shape.dtype;
+  call.geometry = shape.geometry;
+  call.input = requireFloatArray(info[A::input], "input", shape.dtype, shape.elements);
+  call.output = requireFloatArray(info[A::output], "output", shape.dtype, shape.elements);
+  call.mean = requireChannelDoubles(info, A::mean, "mean", shape.channels);
+  call.invstd = requireChannelDoubles(info, A::invstd, "invstd", shape.channels);
+  call.weight = optionalFloatArray(info[A::weight], "weight", shape.dtype, shape.channels);
+  call.bias = optionalFloatArray(info[A::bias], "bias", shape.dtype, shape.channels);
+  requireNoHarmfulOverlap(info.Env(), call.arrays(), &call.output, &call.input);
+  return call;
+}
+
+std::array<ArrayArgument, 5> ShardGradientSumsCall::arrays() {
+  using A = ShardGradientSumsArgument;
+  return {{{&gradOutput, "gradOutput", false, A::gradOutput, false},
+           {&input, "input", false, A::input, false},
+           {&mean, "mean", false, A::mean, false},
+           {&sumDy, "sumDy", true, A::sumDy, true},
+           {&dotp, "dotp", true, A::dotp, true}}};
+}
+
+void ShardGradientSumsCall::run() {
+  if (dtype == DType::Float32) {
+    shardGradientSums(geometry, input.as<float>(), gradOutput.as<float>(), mean.as<double>(), sumDy.as<double>(),
+                      dotp.as<double>());
+  } else {
+    shardGradientSums(geometry, input.as<double>(), gradOutput.as<double>(), mean.as<double>(), sumDy.as<double>(),
+                      dotp.as<double>());
+  }
+}
+
+ShardGradientSumsCall parseShardGradientSums(const Napi::CallbackInfo& info) {
+  using A = ShardGradientSumsArgument;
+  ShardGradientSumsCall call;
+  const Shape shape = requireShape(info, A::input, "input", A::batch);
+  call.dtype = shape.dtype;
+  call.geometry = shape.geometry;
+  call.gradOutput = requireFloatArray(info[A::gradOutput], "gradOutput", shape.dtype, shape.elements);
+  call.input = requireFloatArray(info[A::input], "input", shape.dtype, shape.elements);
+  call.mean = requireChannelDoubles(info, A::mean, "mean", shape.channels);
+  call.sumDy = requireChannelDoubles(info, A::sumDy, "sumDy", shape.channels);
+  call.dotp = requireChannelDoubles(info, A::dotp, "dotp", shape.channels);
+  requireNoHarmfulOverlap(info.Env(), call.arrays(), nullptr, nullptr);
+  return call;
+}
+
+std::array<ArrayArgument, 8> GradInputWithCall::arrays() {
+  using A = GradInputWithArgument;
+  return {{{&gradOutput, "gradOutput", false, A::gradOutput, false},
+           {&input, "input", false, A::input, false},
+           {&gradInput, "gradInput", true, A::gradInput, true},
+           {&mean, "mean", false, A::mean, false},
+           {&invstd, "invstd", false, A::invstd, false},
+           {&weight, "weight", false, A::weight, false},
+           {&sumDy, "sumDy", false, A::sumDy, false},
+           {&dotp, "dotp", false, A::dotp, false}}};
+}
+
+void GradInputWithCall::run() {
+  if (dtype == DType::Float32) {
+    gradInputWith(geometry, input.as<float>(), gradOutput.as<float>(), gradInput.as<float>(), mean.as<double>(),
+                  invstd.as<double>(), weight.as<float>(), sumDy.as<double>(), dotp.as<double>(), total);
+  } else {
+    gradInputWith(geometry, input.as<double>(), gradOutput.as<double>(), gradInput.as<double>(), mean.as<double>(),
+                  invstd.as<double>(), weight.as<double>(), sumDy.as<double>(), dotp.as<double>(), total);
+  }
+}
+
+GradInputWithCall parseGradInputWith(const Napi::CallbackInfo& info) {
+  using A = GradInputWithArgument;
+  GradInputWithCall call;
+  const Shape shape = requireShape(info, A::input, "input", A::batch);
+  call.dtype = shape.dtype;
+  call.geometry = shape.geometry;
+  call.gradOutput = requireFloatArray(info[A::gradOutput], "gradOutput", shape.dtype, shape.elements);
+  call.input = requireFloatArray(info[A::input], "input", shape.dtype, shape.elements);
+  call.gradInput = requireFloatArray(info[A::gradInput], "gradInput", shape.dtype, shape.elements);
+  call.mean = requireChannelDoubles(info, A::mean, "mean", shape.channels);
+  call.invstd = requireChannelDoubles(info, A::invstd, "invstd", shape.channels);
+  call.weight = optionalFloatArray(info[A::weight], "weight", shape.dtype, shape.channels);
+  call.sumDy = requireChannelDoubles(info, A::sumDy, "sumDy", shape.channels);
+  call.dotp = requireChannelDoubles(info, A::dotp, "dotp", shape.channels);
+  call.total = requireNumber(info[A::total], "total");
+  if (!(call.total >= 1)) throw Napi::RangeError::New(info.Env(), "total must be at least 1");
+  requireNoHarmfulOverlap(info.Env(), call.arrays(), nullptr, nullptr);
+  return call;
+}
+
+}  // namespace batchnorm::binding

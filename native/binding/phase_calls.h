@@ -1,0 +1,64 @@
+// The split phases of a SyncBatchNorm step (kernel/split_phases.h) as the binding prepares them: every
+// argument checked on the JavaScript thread, then run on any thread (the same shape as calls.h, so
+// async_call.h runs them on the libuv pool). Per-channel partials and coefficients are Float64Arrays
+// whatever the tensor's dtype.
+#pragma once
+
+#include <napi.h>
+
+#include <array>
+#include <cstddef>
+
+#include "binding/argument_names.h"
+#include "binding/array_argument.h"
+#include "kernel/batch_norm.h"
+
+namespace batchnorm::binding {
+
+struct ShardStatisticsCall {
+  static constexpr size_t kArguments = ShardStatisticsArgument::count;
+  DType dtype = DType::Float32;
+  Geometry geometry;
+  FloatView input, mean, m2;
+  std::array<ArrayArgument, 3> arrays();
+  void run();
+  void commit() {}
+};
+
+struct NormalizeWithCall {
+  static constexpr size_t kArguments = NormalizeWithArgument::count;
+  DType dtype = DType::Float32;
+  Geometry geometry;
+  FloatView input, output, mean, invstd, weight, bias;
+  std::array<ArrayArgument, 6> arrays();
+  void run();
+  void commit() {}
+};
+
+struct ShardGradientSumsCall {
+  static constexpr size_t kArguments = ShardGradientSumsArgument::count;
+  DType dtype = DType::Float32;
+  Geometry geometry;
+  FloatView gradOutput, input, mean, sumDy, dotp;
+  std::array<ArrayArgument, 5> arrays();
+  void run();
+  void commit() {}
+};
+
+struct GradInputWithCall {
+  static constexpr size_t kArguments = GradInputWithArgument::count;
+  DType dtype = DType::Float32;
+  Geometry geometry;
+  FloatView gradOutput, input, gradInput, mean, invstd, weight, sumDy, dotp;
+  double total = 0;  // values per channel over all ranks
+  std::array<ArrayArgument, 8> arrays();
+  void run();
+  void commit() {}
+};
+
+ShardStatisticsCall parseShardStatistics(const Napi::CallbackInfo& info);
+NormalizeWithCall parseNormalizeWith(const Napi::CallbackInfo& info);
+ShardGradientSumsCall parseShardGradientSums(const Napi::CallbackInfo& info);
+GradInputWithCall parseGradInputWith(const Napi::CallbackInfo& info);
+
+}  // namespace batchnorm::binding
