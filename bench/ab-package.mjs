@@ -8,15 +8,11 @@
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
-import { benchTensors, measure } from './timing.mjs';
+import { AB_SHAPES, benchTensors, commandLine, formatMs as fmt, measure } from './timing.mjs';
 
 const require = createRequire(import.meta.url);
-const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const index = args.indexOf(name);
-  return index >= 0 && args[index + 1] !== undefined ? args[index + 1] : fallback;
-};
-const [rootA, rootB] = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+const { option, positional } = commandLine(process.argv.slice(2));
+const [rootA, rootB] = positional;
 if (rootA === undefined || rootB === undefined) {
   console.error('usage: node bench/ab-package.mjs <rootA> <rootB> [--only text] [--ops ...] [--rounds 3]');
   process.exit(2);
@@ -35,16 +31,7 @@ const sides = [rootA, rootB].map((root) => {
   return bn;
 });
 
-const SHAPES = [
-  [[32, 64, 56, 56], 'contiguous'],
-  [[256, 256, 7, 7], 'contiguous'],
-  [[128, 1024], 'contiguous'],
-  [[8, 32, 128, 128], 'contiguous'],
-  [[4096, 256], 'contiguous'],
-  [[2, 4], 'contiguous'],
-  [[32, 64, 56, 56], 'channelsLast'],
-  [[256, 256, 7, 7], 'channelsLast'],
-];
+const SHAPES = [...AB_SHAPES];
 
 const MODULES = { 2: 'BatchNorm1d', 3: 'BatchNorm1d', 4: 'BatchNorm2d', 5: 'BatchNorm3d' };
 
@@ -74,7 +61,6 @@ function callFor(bn, side, shape, format, op) {
   return () => bn.batchNorm(x, options);
 }
 
-const fmt = (ms) => (ms < 0.01 ? `${(ms * 1000).toFixed(2)} us` : `${ms.toFixed(3)} ms`);
 console.log(`A = ${rootA}\nB = ${rootB} ${JSON.stringify(moduleOptionsB)}\n${threads} thread(s), ${rounds} rounds of A B B A\n`);
 console.log('| shape | op | A | B | A/B |\n|---|---|---|---|---|');
 for (const [shape, format] of SHAPES) {

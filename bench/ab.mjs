@@ -8,16 +8,12 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { benchTensors, measure } from './timing.mjs';
+import { AB_SHAPES, benchTensors, commandLine, formatMs as fmt, measure } from './timing.mjs';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const index = args.indexOf(name);
-  return index >= 0 && args[index + 1] !== undefined ? args[index + 1] : fallback;
-};
-const [addonA, addonB] = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+const { option, positional } = commandLine(process.argv.slice(2));
+const [addonA, addonB] = positional;
 if (addonA === undefined || addonB === undefined) {
   console.error('usage: node bench/ab.mjs <a.node> <b.node> [--only text] [--ops eval,train,backward] [--threads 1]');
   process.exit(2);
@@ -41,16 +37,7 @@ function loadPackage(addon) {
 const sides = [loadPackage(addonA), loadPackage(addonB)];
 delete process.env.BATCHNORM_ADDON_PATH;
 
-const SHAPES = [
-  [[32, 64, 56, 56], 'contiguous'],
-  [[256, 256, 7, 7], 'contiguous'],
-  [[128, 1024], 'contiguous'],
-  [[8, 32, 128, 128], 'contiguous'],
-  [[4096, 256], 'contiguous'],
-  [[2, 4], 'contiguous'],
-  [[32, 64, 56, 56], 'channelsLast'],
-  [[256, 256, 7, 7], 'channelsLast'],
-];
+const SHAPES = [...AB_SHAPES];
 // A shape of no bench row, for a walk only it takes.
 if (extraShape !== null) {
   const [dims, layout] = extraShape.split(',');
@@ -71,7 +58,6 @@ function callFor(bn, shape, format, op) {
   return () => bn.batchNorm(x, options);
 }
 
-const fmt = (ms) => (ms < 0.01 ? `${(ms * 1000).toFixed(2)} us` : `${ms.toFixed(3)} ms`);
 console.log(`A = ${addonA}\nB = ${addonB}\n${threads} thread(s), ${rounds} rounds of A B B A\n`);
 console.log('| shape | op | A | B | A/B |\n|---|---|---|---|---|');
 for (const [shape, format] of SHAPES) {

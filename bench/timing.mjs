@@ -84,3 +84,30 @@ export function torchTimes(cases) {
   }
   return JSON.parse(result.stdout);
 }
+
+/** The value after `--name` in a script's arguments, or `fallback`; and the arguments that are not options. */
+export function commandLine(args) {
+  const option = (name, fallback) => {
+    const index = args.indexOf(name);
+    return index >= 0 && args[index + 1] !== undefined ? args[index + 1] : fallback;
+  };
+  const positional = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+  return { option, positional };
+}
+
+/** The A/B scripts' cases: the bench rows, shape and layout. */
+export const AB_SHAPES = [
+  [[32, 64, 56, 56], 'contiguous'],
+  [[256, 256, 7, 7], 'contiguous'],
+  [[128, 1024], 'contiguous'],
+  [[8, 32, 128, 128], 'contiguous'],
+  [[4096, 256], 'contiguous'],
+  [[2, 4], 'contiguous'],
+  [[32, 64, 56, 56], 'channelsLast'],
+  [[256, 256, 7, 7], 'channelsLast'],
+];
+
+/** A time for a table: microseconds under 10 µs, milliseconds above. */
+export function formatMs(ms) {
+  return ms < 0.01 ? `${(ms * 1000).toFixed(2)} us` : `${ms.toFixed(3)} ms`;
+}
