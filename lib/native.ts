@@ -38,7 +38,9 @@ export function native(): NativeBinding {
     const requested = requestedThreadBudget();
     const loaded = load();
     // The first environment of the process fixes the budget; each environment's calls default to all of it.
-    loaded.setNumThreads(loaded.setThreadBudget(requested));
+    // (An addon built before the budget, which only bench/ab.mjs loads, takes the count as it is.)
+    const budget = typeof loaded.setThreadBudget === 'function' ? loaded.setThreadBudget(requested) : requested;
+    loaded.setNumThreads(budget);
     binding = loaded;
   }
   return binding;
