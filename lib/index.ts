@@ -28,6 +28,8 @@ export { InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, InstanceNormBase } from
 export type { SyncBatchNormOptions } from './sync-batchnorm';
 export { SyncBatchNorm } from './sync-batchnorm';
 export type { ProcessGroup } from './process-group';
+export type { WorkerGroup, WorkerGroupMember, WorkerGroupOptions, WorkerProcessGroup } from './worker-group';
+export { createWorkerGroup, joinWorkerGroup } from './worker-group';
 export type {
   BatchNormStateDict,
   LoadStateDictOptions,

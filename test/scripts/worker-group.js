@@ -1,0 +1,170 @@
+'use strict';
+// SyncBatchNorm over the worker-thread group (test/worker-group.test.ts and bench/run.mjs), in a child
+// process printing one JSON line:
+//   node worker-group.js train <dtype> <format> <shape, e.g. 8x3x4x4> <shard sizes, e.g. 3,0,5>
+//   node worker-group.js terminate | timeout
+//   node worker-group.js latency <members> <channels> <rounds>
+const path = require('node:path');
+const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
+
+const root = path.join(__dirname, '..', '..');
+const bn = require(root);
+
+function randomArray(dtype, length, seed) {
+  let state = seed >>> 0;
+  const array = dtype === 'float32' ? new Float32Array(length) : new Float64Array(length);
+  for (let i = 0; i < length; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    array[i] = (state / 2 ** 32) * 4 - 1.5 + (i % 7) * 0.1;
+  }
+  return array;
+}
+
+const STEPS = 2;
+const MODULE_OPTIONS = { momentum: 0.1 };
+
+async function workerMain() {
+  const { member, task } = workerData;
+  const group = bn.joinWorkerGroup(member);
+  if (task.kind === 'train') {
+    const { dtype, format, shape, shards } = task;
+    const module = new bn.SyncBatchNorm(shape[1], { ...MODULE_OPTIONS, dtype, processGroup: group });
+    const steps = [];
+    for (let step = 0; step < STEPS; step++) {
+      const x = { data: shards[step].x, shape: [shards[step].n, ...shape.slice(1)], memoryFormat: format };
+      const y = await module.forwardAsync(x);
+      const dx = await module.backwardAsync({ ...x, data: shards[step].dy });
+      steps.push({ output: y.data, gradInput: dx.data });
+    }
+    const grads = { weight: module.weight.grad, bias: module.bias.grad };
+    // Other layers' gradients, averaged over the ranks as a training script would.
+    const averaged = Float32Array.of(member.rank, 1);
+    await group.allReduce(averaged);
+    parentPort.postMessage({ steps, grads, state: module.stateDict(), averaged });
+  } else if (task.kind === 'terminate' || task.kind === 'timeout') {
+    const module = new bn.SyncBatchNorm(2, { processGroup: group });
+    if (member.rank === 1) {
+      if (task.kind === 'terminate') process.exit(3);
+      setTimeout(() => {}, 1000); // alive, but never arrives
+      return;
+    }
+    try {
+      await module.forwardAsync({ data: Float32Array.of(1, 2, 3, 4), shape: [2, 2] });
+      parentPort.postMessage({ outcome: 'resolved' });
+    } catch (error) {
+      parentPort.postMessage({ outcome: 'rejected', message: error.message, counter: module.numBatchesTracked, mean: Array.from(module.runningMean) });
+    }
+  } else if (task.kind === 'latency') {
+    const local = new Float64Array(2 * task.channels + 1);
+    for (let i = 0; i < 200; i++) await group.allGather(local);
+    const times = [];
+    for (let i = 0; i < task.rounds; i++) {
+      const start = process.hrtime.bigint();
+      await group.allGather(local);
+      times.push(Number(process.hrtime.bigint() - start) / 1e3);
+    }
+    times.sort((a, b) => a - b);
+    parentPort.postMessage({ medianUs: times[times.length >> 1] });
+  }
+}
+
+/** Runs one worker per rank of a new group; resolves with their messages (or exit codes). */
+function runGroup(size, taskFor, groupOptions) {
+  const group = bn.createWorkerGroup(size, groupOptions);
+  return Promise.all(
+    Array.from({ length: size }, (_, rank) => {
+      const worker = new Worker(__filename, { workerData: { member: group.member(rank), task: taskFor(rank) } });
+      group.watch(worker, rank);
+      return new Promise((resolve, reject) => {
+        let message = null;
+        worker.once('message', (m) => (message = m));
+        worker.once('error', reject);
+        worker.once('exit', (code) => resolve(message ?? { exitCode: code }));
+      });
+    }),
+  );
+}
+
+function maxError(actual, expected) {
+  let worst = 0;
+  let scale = 1;
+  for (let i = 0; i < expected.length; i++) {
+    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return worst / scale;
+}
+
+async function train([dtype, format, shapeText, shardText]) {
+  const shape = shapeText.split('x').map(Number);
+  const sizes = shardText.split(',').map(Number);
+  const perItem = shape.slice(1).reduce((a, b) => a * b, 1);
+  const Module = { 2: bn.BatchNorm1d, 3: bn.BatchNorm1d, 4: bn.BatchNorm2d, 5: bn.BatchNorm3d }[shape.length];
+  const whole = new Module(shape[1], { ...MODULE_OPTIONS, dtype });
+  const inputs = [];
+  const expected = [];
+  for (let step = 0; step < STEPS; step++) {
+    const x = randomArray(dtype, shape[0] * perItem, 10 + step);
+    const dy = randomArray(dtype, shape[0] * perItem, 20 + step);
+    inputs.push({ x, dy });
+    const y = whole.forward({ data: x, shape, memoryFormat: format });
+    const dx = whole.backward({ data: dy, shape, memoryFormat: format });
+    expected.push({ output: y.data, gradInput: dx.data });
+  }
+  const begins = sizes.map((_, r) => sizes.slice(0, r).reduce((a, b) => a + b, 0));
+  const results = await runGroup(sizes.length, (rank) => ({
+    kind: 'train', dtype, format, shape,
+    shards: inputs.map(({ x, dy }) => {
+      const from = begins[rank] * perItem, to = (begins[rank] + sizes[rank]) * perItem;
+      return { n: sizes[rank], x: x.slice(from, to), dy: dy.slice(from, to) };
+    }),
+  }));
+  const report = { outputError: 0, gradInputError: 0, runningIdentical: true, runningError: 0, gradError: 0, averaged: results[0].averaged };
+  for (const [rank, result] of results.entries()) {
+    if (result.exitCode !== undefined) throw new Error(`rank ${rank} exited with ${result.exitCode}`);
+    for (let step = 0; step < STEPS; step++) {
+      const from = begins[rank] * perItem, to = (begins[rank] + sizes[rank]) * perItem;
+      report.outputError = Math.max(report.outputError, maxError(result.steps[step].output, expected[step].output.subarray(from, to)));
+      report.gradInputError = Math.max(report.gradInputError, maxError(result.steps[step].gradInput, expected[step].gradInput.subarray(from, to)));
+    }
+    for (const key of ['running_mean', 'running_var']) {
+      const a = Buffer.from(result.state[key].buffer), b = Buffer.from(results[0].state[key].buffer);
+      report.runningIdentical &&= a.equals(b);
+    }
+  }
+  report.runningError = Math.max(maxError(results[0].state.running_mean, whole.runningMean), maxError(results[0].state.running_var, whole.runningVar));
+  for (const key of ['weight', 'bias']) {
+    const summed = new Float64Array(shape[1]);
+    for (const result of results) result.grads[key].forEach((v, i) => (summed[i] += v));
+    report.gradError = Math.max(report.gradError, maxError(summed, whole[key].grad));
+  }
+  report.counters = results.map((r) => Number(r.state.num_batches_tracked[0]));
+  return report;
+}
+
+async function failure(kind) {
+  const results = await runGroup(3, () => ({ kind }), kind === 'timeout' ? { timeoutMs: 300 } : {});
+  return { results };
+}
+
+async function latency([members, channels, rounds]) {
+  const results = await runGroup(Number(members), () => ({ kind: 'latency', channels: Number(channels), rounds: Number(rounds) }));
+  return { medianUs: Math.max(...results.map((r) => r.medianUs)) };
+}
+
+if (!isMainThread) {
+  workerMain().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
+} else {
+  const [kind, ...args] = process.argv.slice(2);
+  const run = kind === 'train' ? train(args) : kind === 'latency' ? latency(args) : failure(kind);
+  run.then(
+    (report) => console.log(JSON.stringify(report)),
+    (error) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,75 @@
+// SyncBatchNorm over the shipped worker-thread group (issue 23): each case runs
+// test/scripts/worker-group.js in a child process, with one worker per rank, and compares with
+// BatchNorm*d on the concatenated batch there; failures (a worker that exits, a peer that never comes)
+// reject every peer's exchange with an error naming it and change no state.
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { createWorkerGroup, joinWorkerGroup } from '../lib/index';
+
+const script = path.join(__dirname, 'scripts', 'worker-group.js');
+
+function run(args: string[]): Record<string, unknown> {
+  const out = execFileSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
+}
+
+describe('SyncBatchNorm over worker threads', () => {
+  it.each([
+    ['float32', 'contiguous', '6x3', '6'],
+    ['float32', 'contiguous', '8x3x4x4', '3,0,5'],
+    ['float64', 'channelsLast', '7x5x3x2', '2,2,3'],
+    ['float32', 'channelsLast', '9x4x2x3x2', '1,4,0,4'],
+    ['float64', 'contiguous', '10x6x5', '4,1,2,3'],
+  ])('%s %s (%s) over shards %s matches BatchNorm*d on the whole batch', (dtype, format, shape, shards) => {
+    const report = run(['train', dtype, format, shape, shards]);
+    const tolerance = dtype === 'float64' ? 1e-10 : 1e-5;
+    expect(report.outputError).toBeLessThanOrEqual(tolerance);
+    expect(report.gradInputError).toBeLessThanOrEqual(tolerance);
+    expect(report.runningError).toBeLessThanOrEqual(tolerance);
+    expect(report.gradError).toBeLessThanOrEqual(dtype === 'float64' ? 1e-10 : 1e-4);
+    expect(report.runningIdentical).toBe(true);
+    const ranks = shards.split(',').length;
+    expect(report.counters).toEqual(Array(ranks).fill(2));
+    // allReduce: [rank, 1] summed over the ranks.
+    expect(report.averaged).toEqual({ 0: (ranks * (ranks - 1)) / 2, 1: ranks });
+  });
+
+  it('a worker that exits mid-step makes its peers reject, naming it, with no state changed', () => {
+    const { results } = run(['terminate']) as { results: Record<string, unknown>[] };
+    expect(results[1]).toEqual({ exitCode: 3 });
+    for (const rank of [0, 2]) {
+      expect(results[rank]).toEqual({
+        outcome: 'rejected',
+        message: 'worker group: the worker of rank 1 exited (code 3), so its peers\' exchanges cannot complete',
+        counter: 0,
+        mean: [0, 0],
+      });
+    }
+  });
+
+  it('a peer that never comes makes the others reject after timeoutMs, with no state changed', () => {
+    const { results } = run(['timeout']) as { results: Record<string, unknown>[] };
+    for (const rank of [0, 2]) {
+      expect(results[rank]!.outcome).toBe('rejected');
+      expect(results[rank]!.message).toMatch(/^worker group: an exchange waited more than 300 ms for a peer/);
+      expect(results[rank]!.counter).toBe(0);
+    }
+  });
+
+  it('validates its arguments', () => {
+    expect(() => createWorkerGroup(0)).toThrow('Expected a positive integer for size but received 0 of type number');
+    expect(() => createWorkerGroup(2, { timeoutMs: -1 })).toThrow(RangeError);
+    expect(() => createWorkerGroup(2).member(2)).toThrow('Expected an integer from 0 to 1 for rank');
+    expect(() => joinWorkerGroup({} as never)).toThrow(TypeError);
+  });
+
+  it('a group of one gathers its own array; longer arrays than maxLength are a RangeError', async () => {
+    const group = joinWorkerGroup(createWorkerGroup(1, { maxLength: 4 }).member(0));
+    expect(await group.allGather(Float64Array.of(1, 2, 3))).toEqual([Float64Array.of(1, 2, 3)]);
+    expect(await group.allGather(Float64Array.of(4))).toEqual([Float64Array.of(4)]);
+    await expect(group.allGather(new Float64Array(5))).rejects.toThrow('exceeds its maxLength of 4');
+  });
+});
