@@ -29,22 +29,60 @@ void forChannelRanges(const Geometry& g, Body body) {
       [](void* raw, int64_t begin, int64_t end) { (*static_cast<Context*>(raw)->body)(begin, end); }, &context);
 }
 
-// Calls visit(c, value index) for every element of channels [c0, c1), channel by channel when rows are
-// long (each channel's rows in turn) and row by row when they are single values (spatial 1: a row of
-// the channels-last layout), so memory is read in order either way. Per channel, elements come in the
-// same order both ways: batch item by batch item, then position.
-template <typename Visit>
-void forElements(const Geometry& g, int64_t c0, int64_t c1, Visit visit) {
+// The reductions and elementwise passes below walk channels [c0, c1) in one of two orders, so that
+// memory is read in order: channel by channel over its rows when rows are long (planar), and row by row
+// across the channels when each row is a single value (spatial 1: a row of the channels-last layout).
+// Sums go into local accumulators (four per row on the planar walk, one per channel across rows), never
+// through the output pointers, which the compiler could not keep in registers.
+
+// sum(f(x, dy)) of one planar row, four accumulators (the compiler keeps them in registers).
+template <typename T, typename Term>
+inline double rowSum(const T* x, const T* dy, int64_t length, Term term) {
+  double a = 0, b = 0, c = 0, d = 0;
+  int64_t s = 0;
+  for (; s + 4 <= length; s += 4) {
+    a += term(x, dy, s);
+    b += term(x, dy, s + 1);
+    c += term(x, dy, s + 2);
+    d += term(x, dy, s + 3);
+  }
+  for (; s < length; ++s) a += term(x, dy, s);
+  return (a + b) + (c + d);
+}
+
+// Per channel of [c0, c1): total[c - c0] = sum of term over the channel's values (each row's sum added
+// into a compensated sum on the planar walk; one accumulator per channel, in row order, across rows).
+template <typename T, typename Term>
+void channelSums(const Geometry& g, const T* x, const T* dy, int64_t c0, int64_t c1, Term term, CompensatedSum* total) {
   if (g.spatial == 1) {
     for (int64_t b = 0; b < g.batch; ++b) {
-      for (int64_t c = c0; c < c1; ++c) visit(c, b * g.channels + c);
+      const int64_t row = b * g.channels;
+      for (int64_t c = c0; c < c1; ++c) total[c - c0].add(term(x, dy, row + c));
     }
     return;
   }
   for (int64_t c = c0; c < c1; ++c) {
     for (int64_t b = 0; b < g.batch; ++b) {
-      const int64_t row = (b * g.channels + c) * g.spatial;
-      for (int64_t s = 0; s < g.spatial; ++s) visit(c, row + s);
+      const int64_t offset = (b * g.channels + c) * g.spatial;
+      total[c - c0].add(rowSum(x + offset, dy == nullptr ? nullptr : dy + offset, g.spatial, term));
+    }
+  }
+}
+
+// out[i] = value(c, i) over the elements of channels [c0, c1).
+template <typename T, typename Value>
+void channelMap(const Geometry& g, T* out, int64_t c0, int64_t c1, Value value) {
+  if (g.spatial == 1) {
+    for (int64_t b = 0; b < g.batch; ++b) {
+      const int64_t row = b * g.channels;
+      for (int64_t c = c0; c < c1; ++c) out[row + c] = static_cast<T>(value(c - c0, row + c));
+    }
+    return;
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    for (int64_t b = 0; b < g.batch; ++b) {
+      const int64_t offset = (b * g.channels + c) * g.spatial;
+      for (int64_t s = 0; s < g.spatial; ++s) out[offset + s] = static_cast<T>(value(c - c0, offset + s));
     }
   }
 }
@@ -55,20 +93,40 @@ template <typename T>
 void shardStatistics(const Geometry& g, const T* input, double* mean, double* m2) {
   const double count = static_cast<double>(g.perChannel());
   forChannelRanges(g, [&](int64_t c0, int64_t c1) {
-    std::vector<CompensatedSum> sums(static_cast<size_t>(c1 - c0));
-    forElements(g, c0, c1, [&](int64_t c, int64_t i) { sums[static_cast<size_t>(c - c0)].add(static_cast<double>(input[i])); });
-    std::vector<double> low(static_cast<size_t>(c1 - c0));
-    for (int64_t c = c0; c < c1; ++c) {
-      double meanLow = 0;
-      if (count > 0) meanOf(sums[static_cast<size_t>(c - c0)], count, mean[c], meanLow);
-      else mean[c] = 0;
-      low[static_cast<size_t>(c - c0)] = meanLow;
-      m2[c] = 0;
+    const auto width = static_cast<size_t>(c1 - c0);
+    std::vector<CompensatedSum> sums(width), squares(width);
+    channelSums(g, input, static_cast<const T*>(nullptr), c0, c1,
+                [](const T* x, const T*, int64_t i) { return static_cast<double>(x[i]); }, sums.data());
+    std::vector<double> center(width), low(width);
+    for (size_t k = 0; k < width; ++k) {
+      if (count > 0) meanOf(sums[k], count, center[k], low[k]);
     }
-    forElements(g, c0, c1, [&](int64_t c, int64_t i) {
-      const double centered = (static_cast<double>(input[i]) - mean[c]) - low[static_cast<size_t>(c - c0)];
-      m2[c] += centered * centered;
-    });
+    // The second pass centers on the double-double mean. Planar rows see one channel's center, so the
+    // term takes it from the row's channel; across channels, from the element's.
+    for (int64_t c = c0; c < c1; ++c) {
+      const auto k = static_cast<size_t>(c - c0);
+      mean[c] = center[k];
+      if (g.spatial == 1) continue;
+      const double m = center[k], l = low[k];
+      for (int64_t b = 0; b < g.batch; ++b) {
+        const int64_t offset = (b * g.channels + c) * g.spatial;
+        squares[k].add(rowSum(input + offset, static_cast<const T*>(nullptr), g.spatial, [m, l](const T* x, const T*, int64_t s) {
+          const double centered = (static_cast<double>(x[s]) - m) - l;
+          return centered * centered;
+        }));
+      }
+    }
+    if (g.spatial == 1) {
+      for (int64_t b = 0; b < g.batch; ++b) {
+        const T* row = input + b * g.channels;
+        for (int64_t c = c0; c < c1; ++c) {
+          const auto k = static_cast<size_t>(c - c0);
+          const double centered = (static_cast<double>(row[c]) - center[k]) - low[k];
+          squares[k].add(centered * centered);
+        }
+      }
+    }
+    for (int64_t c = c0; c < c1; ++c) m2[c] = squares[static_cast<size_t>(c - c0)].high + squares[static_cast<size_t>(c - c0)].low;
   });
 }
 
@@ -76,28 +134,75 @@ template <typename T>
 void normalizeWith(const Geometry& g, const T* input, T* output, const double* mean, const double* invstd,
                    const T* weight, const T* bias) {
   forChannelRanges(g, [&](int64_t c0, int64_t c1) {
-    std::vector<double> scale(static_cast<size_t>(c1 - c0)), shift(static_cast<size_t>(c1 - c0));
+    const auto width = static_cast<size_t>(c1 - c0);
+    std::vector<double> center(width), scale(width), shift(width);
     for (int64_t c = c0; c < c1; ++c) {
-      scale[static_cast<size_t>(c - c0)] = invstd[c] * (weight != nullptr ? static_cast<double>(weight[c]) : 1);
-      shift[static_cast<size_t>(c - c0)] = bias != nullptr ? static_cast<double>(bias[c]) : 0;
-    }
-    forElements(g, c0, c1, [&](int64_t c, int64_t i) {
       const auto k = static_cast<size_t>(c - c0);
-      output[i] = static_cast<T>((static_cast<double>(input[i]) - mean[c]) * scale[k] + shift[k]);
+      center[k] = mean[c];
+      scale[k] = invstd[c] * (weight != nullptr ? static_cast<double>(weight[c]) : 1);
+      shift[k] = bias != nullptr ? static_cast<double>(bias[c]) : 0;
+    }
+    channelMap(g, output, c0, c1, [&](int64_t k, int64_t i) {
+      const auto j = static_cast<size_t>(k);
+      return (static_cast<double>(input[i]) - center[j]) * scale[j] + shift[j];
     });
   });
+}
+
+// sum(dy) and sum((x - center) dy) of one planar row in one read of both, four accumulators each.
+template <typename T>
+inline void rowGradientSums(const T* x, const T* dy, int64_t length, double center, double& gradSum, double& product) {
+  double g[4] = {0, 0, 0, 0}, p[4] = {0, 0, 0, 0};
+  int64_t s = 0;
+  for (; s + 4 <= length; s += 4) {
+    for (int k = 0; k < 4; ++k) {
+      const double d = static_cast<double>(dy[s + k]);
+      g[k] += d;
+      p[k] += (static_cast<double>(x[s + k]) - center) * d;
+    }
+  }
+  for (; s < length; ++s) {
+    const double d = static_cast<double>(dy[s]);
+    g[0] += d;
+    p[0] += (static_cast<double>(x[s]) - center) * d;
+  }
+  gradSum = (g[0] + g[1]) + (g[2] + g[3]);
+  product = (p[0] + p[1]) + (p[2] + p[3]);
 }
 
 template <typename T>
 void shardGradientSums(const Geometry& g, const T* input, const T* gradOutput, const double* mean, double* sumDy,
                        double* dotp) {
   forChannelRanges(g, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) sumDy[c] = dotp[c] = 0;
-    forElements(g, c0, c1, [&](int64_t c, int64_t i) {
-      const double dy = static_cast<double>(gradOutput[i]);
-      sumDy[c] += dy;
-      dotp[c] += (static_cast<double>(input[i]) - mean[c]) * dy;
-    });
+    const auto width = static_cast<size_t>(c1 - c0);
+    std::vector<CompensatedSum> gradSums(width), products(width);
+    if (g.spatial == 1) {
+      for (int64_t b = 0; b < g.batch; ++b) {
+        const int64_t row = b * g.channels;
+        for (int64_t c = c0; c < c1; ++c) {
+          const auto k = static_cast<size_t>(c - c0);
+          const double dy = static_cast<double>(gradOutput[row + c]);
+          gradSums[k].add(dy);
+          products[k].add((static_cast<double>(input[row + c]) - mean[c]) * dy);
+        }
+      }
+    } else {
+      for (int64_t c = c0; c < c1; ++c) {
+        const auto k = static_cast<size_t>(c - c0);
+        for (int64_t b = 0; b < g.batch; ++b) {
+          const int64_t offset = (b * g.channels + c) * g.spatial;
+          double gradSum = 0, product = 0;
+          rowGradientSums(input + offset, gradOutput + offset, g.spatial, mean[c], gradSum, product);
+          gradSums[k].add(gradSum);
+          products[k].add(product);
+        }
+      }
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      const auto k = static_cast<size_t>(c - c0);
+      sumDy[c] = gradSums[k].high + gradSums[k].low;
+      dotp[c] = products[k].high + products[k].low;
+    }
   });
 }
 
@@ -106,18 +211,19 @@ void gradInputWith(const Geometry& g, const T* input, const T* gradOutput, T* gr
                    const double* invstd, const T* weight, const double* sumDy, const double* dotp, double count) {
   forChannelRanges(g, [&](int64_t c0, int64_t c1) {
     const auto width = static_cast<size_t>(c1 - c0);
-    std::vector<double> gradMean(width), projection(width), scale(width);
+    std::vector<double> center(width), gradMean(width), projection(width), scale(width);
     for (int64_t c = c0; c < c1; ++c) {
       const auto k = static_cast<size_t>(c - c0);
+      center[k] = mean[c];
       gradMean[k] = sumDy[c] / count;
       projection[k] = dotp[c] * invstd[c] * invstd[c] / count;
       scale[k] = invstd[c] * (weight != nullptr ? static_cast<double>(weight[c]) : 1);
     }
-    forElements(g, c0, c1, [&](int64_t c, int64_t i) {
-      const auto k = static_cast<size_t>(c - c0);
+    channelMap(g, gradInput, c0, c1, [&](int64_t k, int64_t i) {
+      const auto j = static_cast<size_t>(k);
       const double x = static_cast<double>(input[i]);
       const double dy = static_cast<double>(gradOutput[i]);
-      gradInput[i] = static_cast<T>((dy - gradMean[k] - (x - mean[c]) * projection[k]) * scale[k]);
+      return (dy - gradMean[j] - (x - center[j]) * projection[j]) * scale[j];
     });
   });
 }

@@ -4,6 +4,7 @@
 //   node worker-group.js train <dtype> <format> <shape, e.g. 8x3x4x4> <shard sizes, e.g. 3,0,5>
 //   node worker-group.js terminate | timeout
 //   node worker-group.js latency <members> <channels> <rounds>
+//   node worker-group.js step <members> <shard shape, e.g. 16x64x56x56> <steps>
 const path = require('node:path');
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
 
@@ -54,6 +55,31 @@ async function workerMain() {
     } catch (error) {
       parentPort.postMessage({ outcome: 'rejected', message: error.message, counter: module.numBatchesTracked, mean: Array.from(module.runningMean) });
     }
+  } else if (task.kind === 'step') {
+    // A training step (forward + backward) of SyncBatchNorm on this rank's shard, against BatchNorm2d's
+    // on the same shard alone, interleaved; medians in ms.
+    const { shape, steps } = task;
+    const length = shape.reduce((a, b) => a * b, 1);
+    const x = { data: randomArray('float32', length, 1 + member.rank), shape };
+    const dy = { data: randomArray('float32', length, 2 + member.rank), shape };
+    const sync = new bn.SyncBatchNorm(shape[1], { processGroup: group });
+    const plain = new bn.BatchNorm2d(shape[1]);
+    const out = { out: new Float32Array(length) };
+    const gradOut = { out: { gradInput: new Float32Array(length) } };
+    const syncTimes = [], plainTimes = [];
+    for (let i = 0; i < steps; i++) {
+      let start = process.hrtime.bigint();
+      await sync.forwardAsync(x, out);
+      await sync.backwardAsync(dy, gradOut);
+      syncTimes.push(Number(process.hrtime.bigint() - start) / 1e6);
+      start = process.hrtime.bigint();
+      plain.forward(x, out);
+      plain.backward(dy, gradOut);
+      plainTimes.push(Number(process.hrtime.bigint() - start) / 1e6);
+      await group.allGather(new Float64Array(1)); // keep the ranks in step
+    }
+    const median = (t) => t.sort((a, b) => a - b)[t.length >> 1];
+    parentPort.postMessage({ syncMs: median(syncTimes), plainMs: median(plainTimes) });
   } else if (task.kind === 'latency') {
     const local = new Float64Array(2 * task.channels + 1);
     for (let i = 0; i < 200; i++) await group.allGather(local);
@@ -147,6 +173,12 @@ async function failure(kind) {
   return { results };
 }
 
+async function step([members, shapeText, steps]) {
+  const shape = shapeText.split('x').map(Number);
+  const results = await runGroup(Number(members), () => ({ kind: 'step', shape, steps: Number(steps) }));
+  return { syncMs: Math.max(...results.map((r) => r.syncMs)), plainMs: Math.max(...results.map((r) => r.plainMs)) };
+}
+
 async function latency([members, channels, rounds]) {
   const results = await runGroup(Number(members), () => ({ kind: 'latency', channels: Number(channels), rounds: Number(rounds) }));
   return { medianUs: Math.max(...results.map((r) => r.medianUs)) };
@@ -159,7 +191,8 @@ if (!isMainThread) {
   });
 } else {
   const [kind, ...args] = process.argv.slice(2);
-  const run = kind === 'train' ? train(args) : kind === 'latency' ? latency(args) : failure(kind);
+  const modes = { train, latency, step };
+  const run = kind in modes ? modes[kind](args) : failure(kind);
   run.then(
     (report) => console.log(JSON.stringify(report)),
     (error) => {
