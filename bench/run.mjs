@@ -2,11 +2,14 @@
 // (float32, NCHW) next to a native memcpy of the same bytes and PyTorch, all measured in this run.
 //   npm run bench [-- --json] [-- --budget-ms 400] [-- --threads 1,2] [-- --rounds 2] [-- --only 256x256x7x7]
 // --only keeps the shapes whose name ("256x256x7x7", "256x256x7x7 NHWC") contains the given text;
-// --only safetensors runs the checkpoint row alone.
+// --only safetensors runs the checkpoint row alone; --only distributed the SyncBatchNorm rows alone.
 // The machine this runs on may be shared: every case is measured in each of `rounds` rounds (ours,
 // then PyTorch's), and each time kept is its smallest median over the rounds, so a slow spell during
 // one side's turn does not decide a ratio.
+import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import bn from '../dist/index.js';
 import { benchTensors, measure as measureFor, median, randomArray, torchTimes } from './timing.mjs';
@@ -290,6 +293,20 @@ function safetensorsCase() {
   return { tensors: 300_000, parseMs: median(samples.plain), jsonParseMs: median(samples.jsonParse) };
 }
 
+// SyncBatchNorm over the worker-thread group (README, Distributed training): the exchange's latency
+// (an allGather of 2C + 1 doubles, what a forward exchanges) and a training step of a (32,64,56,56)
+// batch split over 2 workers against BatchNorm2d on one (16,64,56,56) shard, each in a child process.
+function distributedCases() {
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'scripts', 'worker-group.js');
+  const run = (args) => JSON.parse(execFileSync(process.execPath, [script, ...args], { encoding: 'utf8' }).trim().split('\n').pop());
+  const latency = [];
+  for (const members of [2, 4]) {
+    for (const channels of [64, 256, 1024]) latency.push({ members, channels, ...run(['latency', String(members), String(channels), '2000']) });
+  }
+  const step = { members: 2, shard: [16, 64, 56, 56], ...run(['step', '2', '16x64x56x56', '20']) };
+  return { latency, step };
+}
+
 const asyncCases = [];
 if (only === null) {
   for (const shape of ASYNC_SHAPES) for (const op of OPS) asyncCases.push(await asyncCase(shape, op));
@@ -304,6 +321,7 @@ const report = {
   cases,
   moduleCases,
   safetensors: only === null || only === 'safetensors' ? safetensorsCase() : null,
+  distributed: only === null || only === 'distributed' ? distributedCases() : null,
   asyncMemoryGuard: bn.asyncMemoryGuard(),
   asyncCases,
 };
@@ -366,6 +384,16 @@ if (json) {
     console.log(
       `\nsafetensors: fromSafetensors of ${tensors} one-element tensors: ${fmt(parseMs)}; ` +
         `with the JSON.parse reader ${fmt(jsonParseMs)} (${(jsonParseMs / parseMs).toFixed(2)}x; medians of 5, interleaved)`,
+    );
+  }
+  if (report.distributed !== null) {
+    const { latency, step } = report.distributed;
+    console.log('\nSyncBatchNorm over worker threads: allGather of 2C + 1 doubles (median of 2,000 rounds, slowest rank)');
+    printTable(['members', 'C', 'round'], latency.map((c) => [String(c.members), String(c.channels), `${c.medianUs.toFixed(1)} µs`]));
+    console.log(
+      `training step (forward + backward, with out) of a (32,64,56,56) batch over ${step.members} workers: ` +
+        `SyncBatchNorm ${fmt(step.syncMs)} per rank, BatchNorm2d on its (16,64,56,56) shard ${fmt(step.plainMs)} ` +
+        `(${(step.syncMs / step.plainMs).toFixed(2)}x; medians of 20, slowest rank)`,
     );
   }
   if (asyncCases.length > 0) {
