@@ -57,3 +57,22 @@ describe('demo', () => {
     });
   });
 });
+
+describe('distributed demo', () => {
+  const script = path.join(root, 'dist-examples', 'train-distributed.js');
+  const distributedOut = path.join(out, 'distributed');
+  const stdout = execFileSync(process.execPath, [script, '--steps', '25', '--seed', '7', '--out', distributedOut], { cwd: root, encoding: 'utf8' });
+  const report = JSON.parse(readFileSync(path.join(distributedOut, 'distributed.json'), 'utf8')) as {
+    maxLossDifference: { sync: number; perReplica: number };
+    runs: { name: string; losses: number[] }[];
+  };
+
+  it('SyncBatchNorm on 4 workers tracks the one-process run step for step; per-replica batch norm does not', () => {
+    expect(report.runs.map((r) => r.losses.length)).toEqual([25, 25, 25]);
+    // The same arithmetic up to float32 rounding in a different order.
+    expect(report.maxLossDifference.sync).toBeLessThan(1e-5);
+    expect(report.maxLossDifference.perReplica).toBeGreaterThan(1e-2);
+    expect(stdout).toMatch(/largest loss difference from the one-process run over 25 steps: SyncBatchNorm/);
+    expect(readFileSync(path.join(distributedOut, 'distributed.svg'), 'utf8')).toMatch(/^<svg [^>]*>[\s\S]*<polyline[\s\S]*<\/svg>$/);
+  });
+});
