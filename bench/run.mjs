@@ -7,6 +7,7 @@
 // then PyTorch's), and each time kept is its smallest median over the rounds, so a slow spell during
 // one side's turn does not decide a ratio.
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -304,7 +305,21 @@ function distributedCases() {
     for (const channels of [64, 256, 1024]) latency.push({ members, channels, ...run(['latency', String(members), String(channels), '2000']) });
   }
   const step = { members: 2, shard: [16, 64, 56, 56], ...run(['step', '2', '16x64x56x56', '20']) };
-  return { latency, step };
+  // batchnorm/mpi over 2 ranks, where its addon is built and mpirun is on PATH.
+  let mpi = null;
+  const root = path.join(path.dirname(script), '..', '..');
+  if (existsSync(path.join(root, 'build-mpi', 'Release', 'batchnorm_mpi.node'))) {
+    try {
+      const out = execFileSync('mpirun', ['--oversubscribe', '-np', '2', process.execPath, path.join(root, 'test', 'scripts', 'mpi-check.js'), 'latency'], {
+        encoding: 'utf8',
+        env: { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' },
+      });
+      mpi = JSON.parse(out.trim().split('\n')[0]).latency;
+    } catch {
+      mpi = null;
+    }
+  }
+  return { latency, step, mpi };
 }
 
 const asyncCases = [];
@@ -390,6 +405,10 @@ if (json) {
     const { latency, step } = report.distributed;
     console.log('\nSyncBatchNorm over worker threads: allGather of 2C + 1 doubles (median of 2,000 rounds, slowest rank)');
     printTable(['members', 'C', 'round'], latency.map((c) => [String(c.members), String(c.channels), `${c.medianUs.toFixed(1)} µs`]));
+    if (report.distributed.mpi !== null) {
+      console.log('batchnorm/mpi over 2 ranks (mpirun on this machine): the same exchange');
+      printTable(['C', 'round'], report.distributed.mpi.map((c) => [String(c.channels), `${c.medianUs.toFixed(1)} µs`]));
+    }
     console.log(
       `training step (forward + backward, with out) of a (32,64,56,56) batch over ${step.members} workers: ` +
         `SyncBatchNorm ${fmt(step.syncMs)} per rank, BatchNorm2d on its (16,64,56,56) shard ${fmt(step.plainMs)} ` +

@@ -8,6 +8,10 @@
 // data-parallel run strays from the reference.
 //
 //   npm run demo:distributed -- [--steps 150] [--seed 7] [--out demo-output]
+//
+// Across processes (or machines) instead of worker threads, each process one replica over MPI (after
+// `npm run build:mpi`; rank 0 prints and writes the same report):
+//   mpirun -np 4 node dist-examples/train-distributed.js --transport mpi
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -67,6 +71,8 @@ function batch(seed: number, step: number): { x: Float32Array; labels: Int32Arra
 }
 
 type Norm = BatchNorm1d | SyncBatchNorm;
+/** What a replica needs of its group: the exchange, and the in-place sum for the gradients. */
+type ReplicaGroup = ProcessGroup & Pick<WorkerProcessGroup, 'allReduce'>;
 
 /** BN(input) -> [Linear -> BN -> ReLU] x 2 -> Linear, with async batch norm calls (SyncBatchNorm exchanges). */
 class Network {
@@ -101,10 +107,10 @@ class Network {
   }
 }
 
-/** One run's training loop: on the main thread (single) or in a worker (one replica of a group). */
-async function train(task: Task): Promise<Step[]> {
+/** One run's training loop: on the main thread (single), in a worker or an MPI process (one replica of a group). */
+async function train(task: Task, processGroup?: ReplicaGroup): Promise<Step[]> {
   setNumThreads(1);
-  const group: WorkerProcessGroup | null = task.member === null ? null : joinWorkerGroup(task.member);
+  const group: ReplicaGroup | null = processGroup ?? (task.member === null ? null : joinWorkerGroup(task.member));
   const rank = group?.rank ?? 0;
   const makeNorm = (features: number): Norm =>
     task.mode === 'sync' ? new SyncBatchNorm(features, { processGroup: group as ProcessGroup }) : new BatchNorm1d(features);
@@ -190,8 +196,14 @@ function svg(curves: { name: string; color: string; steps: Step[] }[]): string {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { steps: { type: 'string', default: '150' }, seed: { type: 'string', default: '7' }, out: { type: 'string', default: 'demo-output' } },
+    options: {
+      steps: { type: 'string', default: '150' },
+      seed: { type: 'string', default: '7' },
+      out: { type: 'string', default: 'demo-output' },
+      transport: { type: 'string', default: 'workers' },
+    },
   });
+  if (values.transport !== 'workers' && values.transport !== 'mpi') throw new RangeError(`--transport must be workers or mpi, got ${values.transport}`);
   const steps = Number(values.steps);
   const seed = Number(values.seed);
   if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`--steps must be a positive integer, got ${values.steps}`);
@@ -200,13 +212,22 @@ async function main(): Promise<void> {
     `batchnorm distributed demo: MLP ${FEATURES}-${HIDDEN}-${HIDDEN}-${CLASSES} with batch norm, ${REPLICAS} worker threads x ` +
       `${PER_REPLICA} samples per step against one process with the batch of ${BATCH}; SGD lr ${LEARNING_RATE} momentum ${MOMENTUM}, seed ${seed}\n`,
   );
+  let world: ReplicaGroup | null = null;
+  if (values.transport === 'mpi') {
+    // batchnorm/mpi is loaded only here: a plain run needs neither MPI nor its addon.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { mpiWorld } = require('batchnorm/mpi') as typeof import('batchnorm/mpi');
+    world = mpiWorld();
+    if (world.size !== REPLICAS) throw new RangeError(`--transport mpi needs ${REPLICAS} processes (mpirun -np ${REPLICAS}), got ${world.size}`);
+  }
   const single = await train({ mode: 'single', steps, seed, member: null });
-  const perReplica = await runReplicas('per-replica', steps, seed);
-  const sync = await runReplicas('sync', steps, seed);
+  const perReplica = world === null ? await runReplicas('per-replica', steps, seed) : await train({ mode: 'per-replica', steps, seed, member: null }, world);
+  const sync = world === null ? await runReplicas('sync', steps, seed) : await train({ mode: 'sync', steps, seed, member: null }, world);
+  if (world !== null && world.rank !== 0) return;
   const runs = [
     { name: `one process, batch ${BATCH}`, color: '#222222', steps: single },
-    { name: `${REPLICAS} workers, per-replica BatchNorm1d`, color: '#d62728', steps: perReplica },
-    { name: `${REPLICAS} workers, SyncBatchNorm`, color: '#1f77b4', steps: sync },
+    { name: `${REPLICAS} ${world === null ? 'workers' : 'processes'}, per-replica BatchNorm1d`, color: '#d62728', steps: perReplica },
+    { name: `${REPLICAS} ${world === null ? 'workers' : 'processes'}, SyncBatchNorm`, color: '#1f77b4', steps: sync },
   ];
   console.log(`step | ${runs.map((r) => r.name.padEnd(34)).join(' | ')}`);
   for (let i = 0; i < steps; i++) {

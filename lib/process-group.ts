@@ -4,6 +4,7 @@
 // the order in which the ranks' arrays arrived.
 import { describeValue, invalidType } from './errors';
 import { elementCount, ownValue, typedArrayKind } from './intrinsics';
+import type { FloatArray } from './tensor';
 
 /**
  * A group of replicas that exchange arrays: a worker thread, a process or a machine each. Plug in any
@@ -109,4 +110,17 @@ export function sumGradientParts(parts: readonly Float64Array[], channels: numbe
     }
   }
   return { sumDy, dotp };
+}
+
+/**
+ * Sums `array` over the ranks in place through an all-gather: the ranks' arrays added in rank order in
+ * double, so every rank gets the same bits (an MPI_Allreduce promises no such thing).
+ */
+export async function allReduceByGather(allGather: ProcessGroup['allGather'], array: FloatArray): Promise<void> {
+  const parts = await allGather(Float64Array.from(array));
+  for (let i = 0; i < array.length; i++) {
+    let sum = 0;
+    for (const part of parts) sum += part[i]!;
+    array[i] = sum;
+  }
 }

@@ -8,7 +8,7 @@
 import type { Worker } from 'node:worker_threads';
 
 import { invalidType, invalidValue } from './errors';
-import type { ProcessGroup } from './process-group';
+import { type ProcessGroup, allReduceByGather } from './process-group';
 import type { FloatArray } from './tensor';
 
 /** `Atomics.waitAsync` (ES2024; in every Node this package supports), typed here for the ES2022 target. */
@@ -162,13 +162,6 @@ export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
     rank,
     size,
     allGather,
-    async allReduce(array: FloatArray): Promise<void> {
-      const parts = await allGather(Float64Array.from(array));
-      for (let i = 0; i < array.length; i++) {
-        let sum = 0;
-        for (const part of parts) sum += part[i]!;
-        array[i] = sum;
-      }
-    },
+    allReduce: (array: FloatArray) => allReduceByGather(allGather, array),
   };
 }

@@ -53,3 +53,8 @@ const head = new bn.BatchNorm1d(2, { momentum: null });
 head.forward({ data: ramp(8), shape: [4, 2] });
 bn.saveSafetensors(process.argv[2], { ...bn1.stateDict({ prefix: 'bn1.' }), ...head.stateDict({ prefix: 'head.1.' }) });
 console.log(`wrote ${process.argv[2]}: bn1.num_batches_tracked = ${bn1.numBatchesTracked}, running_mean = ${Array.from(bn1.runningMean).map((v) => v.toFixed(6)).join(' ')}`);
+
+// batchnorm/mpi resolves from the installed package and, not built there, says how to build it.
+const { mpiWorld } = require('batchnorm/mpi');
+assert.throws(() => mpiWorld(), { name: 'BatchNormLoadError', message: /npm run build:mpi/ });
+console.log('batchnorm/mpi explains how to build its addon');

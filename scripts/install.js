@@ -52,22 +52,33 @@ function installToolchain(folder) {
   }
 }
 
-function buildFromSource() {
+/**
+ * Runs cmake-js with `args` in the package root, with the pinned toolchain fetched for the run where it
+ * cannot be resolved (an installed package); the exit status of cmake-js.
+ */
+function runCmakeJs(args) {
   const fetched = TOOLCHAIN.every(resolvable) ? null : path.join(root, 'build-toolchain');
   if (fetched !== null) installToolchain(fetched);
   const modules = fetched === null ? null : path.join(fetched, 'node_modules');
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [modules ?? root] });
   // CMakeLists.txt asks node for node-addon-api's headers; NODE_PATH lets it find the fetched copy.
   const env = modules === null ? process.env : { ...process.env, NODE_PATH: [modules, process.env.NODE_PATH].filter(Boolean).join(path.delimiter) };
-  const result = spawnSync(process.execPath, [cmakeJs, 'rebuild'], { cwd: root, stdio: 'inherit', env });
+  const result = spawnSync(process.execPath, [cmakeJs, ...args], { cwd: root, stdio: 'inherit', env });
   if (fetched !== null) fs.rmSync(fetched, { recursive: true, force: true });
-  if (result.status !== 0) {
+  return result.status ?? 1;
+}
+
+function buildFromSource() {
+  const status = runCmakeJs(['rebuild']);
+  if (status !== 0) {
     console.error(
       'batchnorm: building the native addon failed. It needs cmake (>= 3.15) and a C++17 compiler; ' +
         'see the messages above.',
     );
-    process.exit(result.status ?? 1);
+    process.exit(status);
   }
 }
 
-if (!existingBinaryLoads()) buildFromSource();
+module.exports = { runCmakeJs };
+
+if (require.main === module && !existingBinaryLoads()) buildFromSource();

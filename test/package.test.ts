@@ -69,3 +69,23 @@ describe('packing (npm prepack: scripts/check-prebuilds.js)', () => {
     }
   });
 });
+
+describe('batchnorm/mpi', () => {
+  it('explains how to build its addon when it is not built', () => {
+    const out = execFileSync(
+      process.execPath,
+      ['-e', "try { require('batchnorm/mpi').mpiWorld() } catch (e) { console.log(e.name + ': ' + e.message) }"],
+      { cwd: root, encoding: 'utf8', env: { ...process.env, BATCHNORM_MPI_ADDON_PATH: '/nonexistent/batchnorm_mpi.node' } },
+    );
+    expect(out).toMatch(/^BatchNormLoadError: batchnorm\/mpi: could not load \/nonexistent\/batchnorm_mpi\.node/);
+    expect(out).toContain('apt-get install openmpi-bin libopenmpi-dev');
+    expect(out).toContain('`npm run build:mpi` in the batchnorm package folder');
+  });
+
+  it('the main addon does not link MPI', () => {
+    const addon = path.join(root, 'build', 'Release', 'batchnorm.node');
+    const needed = execFileSync('readelf', ['-d', addon], { encoding: 'utf8' });
+    expect(needed).toMatch(/NEEDED/);
+    expect(needed).not.toMatch(/libmpi/);
+  });
+});
