@@ -1,7 +1,7 @@
 'use strict';
 // SyncBatchNorm over the worker-thread group (test/worker-group.test.ts and bench/run.mjs), in a child
 // process printing one JSON line:
-//   node worker-group.js train <dtype> <format> <shape, e.g. 8x3x4x4> <shard sizes, e.g. 3,0,5>
+//   node worker-group.js train <dtype> <format> <shape, e.g. 8x3x4x4> <shard sizes, e.g. 3,0,5> [<module options JSON>]
 //   node worker-group.js terminate | timeout
 //   node worker-group.js latency <members> <channels> <rounds>
 //   node worker-group.js step <members> <shard shape, e.g. 16x64x56x56> <steps>
@@ -22,14 +22,13 @@ function randomArray(dtype, length, seed) {
 }
 
 const STEPS = 2;
-const MODULE_OPTIONS = { momentum: 0.1 };
 
 async function workerMain() {
   const { member, task } = workerData;
   const group = bn.joinWorkerGroup(member);
   if (task.kind === 'train') {
-    const { dtype, format, shape, shards } = task;
-    const module = new bn.SyncBatchNorm(shape[1], { ...MODULE_OPTIONS, dtype, processGroup: group });
+    const { dtype, format, shape, shards, options } = task;
+    const module = new bn.SyncBatchNorm(shape[1], { ...options, dtype, processGroup: group });
     const steps = [];
     for (let step = 0; step < STEPS; step++) {
       const x = { data: shards[step].x, shape: [shards[step].n, ...shape.slice(1)], memoryFormat: format };
@@ -37,7 +36,7 @@ async function workerMain() {
       const dx = await module.backwardAsync({ ...x, data: shards[step].dy });
       steps.push({ output: y.data, gradInput: dx.data });
     }
-    const grads = { weight: module.weight.grad, bias: module.bias.grad };
+    const grads = { weight: module.weight?.grad ?? null, bias: module.bias?.grad ?? null };
     // Other layers' gradients, averaged over the ranks as a training script would.
     const averaged = Float32Array.of(member.rank, 1);
     await group.allReduce(averaged);
@@ -121,12 +120,13 @@ function maxError(actual, expected) {
   return worst / scale;
 }
 
-async function train([dtype, format, shapeText, shardText]) {
+async function train([dtype, format, shapeText, shardText, optionsText]) {
+  const options = JSON.parse(optionsText ?? '{}');
   const shape = shapeText.split('x').map(Number);
   const sizes = shardText.split(',').map(Number);
   const perItem = shape.slice(1).reduce((a, b) => a * b, 1);
   const Module = { 2: bn.BatchNorm1d, 3: bn.BatchNorm1d, 4: bn.BatchNorm2d, 5: bn.BatchNorm3d }[shape.length];
-  const whole = new Module(shape[1], { ...MODULE_OPTIONS, dtype });
+  const whole = new Module(shape[1], { ...options, dtype });
   const inputs = [];
   const expected = [];
   for (let step = 0; step < STEPS; step++) {
@@ -139,7 +139,7 @@ async function train([dtype, format, shapeText, shardText]) {
   }
   const begins = sizes.map((_, r) => sizes.slice(0, r).reduce((a, b) => a + b, 0));
   const results = await runGroup(sizes.length, (rank) => ({
-    kind: 'train', dtype, format, shape,
+    kind: 'train', dtype, format, shape, options,
     shards: inputs.map(({ x, dy }) => {
       const from = begins[rank] * perItem, to = (begins[rank] + sizes[rank]) * perItem;
       return { n: sizes[rank], x: x.slice(from, to), dy: dy.slice(from, to) };
@@ -154,17 +154,20 @@ async function train([dtype, format, shapeText, shardText]) {
       report.gradInputError = Math.max(report.gradInputError, maxError(result.steps[step].gradInput, expected[step].gradInput.subarray(from, to)));
     }
     for (const key of ['running_mean', 'running_var']) {
+      if (result.state[key] === undefined) continue;
       const a = Buffer.from(result.state[key].buffer), b = Buffer.from(results[0].state[key].buffer);
       report.runningIdentical &&= a.equals(b);
     }
   }
-  report.runningError = Math.max(maxError(results[0].state.running_mean, whole.runningMean), maxError(results[0].state.running_var, whole.runningVar));
-  for (const key of ['weight', 'bias']) {
+  if (whole.runningMean !== null) {
+    report.runningError = Math.max(maxError(results[0].state.running_mean, whole.runningMean), maxError(results[0].state.running_var, whole.runningVar));
+  }
+  for (const key of whole.affine ? ['weight', 'bias'] : []) {
     const summed = new Float64Array(shape[1]);
     for (const result of results) result.grads[key].forEach((v, i) => (summed[i] += v));
     report.gradError = Math.max(report.gradError, maxError(summed, whole[key].grad));
   }
-  report.counters = results.map((r) => Number(r.state.num_batches_tracked[0]));
+  report.counters = results.map((r) => (r.state.num_batches_tracked === undefined ? null : Number(r.state.num_batches_tracked[0])));
   return report;
 }
 
