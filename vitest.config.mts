@@ -8,6 +8,7 @@ const KERNEL_SUITES = [
   'test/simd.test.ts',
   'test/isa.test.ts',
   'test/kernel-plan.test.ts',
+  'test/sync-batchnorm.test.ts',
 ];
 
 export default defineConfig({

@@ -91,6 +91,16 @@ struct KernelTable {
                    const BackwardPlan<T>& plan);
   // What the kernels above would do for a call of this phase and geometry.
   void (*describe)(const Geometry& geometry, Phase phase, WalkPlan& plan);
+
+  // SyncBatchNorm's passes one phase at a time (kernel/split_phases.h), on this path's walks. Those that
+  // return bool return false, writing nothing, where the path has no walk for the tensor (interleaved);
+  // the caller then runs portable loops. The oracle's table has none of them (null).
+  bool (*splitStatistics)(const Geometry& geometry, const T* input, double* mean, double* varSum);
+  void (*splitAffine)(const Geometry& geometry, const T* input, T* output, const ChannelAffine* channels);
+  bool (*splitGradientSums)(const Geometry& geometry, const T* input, const T* gradOutput, const double* center,
+                            double* sumDy, double* dotp);
+  bool (*splitGradInput)(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput,
+                         const GradientAffine* coefficients);
 };
 
 enum class CpuCapability { Default = 0, Avx2 = 1, Avx512 = 2 };

@@ -6,11 +6,13 @@
 #include <memory>
 #include <vector>
 
+#include "kernel/dispatch.h"
 #include "kernel/thread_pool.h"
 
 namespace batchnorm {
 namespace {
 
+#include "kernel/channel_coefficients.h"
 #include "kernel/cpu/compensated_sum.h"
 
 // A task's work: at least this many elements, so small tensors stay on the calling thread.
@@ -92,6 +94,8 @@ void channelMap(const Geometry& g, T* out, int64_t c0, int64_t c1, Value value) 
 template <typename T>
 void shardStatistics(const Geometry& g, const T* input, double* mean, double* m2) {
   const double count = static_cast<double>(g.perChannel());
+  const KernelTable<T>& table = kernels<T>();
+  if (count > 0 && table.splitStatistics != nullptr && table.splitStatistics(g, input, mean, m2)) return;
   forChannelRanges(g, [&](int64_t c0, int64_t c1) {
     const auto width = static_cast<size_t>(c1 - c0);
     std::vector<CompensatedSum> sums(width), squares(width);
@@ -133,6 +137,18 @@ void shardStatistics(const Geometry& g, const T* input, double* mean, double* m2
 template <typename T>
 void normalizeWith(const Geometry& g, const T* input, T* output, const double* mean, const double* invstd,
                    const T* weight, const T* bias) {
+  if (g.elements() == 0) return;
+  const KernelTable<T>& table = kernels<T>();
+  if (table.splitAffine != nullptr) {
+    // The kernels' normalization (float arithmetic where its coefficients allow, as in evaluation).
+    std::unique_ptr<ChannelAffine[]> affine(new ChannelAffine[static_cast<size_t>(g.channels)]);
+    for (int64_t c = 0; c < g.channels; ++c) {
+      const double alpha = invstd[c] * (weight != nullptr ? static_cast<double>(weight[c]) : 1);
+      affine[c] = affineFor(mean[c], 0, alpha, bias != nullptr ? static_cast<double>(bias[c]) : 0);
+    }
+    table.splitAffine(g, input, output, affine.get());
+    return;
+  }
   forChannelRanges(g, [&](int64_t c0, int64_t c1) {
     const auto width = static_cast<size_t>(c1 - c0);
     std::vector<double> center(width), scale(width), shift(width);
@@ -173,6 +189,10 @@ inline void rowGradientSums(const T* x, const T* dy, int64_t length, double cent
 template <typename T>
 void shardGradientSums(const Geometry& g, const T* input, const T* gradOutput, const double* mean, double* sumDy,
                        double* dotp) {
+  const KernelTable<T>& table = kernels<T>();
+  if (g.elements() > 0 && table.splitGradientSums != nullptr && table.splitGradientSums(g, input, gradOutput, mean, sumDy, dotp)) {
+    return;
+  }
   forChannelRanges(g, [&](int64_t c0, int64_t c1) {
     const auto width = static_cast<size_t>(c1 - c0);
     std::vector<CompensatedSum> gradSums(width), products(width);
@@ -209,6 +229,19 @@ void shardGradientSums(const Geometry& g, const T* input, const T* gradOutput, c
 template <typename T>
 void gradInputWith(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const double* mean,
                    const double* invstd, const T* weight, const double* sumDy, const double* dotp, double count) {
+  if (g.elements() == 0) return;
+  const KernelTable<T>& table = kernels<T>();
+  if (table.splitGradInput != nullptr) {
+    std::unique_ptr<GradientAffine[]> coefficients(new GradientAffine[static_cast<size_t>(g.channels)]);
+    for (int64_t c = 0; c < g.channels; ++c) {
+      GradientAffine& coef = coefficients[c];
+      coef.center = mean[c];
+      coef.gradMean = sumDy[c] / count;
+      coef.projection = dotp[c] * invstd[c] * invstd[c] / count;
+      coef.scale = invstd[c] * (weight != nullptr ? static_cast<double>(weight[c]) : 1);
+    }
+    if (table.splitGradInput(g, input, gradOutput, gradInput, coefficients.get())) return;
+  }
   forChannelRanges(g, [&](int64_t c0, int64_t c1) {
     const auto width = static_cast<size_t>(c1 - c0);
     std::vector<double> center(width), gradMean(width), projection(width), scale(width);

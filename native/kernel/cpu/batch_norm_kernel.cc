@@ -40,6 +40,7 @@ namespace {
 #include "kernel/cpu/parts/forward.h"
 #include "kernel/cpu/parts/backward.h"
 #include "kernel/cpu/parts/describe.h"
+#include "kernel/cpu/parts/split.h"
 
 template <typename T>
 void fill(KernelTable<T>& table) {
@@ -47,6 +48,10 @@ void fill(KernelTable<T>& table) {
   table.evalForward = &evalForward<T>;
   table.backward = &backward<T>;
   table.describe = &describe<T>;
+  table.splitStatistics = &splitStatistics<T>;
+  table.splitAffine = &affineForward<T>;
+  table.splitGradientSums = &splitGradientSums<T>;
+  table.splitGradInput = &splitGradInput<T>;
 }
 
 }  // namespace

@@ -103,6 +103,11 @@ void fill(KernelTable<T>& table) {
   table.trainingForward = &trainingForward<T>;
   table.evalForward = &evalForward<T>;
   table.backward = &backward<T>;
+  // No split passes: split_phases.cc never runs the oracle's table.
+  table.splitStatistics = nullptr;
+  table.splitAffine = nullptr;
+  table.splitGradientSums = nullptr;
+  table.splitGradInput = nullptr;
 }
 
 }  // namespace

@@ -1,0 +1,68 @@
+// Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces; not a
+// header of its own.
+// SyncBatchNorm's passes one phase at a time (kernel/split_phases.h): the fused kernels' own walks,
+// stopped between the phases. The planar traversal splits cleanly (a channel's statistics, sums and
+// rows are independent units); where the tensor is interleaved these return false and split_phases.cc
+// runs its portable loops. The normalization takes both traversals (affineForward).
+
+template <typename T>
+bool splitStatistics(const Geometry& g, const T* input, double* mean, double* varSum) {
+  if (interleavedTraversal<T>(g)) return false;
+  auto body = [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const ChannelStats stats = planarStats(g, input, c);
+      mean[c] = stats.mean;
+      varSum[c] = stats.varSum;
+    }
+  };
+  parallelOver(g.channels, g.perChannel(), body);
+  return true;
+}
+
+template <typename T>
+bool splitGradientSums(const Geometry& g, const T* input, const T* gradOutput, const double* center, double* sumDy,
+                       double* dotp) {
+  if (interleavedTraversal<T>(g)) return false;
+  auto body = [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const GradientSums sums = planarGradientSums(g, input, gradOutput, c, center[c]);
+      sumDy[c] = sums.sumDy;
+      dotp[c] = sums.dotp;
+    }
+  };
+  parallelOver(g.channels, g.perChannel(), body);
+  return true;
+}
+
+// grad_input of channel c from its coefficients, its rows in floats where they allow (as planarBackward
+// writes them).
+template <typename T>
+void gradInputChannel(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, int64_t c,
+                      const GradientAffine& coef, bool streaming) {
+  const int64_t stride = g.channels * g.spatial;
+  if constexpr (kFloatArithmetic<T>) {
+    FloatChannel channel;
+    if (gradientInFloats(coef, true, channel)) {
+      withGradientPass(true, input, gradOutput, gradInput, [&](auto pass) {
+        for (int64_t b = 0; b < g.batch; ++b) rowInFloats(pass, b * stride + c * g.spatial, g.spatial, channel, streaming);
+      });
+      return;
+    }
+  }
+  for (int64_t b = 0; b < g.batch; ++b) {
+    const int64_t offset = b * stride + c * g.spatial;
+    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, true, streaming);
+  }
+}
+
+template <typename T>
+bool splitGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const GradientAffine* coefficients) {
+  if (interleavedTraversal<T>(g)) return false;
+  const bool streaming = streamsOutput<T>(g);
+  auto body = [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) gradInputChannel(g, input, gradOutput, gradInput, c, coefficients[c], streaming);
+    if (streaming) vec::streamFence();
+  };
+  parallelOver(g.channels, g.perChannel(), body);
+  return true;
+}
