@@ -22,7 +22,7 @@ import {
 import { BatchNormBase, type BatchNormModuleOptions, type ModuleBackwardOptions, type ModuleForwardOptions, rankError } from './norm-base';
 import { type ProcessGroup, checkProcessGroup, gatherChecked, mergeStatistics, sumGradientParts } from './process-group';
 import { type ArrayOf, type CheckedTensor, type DType, type FloatArray, type Tensor, checkSameDtype, checkTensor, newLike, overlaps } from './tensor';
-import { checkOptions } from './validate';
+import { checkBoolean, checkOptions } from './validate';
 
 /** Options of {@link SyncBatchNorm}: the batch-norm options and the group to synchronize over. */
 export interface SyncBatchNormOptions<D extends DType = DType> extends BatchNormModuleOptions<D> {
@@ -38,6 +38,8 @@ interface SyncStep {
   /** Values per channel over all ranks. */
   total: number;
   weight: FloatArray | null;
+  /** The input's fingerprint at forward, with checkInputUnchanged. */
+  fingerprint: bigint | null;
 }
 
 const FORWARD_CALL_KEYS = ['out'] as const;
@@ -171,6 +173,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     }
     const channels = this.numFeatures;
     const group = this.processGroup;
+    const fingerprint = this.checkInputUnchanged ? native().fingerprint(x.data) : null;
     if (!this.agreed) await this.agreeWithRanks();
 
     // This rank's partials, then everyone's, merged in rank order.
@@ -220,7 +223,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
       }
     }
     this.commitOwnStep(counted);
-    this.step = { x, mean: merged.mean, invstd, total: merged.count, weight };
+    this.step = { x, mean: merged.mean, invstd, total: merged.count, weight, fingerprint };
     this.stepTaken = false;
     return { data: result as ArrayOf<D>, shape: x.shape, memoryFormat: x.memoryFormat };
   }
@@ -251,8 +254,14 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
         throw new RangeError('options.out.gradInput must not overlap the input or the gradient');
       }
     }
-    const wantWeight = this.weight !== null && this.weight.requiresGrad;
-    const wantBias = this.bias !== null && this.bias.requiresGrad;
+    const wantWeight = this.weight !== null && checkBoolean(this.weight.requiresGrad, 'weight.requiresGrad', undefined);
+    const wantBias = this.bias !== null && checkBoolean(this.bias.requiresGrad, 'bias.requiresGrad', undefined);
+    if (step.fingerprint !== null && native().fingerprint(x.data) !== step.fingerprint) {
+      throw new BatchNormStateError(
+        'SyncBatchNorm.backward(): input.data changed after forward() read it, so the gradient would be wrong; ' +
+          'keep the input unchanged until backward (checkInputUnchanged found it)',
+      );
+    }
     this.step = null;
     this.stepTaken = true;
 

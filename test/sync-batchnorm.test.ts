@@ -237,6 +237,18 @@ describe('SyncBatchNorm failures', () => {
     expect(() => new SyncBatchNorm(2, {} as never)).toThrow('options.processGroup');
   });
 
+  it('checkInputUnchanged: a synchronized backward whose input changed throws before anything is written', async () => {
+    const [g0, g1] = localGroups(2);
+    const a = new SyncBatchNorm(2, { processGroup: g0!, checkInputUnchanged: true });
+    const b = new SyncBatchNorm(2, { processGroup: g1!, checkInputUnchanged: true });
+    const xa = { data: randomArray('float32', 8, 4) as Float32Array, shape: [4, 2] };
+    const xb = { data: randomArray('float32', 8, 5) as Float32Array, shape: [4, 2] };
+    await Promise.all([a.forwardAsync(xa), b.forwardAsync(xb)]);
+    xa.data[3] = xa.data[3]! + 1;
+    await expect(a.backwardAsync(xa)).rejects.toThrow('SyncBatchNorm.backward(): input.data changed after forward() read it');
+    expect(a.weight!.grad).toBeNull();
+  });
+
   it('a backward without its forward, or a second one, is a BatchNormStateError', async () => {
     const [g0, g1] = localGroups(2);
     const a = new SyncBatchNorm(2, { processGroup: g0! });
