@@ -138,6 +138,8 @@ Napi::Value Fingerprint(const Napi::CallbackInfo& info) {
   const DType dtype = requireFloatDType(info[0], "array");
   const size_t length = info[0].As<Napi::TypedArray>().ElementLength();
   const FloatView array = requireFloatArray(info[0], "array", dtype, length);
+  const PoolUse use = poolUseOf(info.Env());
+  const ScopedPool scope(use.pool, use.threads);
   return Napi::BigInt::New(info.Env(), fingerprint(array.data, array.byteLength()));
 }
 
