@@ -10,31 +10,15 @@
 const path = require('node:path');
 
 const root = path.join(__dirname, '..', '..');
+const { maxError, randomArray } = require('./data.js');
 const bn = require(root);
 const { mpiWorld } = require(path.join(root, 'dist', 'mpi.js'));
 
-function randomArray(dtype, length, seed) {
-  let state = seed >>> 0;
-  const array = dtype === 'float32' ? new Float32Array(length) : new Float64Array(length);
-  for (let i = 0; i < length; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    array[i] = (state / 2 ** 32) * 4 - 1.5 + (i % 7) * 0.1;
-  }
-  return array;
-}
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
 }
 
-function maxError(actual, expected) {
-  let worst = 0, scale = 1;
-  for (let i = 0; i < expected.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return worst / scale;
-}
 
 async function sameEverywhere(group, array, label) {
   const parts = await group.allGather(Float64Array.from(array));

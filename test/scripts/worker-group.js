@@ -9,17 +9,9 @@ const path = require('node:path');
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
 
 const root = path.join(__dirname, '..', '..');
+const { maxError, randomArray } = require('./data.js');
 const bn = require(root);
 
-function randomArray(dtype, length, seed) {
-  let state = seed >>> 0;
-  const array = dtype === 'float32' ? new Float32Array(length) : new Float64Array(length);
-  for (let i = 0; i < length; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    array[i] = (state / 2 ** 32) * 4 - 1.5 + (i % 7) * 0.1;
-  }
-  return array;
-}
 
 const STEPS = 2;
 
@@ -110,15 +102,6 @@ function runGroup(size, taskFor, groupOptions) {
   );
 }
 
-function maxError(actual, expected) {
-  let worst = 0;
-  let scale = 1;
-  for (let i = 0; i < expected.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return worst / scale;
-}
 
 async function train([dtype, format, shapeText, shardText, optionsText]) {
   const options = JSON.parse(optionsText ?? '{}');
