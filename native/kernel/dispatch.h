@@ -94,7 +94,8 @@ struct KernelTable {
 
   // SyncBatchNorm's passes one phase at a time (kernel/split_phases.h), on this path's walks. Those that
   // return bool return false, writing nothing, where the path has no walk for the tensor (interleaved);
-  // the caller then runs portable loops. The oracle's table has none of them (null).
+  // the caller then runs portable loops. splitAffine takes every tensor. The oracle's table has none of
+  // them (null): split_phases.cc runs only the dispatched tables.
   bool (*splitStatistics)(const Geometry& geometry, const T* input, double* mean, double* varSum);
   void (*splitAffine)(const Geometry& geometry, const T* input, T* output, const ChannelAffine* channels);
   bool (*splitGradientSums)(const Geometry& geometry, const T* input, const T* gradOutput, const double* center,

@@ -138,31 +138,14 @@ template <typename T>
 void normalizeWith(const Geometry& g, const T* input, T* output, const double* mean, const double* invstd,
                    const T* weight, const T* bias) {
   if (g.elements() == 0) return;
-  const KernelTable<T>& table = kernels<T>();
-  if (table.splitAffine != nullptr) {
-    // The kernels' normalization (float arithmetic where its coefficients allow, as in evaluation).
-    std::unique_ptr<ChannelAffine[]> affine(new ChannelAffine[static_cast<size_t>(g.channels)]);
-    for (int64_t c = 0; c < g.channels; ++c) {
-      const double alpha = invstd[c] * (weight != nullptr ? static_cast<double>(weight[c]) : 1);
-      affine[c] = affineFor(mean[c], 0, alpha, bias != nullptr ? static_cast<double>(bias[c]) : 0);
-    }
-    table.splitAffine(g, input, output, affine.get());
-    return;
+  // The kernels' normalization of evaluation, on both traversals (float arithmetic where the
+  // coefficients allow): every dispatched table has it.
+  std::unique_ptr<ChannelAffine[]> affine(new ChannelAffine[static_cast<size_t>(g.channels)]);
+  for (int64_t c = 0; c < g.channels; ++c) {
+    const double alpha = invstd[c] * (weight != nullptr ? static_cast<double>(weight[c]) : 1);
+    affine[c] = affineFor(mean[c], 0, alpha, bias != nullptr ? static_cast<double>(bias[c]) : 0);
   }
-  forChannelRanges(g, [&](int64_t c0, int64_t c1) {
-    const auto width = static_cast<size_t>(c1 - c0);
-    std::vector<double> center(width), scale(width), shift(width);
-    for (int64_t c = c0; c < c1; ++c) {
-      const auto k = static_cast<size_t>(c - c0);
-      center[k] = mean[c];
-      scale[k] = invstd[c] * (weight != nullptr ? static_cast<double>(weight[c]) : 1);
-      shift[k] = bias != nullptr ? static_cast<double>(bias[c]) : 0;
-    }
-    channelMap(g, output, c0, c1, [&](int64_t k, int64_t i) {
-      const auto j = static_cast<size_t>(k);
-      return (static_cast<double>(input[i]) - center[j]) * scale[j] + shift[j];
-    });
-  });
+  kernels<T>().splitAffine(g, input, output, affine.get());
 }
 
 // sum(dy) and sum((x - center) dy) of one planar row in one read of both, four accumulators each.

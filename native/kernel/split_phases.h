@@ -1,9 +1,11 @@
 // A training step's phases one at a time, for SyncBatchNorm: each rank computes its shard's partial
 // statistics, the ranks exchange them, and each rank then normalizes its shard with the merged ones;
-// backward likewise for the two gradient sums. The fused kernels (dispatch.h) cannot stop between the
-// phases, so these are separate passes: plain loops in double (the scalar oracle's arithmetic) compiled
-// once, split over the kernel threads by channel ranges, so each channel's reduction runs whole in one
-// task in a fixed order and results are bitwise identical for any thread count.
+// backward likewise for the two gradient sums. The fused kernels cannot stop between the phases, so
+// these are separate passes: on the dispatched kernel path's own walks where it has them (the kernel
+// table's split entries: planar tensors, and the normalization on every tensor), elsewhere portable
+// loops in double split over the kernel threads by channel ranges. Either way each channel's
+// reduction runs whole in one task in a fixed order, so results are bitwise identical for any thread
+// count.
 #pragma once
 
 #include "kernel/batch_norm.h"
