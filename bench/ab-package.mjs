@@ -4,6 +4,8 @@
 //   node bench/ab-package.mjs <rootA> <rootB> [--only 2x4] [--ops eval,train,backward,module-eval,
 //                             module-train,module-step] [--rounds 3] [--budget-ms 200] [--threads 1]
 //                             [--module-options '{}']
+// An op name ending in -alloc (eval-alloc, module-step-alloc) is the call without `out`: a new output
+// array each time, as the module path allocates by default.
 // A root is a checkout with dist/ and build/Release/ built (npm run build:ts, npm run build:native).
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
@@ -35,13 +37,15 @@ const SHAPES = [...AB_SHAPES];
 
 const MODULES = { 2: 'BatchNorm1d', 3: 'BatchNorm1d', 4: 'BatchNorm2d', 5: 'BatchNorm3d' };
 
-/** One side's call for a case, with `out` given (what a training loop passes). */
-function callFor(bn, side, shape, format, op) {
+/** One side's call for a case, with `out` given (what a training loop passes) unless `op` ends in -alloc. */
+function callFor(bn, side, shape, format, opName) {
   const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(shape, format);
+  const allocating = opName.endsWith('-alloc');
+  const op = allocating ? opName.slice(0, -'-alloc'.length) : opName;
   if (op.startsWith('module-')) {
     const module = new bn[MODULES[shape.length]](shape[1], side === 1 ? moduleOptionsB : {});
-    const out = { out: new Float32Array(length) };
-    const backwardOut = { out: { gradInput: new Float32Array(length) } };
+    const out = allocating ? {} : { out: new Float32Array(length) };
+    const backwardOut = allocating ? {} : { out: { gradInput: new Float32Array(length) } };
     if (op === 'module-eval') module.eval();
     if (op === 'module-step') {
       return () => {
@@ -54,10 +58,12 @@ function callFor(bn, side, shape, format, op) {
   const forwardOptions = { weight, bias, runningMean, runningVar };
   if (op === 'backward') {
     const { saveMean, saveInvstd } = bn.batchNorm(x, { ...forwardOptions, training: true });
-    const options = { weight, saveMean, saveInvstd, training: true, out: { gradInput: new Float32Array(length) } };
+    const options = { weight, saveMean, saveInvstd, training: true };
+    if (!allocating) options.out = { gradInput: new Float32Array(length) };
     return () => bn.batchNormBackward(dy, x, options);
   }
-  const options = { ...forwardOptions, training: op === 'train', out: new Float32Array(length) };
+  const options = { ...forwardOptions, training: op === 'train' };
+  if (!allocating) options.out = new Float32Array(length);
   return () => bn.batchNorm(x, options);
 }
 

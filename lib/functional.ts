@@ -16,6 +16,7 @@ import {
   checkTensor,
   isFloat32Array,
   newLike,
+  newOutputLike,
   overlaps,
 } from './tensor';
 import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
@@ -239,7 +240,7 @@ function prepareCheckedForward(x: CheckedTensor, options: unknown, complete = fa
   );
   if (training) checkBatchSizeForTraining(x);
 
-  const output = out ?? newLike(x.data, x.elements);
+  const output = out ?? newOutputLike(x.data, x.elements);
   const empty = isFloat32Array(x.data) ? EMPTY_FLOAT32 : EMPTY_FLOAT64;
   const [saveMean, saveInvstd] = training ? newSavedStats(x.data, x.channels) : [empty, empty];
   const args = forwardArguments({
@@ -357,9 +358,12 @@ function prepareCheckedBackward(
   }
 
   const outs = checkOptions(opts.out, 'options.out', BACKWARD_OUT_KEYS);
+  // gradInput is written whole by the kernel, so it needs no zero fill; the per-channel gradients are
+  // small and keep it.
   const destination = (key: 'gradInput' | 'gradWeight' | 'gradBias', wanted: boolean, length: number) => {
+    const allocate = key === 'gradInput' ? newOutputLike : newLike;
     const value = outs[key];
-    if (value === undefined) return wanted ? newLike(x.data, length) : null;
+    if (value === undefined) return wanted ? allocate(x.data, length) : null;
     checkSameDtype(value, `options.out.${key}`, x.data);
     const received = elementCount(value);
     if (received !== length) throw new RangeError(`options.out.${key} should contain ${length} elements not ${received}`);

@@ -51,6 +51,24 @@ describe('module outputs into caller buffers', () => {
     expect(bytes(reusing.weight!.grad!)).toBe(bytes(allocating.weight!.grad!));
   });
 
+  it('allocates each output as an array that owns its whole buffer, so it can be transferred or viewed', () => {
+    const m = new BatchNorm2d(3);
+    for (const shape of [[4, 3, 5, 5], [1, 3, 1, 2], [2, 3, 64, 64]]) {
+      const length = shape.reduce((a, b) => a * b, 1);
+      const input = { data: ramp(length), shape };
+      const y = m.forward(input).data;
+      const g = m.backward({ data: ramp(length, 2), shape }).data;
+      for (const array of [y, g]) {
+        expect(array.length).toBe(length);
+        expect(array.byteOffset).toBe(0);
+        expect(array.buffer.byteLength).toBe(array.byteLength);
+      }
+      expect(y.buffer).not.toBe(g.buffer);
+      const out = new Float32Array(length);
+      expect(bytes(m.forward(input, { out }).data)).toBe(bytes(batchNorm(input, { training: true }).output.data));
+    }
+  });
+
   it('works the same through forwardAsync and backwardAsync', async () => {
     const sync = new BatchNorm2d(3);
     const queued = new BatchNorm2d(3);
