@@ -135,6 +135,7 @@ export interface NativeBinding {
     spatial: number,
     phase: 0 | 1 | 2,
     useReference: boolean,
+    threads: number,
   ): NativeWalkPlan;
 
   /** The caches the planner sizes its blocks and streaming by, found at load. */
@@ -159,4 +160,6 @@ export interface NativeWalkPlan {
   blockChannels: number;
   blockRows: number;
   streamed: boolean;
+  threads: number;
+  ranges: number;
 }

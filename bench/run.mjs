@@ -1,6 +1,8 @@
 // `npm run bench`: median times of batchnorm's eval forward, training forward and training backward
 // (float32, NCHW) next to a native memcpy of the same bytes and PyTorch, all measured in this run.
 //   npm run bench [-- --json] [-- --budget-ms 400] [-- --threads 1,2] [-- --rounds 2] [-- --only 256x256x7x7]
+// --threads takes thread counts ('all': every core); --threads alone means 1,2,all. With 1 and more
+// counts, a second table gives each row's speed-up over one thread, ours and PyTorch's.
 // --only keeps the shapes whose name ("256x256x7x7", "256x256x7x7 NHWC") contains the given text;
 // --only safetensors runs the checkpoint row alone; --only distributed the SyncBatchNorm rows alone.
 // The machine this runs on may be shared: every case is measured in each of `rounds` rounds (ours,
@@ -26,7 +28,12 @@ const option = (name, fallback) => {
 const budgetMs = Number(option('--budget-ms', 400));
 const rounds = Math.max(1, Number(option('--rounds', 2)));
 const allThreads = Math.min(256, os.availableParallelism());
-const threadCounts = option('--threads', `1,${allThreads}`).split(',').map(Number).filter((t, i, a) => a.indexOf(t) === i);
+const threadsIndex = args.indexOf('--threads');
+const threadsAlone = threadsIndex >= 0 && (args[threadsIndex + 1] === undefined || args[threadsIndex + 1].startsWith('--'));
+const threadCounts = (threadsAlone ? '1,2,all' : option('--threads', '1,all'))
+  .split(',')
+  .map((t) => (t === 'all' ? allThreads : Number(t)))
+  .filter((t, i, a) => a.indexOf(t) === i);
 
 const SHAPES = [
   [32, 64, 56, 56],
@@ -134,6 +141,13 @@ for (const c of cases) {
     c.vsContiguous = contiguous ? c.oursMs / contiguous.oursMs : null;
   }
   c.speedupVsTorch = c.torchMs === null ? null : c.torchMs / c.oursMs;
+}
+// Each row's speed-up over its one-thread time (ours, and PyTorch's from its own one-thread time).
+for (const c of cases) {
+  const single = cases.find((o) => o.threads === 1 && o.op === c.op && o.format === c.format && o.shape.join() === c.shape.join());
+  c.oursSpeedup = single === undefined ? null : single.oursMs / c.oursMs;
+  c.oursAllocatingSpeedup = single === undefined ? null : single.oursAllocatingMs / c.oursAllocatingMs;
+  c.torchSpeedup = single === undefined || single.torchMs === null || c.torchMs === null ? null : single.torchMs / c.torchMs;
 }
 
 // Async calls: what keeping the arrays' memory valid costs (README "Async calls"), on the large shapes
@@ -350,7 +364,7 @@ if (json) {
       `float32; each time the smallest median of ${rounds} rounds`,
   );
   console.log(
-    'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call (V8 zero-fills it);\n' +
+    'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call;\n' +
       'PyTorch: F.batch_norm / native_batch_norm_backward (PyTorch allocates from its own allocator)',
   );
   const header = ['shape', 'op', 'thr', 'ours', 'memcpy', 'ours/memcpy', 'ours+alloc', 'PyTorch', 'PyTorch/ours', 'NHWC/NCHW', 'walks'];
@@ -368,6 +382,27 @@ if (json) {
     c.walks,
   ]);
   printTable(header, rows);
+  if (threadCounts.includes(1) && threadCounts.length > 1) {
+    console.log(
+      '\nthread scaling: each row\'s one-thread time over its time on `thr` threads (ours with `out`, ours+alloc, PyTorch);\n' +
+        'PyTorch/ours as above, and for the allocating calls',
+    );
+    const ratio = (value) => (value == null ? '-' : `${value.toFixed(2)}x`);
+    printTable(
+      ['shape', 'op', 'thr', 'ours', 'ours speed-up', 'ours+alloc speed-up', 'PyTorch speed-up', 'PyTorch/ours', 'PyTorch/ours+alloc'],
+      cases.filter((c) => c.threads !== 1).map((c) => [
+        `(${c.shape.join(',')})${c.format === 'channelsLast' ? ' NHWC' : ''}`,
+        c.op,
+        String(c.threads),
+        fmt(c.oursMs),
+        ratio(c.oursSpeedup),
+        ratio(c.oursAllocatingSpeedup),
+        ratio(c.torchSpeedup),
+        ratio(c.speedupVsTorch),
+        ratio(c.torchMs === null ? null : c.torchMs / c.oursAllocatingMs),
+      ]),
+    );
+  }
   console.log(
     '\nmodule path (1 thread): BatchNorm1d/2d/3d against the functional calls; step = training forward + backward;\n' +
       'PyTorch: the same ops from the table above (step: its train + backward)',

@@ -1,7 +1,7 @@
 // kernelPlan: the planner's answer for a call, as the public API reports it.
 import { describe, expect, it } from 'vitest';
 
-import { cpuCapability, kernelPlan } from '../lib/index';
+import { cpuCapability, getNumThreads, kernelPlan } from '../lib/index';
 
 const tensor = (
   shape: number[],
@@ -39,7 +39,7 @@ describe('kernelPlan', () => {
     expect(double.evalForward).toMatchObject({ elementwise: 'planar-rows', arithmetic: 'double' });
   });
 
-  it('streams outputs from a quarter of the last-level cache on', () => {
+  it('streams outputs from a quarter of the last-level cache on, on one thread', () => {
     const { caches } = kernelPlan(tensor([1, 1]));
     expect(['sysfs', 'sysctl', 'cpuid', 'fallback']).toContain(caches.source);
     expect(caches.l2Bytes).toBeGreaterThanOrEqual(64 * 1024);
@@ -47,8 +47,40 @@ describe('kernelPlan', () => {
     const threshold = caches.lastLevelBytes / 4;
     // Rows of 4096 floats, as many as reach the threshold, and one fewer.
     const rows = Math.ceil(threshold / 4 / 4096);
-    expect(kernelPlan(tensor([rows, 1, 4096])).trainingForward.streamed).toBe(true);
-    expect(kernelPlan(tensor([rows - 1, 1, 4096])).trainingForward.streamed).toBe(rows * 4096 * 4 - 4096 * 4 >= threshold);
+    const one = { threads: 1 };
+    expect(kernelPlan(tensor([rows, 1, 4096]), one).trainingForward.streamed).toBe(true);
+    expect(kernelPlan(tensor([rows, 1, 4096]), one).backward.streamed).toBe(true);
+    expect(kernelPlan(tensor([rows - 1, 1, 4096]), one).trainingForward.streamed).toBe(rows * 4096 * 4 - 4096 * 4 >= threshold);
+  });
+
+  it('on more threads, streams only where the tensors of a pass outgrow seven eighths of the last-level cache', () => {
+    const { lastLevelBytes } = kernelPlan(tensor([1, 1])).caches;
+    const room = lastLevelBytes - lastLevelBytes / 8;
+    // The largest tensor whose forward passes (input and output) fit, and the smallest one whose do not.
+    const fitting = Math.floor(room / 2 / 4 / 4096);
+    const two = { threads: 2 };
+    const fits = kernelPlan(tensor([fitting, 1, 4096]), two);
+    expect(fits.threads).toBe(Math.min(2, kernelPlan(tensor([1, 1]), { threads: 256 }).threads));
+    if (fits.threads === 2) {
+      expect(fits.evalForward.streamed).toBe(false);
+      expect(fits.trainingForward.streamed).toBe(false);
+      // grad_input reads the input and gradOutput and writes gradInput: three tensors.
+      expect(fits.backward.streamed).toBe(3 * fitting * 4096 * 4 > room);
+      const outgrowing = kernelPlan(tensor([fitting + 1, 1, 4096]), two);
+      expect(outgrowing.evalForward.streamed).toBe(true);
+      expect(outgrowing.trainingForward.streamed).toBe(true);
+      expect(fits.evalForward.ranges).toBe(2);
+    } else {
+      // A thread budget of 1 (BATCHNORM_NUM_THREADS=1) plans for one thread.
+      expect(fits.evalForward.streamed).toBe(fitting * 4096 * 4 >= lastLevelBytes / 4);
+    }
+    expect(kernelPlan(tensor([2, 4]), two).evalForward.ranges).toBe(1);
+  });
+
+  it('plans for this thread\'s count unless told, and checks options.threads', () => {
+    expect(kernelPlan(tensor([2, 4])).threads).toBe(getNumThreads());
+    expect(() => kernelPlan(tensor([2, 4]), { threads: 0 })).toThrow('Expected an integer from 1 to 256 for options.threads but received 0');
+    expect(() => kernelPlan(tensor([2, 4]), { threads: '2' as never })).toThrow(TypeError);
   });
 
   it('describes the scalar oracle on request', () => {

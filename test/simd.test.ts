@@ -227,6 +227,8 @@ describe('threads', () => {
     ['interleaved (4096, 256)', 4096, 256, 1],
     ['interleaved (64, 256, 7, 7)', 64, 256, 49],
     ['interleaved in row blocks (100000, 8)', 100000, 8, 1],
+    // Large enough that one thread streams its outputs and two store them through the cache.
+    ['interleaved, streamed on one thread only (256, 256, 7, 7)', 256, 256, 49],
   ] as const)('give bitwise identical results with 1 and 2 threads: %s', (_label, batch, channels, spatial) => {
     const previous = getNumThreads();
     try {
@@ -267,7 +269,7 @@ describe(`walks compared with the oracle on kernel path ${cpuCapability()}`, () 
   it('covers every walk of every phase', () => {
     const covered = new Set<string>();
     for (const g of compared) {
-      const plan = (phase: 0 | 1 | 2) => native().kernelPlan(g.float64, g.batch, g.channels, g.spatial, phase, false);
+      const plan = (phase: 0 | 1 | 2) => native().kernelPlan(g.float64, g.batch, g.channels, g.spatial, phase, false, 1);
       const add = (phase: string, p: ReturnType<typeof plan>) => {
         for (const [kind, walk] of [['reduction', p.reduction], ['reduction', p.reductionLast],
           ['elementwise', p.elementwise], ['elementwise', p.elementwiseLast]]) {

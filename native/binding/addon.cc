@@ -147,20 +147,23 @@ Napi::Value CpuCapability(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), cpuCapability());
 }
 
-// kernelPlan(float64, batch, channels, spatial, phase, useReference): the planner's answer for a call
-// (kernel/dispatch.h WalkPlan), without running it.
+// kernelPlan(float64, batch, channels, spatial, phase, useReference, threads): the planner's answer for a
+// call on `threads` threads (capped by the budget) (kernel/dispatch.h WalkPlan), without running it.
 Napi::Value KernelPlan(const Napi::CallbackInfo& info) {
   const bool float64 = requireBoolean(info[0], "float64");
   const Geometry geometry = requireGeometry(info, 1);
   const double phase = requireNumber(info[4], "phase");
   if (!(phase == 0 || phase == 1 || phase == 2)) throw Napi::RangeError::New(info.Env(), "phase must be 0, 1 or 2");
   const bool useReference = requireBoolean(info[5], "useReference");
+  const double requested = requireNumber(info[6], "threads");
+  if (!(requested >= 1 && requested <= 256)) throw Napi::RangeError::New(info.Env(), "threads must be from 1 to 256");
+  const int threads = threadsWithinBudget(static_cast<int>(requested));
   WalkPlan plan;
   const auto which = static_cast<Phase>(static_cast<int>(phase));
   if (float64) {
-    (useReference ? referenceKernels<double>() : kernels<double>()).describe(geometry, which, plan);
+    (useReference ? referenceKernels<double>() : kernels<double>()).describe(geometry, which, threads, plan);
   } else {
-    (useReference ? referenceKernels<float>() : kernels<float>()).describe(geometry, which, plan);
+    (useReference ? referenceKernels<float>() : kernels<float>()).describe(geometry, which, threads, plan);
   }
   Napi::Object result = Napi::Object::New(info.Env());
   result.Set("traversal", plan.traversal);
@@ -172,6 +175,8 @@ Napi::Value KernelPlan(const Napi::CallbackInfo& info) {
   result.Set("blockChannels", static_cast<double>(plan.blockChannels));
   result.Set("blockRows", static_cast<double>(plan.blockRows));
   result.Set("streamed", plan.streamed);
+  result.Set("threads", plan.threads);
+  result.Set("ranges", static_cast<double>(plan.ranges));
   return result;
 }
 

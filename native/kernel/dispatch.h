@@ -77,7 +77,9 @@ struct WalkPlan {
   const char* arithmetic = "";       // of the elementwise pass: "float" or "double"
   int64_t blockChannels = 0;         // interleaved tiling: channels and rows per block (0 when planar)
   int64_t blockRows = 0;
-  bool streamed = false;             // outputs written with non-temporal stores
+  bool streamed = false;             // outputs written with non-temporal stores (on `threads` threads)
+  int threads = 1;                   // the threads the plan is for
+  int64_t ranges = 1;                // the parallel ranges the elementwise pass is split into
 };
 
 template <typename T>
@@ -89,8 +91,8 @@ struct KernelTable {
   // Backward: sums (when needed), the weight and bias gradients, then gradInput when it is not null.
   void (*backward)(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput,
                    const BackwardPlan<T>& plan);
-  // What the kernels above would do for a call of this phase and geometry.
-  void (*describe)(const Geometry& geometry, Phase phase, WalkPlan& plan);
+  // What the kernels above would do for a call of this phase and geometry on `threads` threads.
+  void (*describe)(const Geometry& geometry, Phase phase, int threads, WalkPlan& plan);
 
   // SyncBatchNorm's passes one phase at a time (kernel/split_phases.h), on this path's walks. Those that
   // return bool return false, writing nothing, where the path has no walk for the tensor (interleaved);

@@ -402,4 +402,6 @@ void parallelFor(int64_t count, int64_t grain, ParallelBody body, void* context)
   currentPool->run(count, grain, body, context, currentThreads);
 }
 
+int currentThreadCount() { return currentPool == nullptr ? 1 : currentThreads; }
+
 }  // namespace batchnorm

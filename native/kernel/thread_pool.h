@@ -61,4 +61,9 @@ class ScopedPool {
 // thread is rethrown to the caller once every range has finished.
 void parallelFor(int64_t count, int64_t grain, ParallelBody body, void* context);
 
+// The most threads a parallelFor on this thread may use now: the current scope's count, 1 without a
+// pool. The planner reads it once per call, on the calling thread, for decisions that do not change
+// results (how outputs are stored), never for the order of a reduction.
+int currentThreadCount();
+
 }  // namespace batchnorm

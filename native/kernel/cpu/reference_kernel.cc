@@ -95,8 +95,8 @@ void backward(const Geometry& geometry, const T* input, const T* gradOutput, T* 
 
 template <typename T>
 void fill(KernelTable<T>& table) {
-  table.describe = [](const Geometry&, Phase, WalkPlan& plan) {
-    plan = WalkPlan{};
+  table.describe = [](const Geometry&, Phase, int, WalkPlan& plan) {
+    plan = WalkPlan{};  // serial: one thread, one range
     plan.traversal = "reference";
     plan.arithmetic = "double";
   };

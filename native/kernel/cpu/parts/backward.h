@@ -136,7 +136,8 @@ class InterleavedBackward {
         tiling_(reductionTiling<T>(g)), padded_(paddedLength<T>(tiling_.channels * g.spatial)),
         partials_(tiling_, 2, padded_),
         coefficients_(Tiling{tiling_.channels, tiling_.channelBlocks, 1, 1}, 4, padded_),
-        inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()) {}
+        inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()),
+        streaming_(streamsStoresNow<T>(g, plan.readsInput ? 3 : 2)) {}
   ~InterleavedBackward() {
     for (int64_t cb = 0; cb < tiling_.channelBlocks; ++cb) delete inFloats_[cb];
     delete[] inFloats_;
@@ -282,7 +283,7 @@ class InterleavedBackward {
     if constexpr (kFloatArithmetic<T>) {
       if (inFloats_[cb] != nullptr) {
         withGradientPass(plan_.readsInput, input_, gradOutput_, gradInput_,
-                         [&](auto pass) { blockInFloats(pass, g_, block, *inFloats_[cb]); });
+                         [&](auto pass) { blockInFloats(pass, g_, block, *inFloats_[cb], streaming_); });
         return;
       }
     }
@@ -320,6 +321,7 @@ class InterleavedBackward {
   TaskRows partials_;      // sum(dy), sum((x - center) dy)
   TaskRows coefficients_;  // per channel block: center, gradMean, projection, scale (the double path)
   FloatCoefficients** inFloats_;  // per channel block: float coefficients, or null (the double path)
+  const bool streaming_;          // streamsStores, decided on the calling thread
 };
 
 template <typename T>
@@ -327,7 +329,7 @@ void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInp
   if (interleavedTraversal<T>(g)) {
     InterleavedBackward<T>(g, input, gradOutput, gradInput, plan).run();
   } else {
-    const bool streaming = streamsOutput<T>(g);
+    const bool streaming = streamsStoresNow<T>(g, plan.readsInput ? 3 : 2);
     auto body = [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) planarBackward(g, input, gradOutput, gradInput, plan, c, streaming);
       if (streaming) vec::streamFence();

@@ -257,8 +257,10 @@ BATCHNORM_ALWAYS_INLINE inline void columnGroupInFloats(Pass pass, const Block& 
   }
 }
 
+// `streaming`: the call's streamsStores answer, for the streamed-rows walk (the others keep their stores).
 template <typename Pass>
-inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, const FloatCoefficients& coefficientsOf) {
+inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, const FloatCoefficients& coefficientsOf,
+                          bool streaming) {
   const FloatCoefficients::Rows coefficients = coefficientsOf.rows();
   switch (floatBlockWalk(g, block)) {
     case Walk::StreamedRows:
@@ -266,7 +268,7 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
           block, pass.destination(), g.elements(), [&](int64_t at) { return coefficients.at(at); },
           [&](int64_t offset) { pass.prefetchInputs(offset); },
           [&](int64_t offset, int valid, const FloatLanes& lanes, bool stream) {
-            putFloats(pass.apply(offset, valid, lanes), pass.destination() + offset, valid, stream);
+            putFloats(pass.apply(offset, valid, lanes), pass.destination() + offset, valid, stream && streaming);
           });
       return;
     case Walk::ColumnGroups:

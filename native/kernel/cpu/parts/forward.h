@@ -71,7 +71,8 @@ class InterleavedTrainingForward {
         padded_(paddedLength<T>(tiling_.channels * g.spatial)), partials_(tiling_, 3, padded_),
         coefficients_(Tiling{tiling_.channels, tiling_.channelBlocks, 1, 1}, 3, padded_),
         stats_(new ChannelStats[static_cast<size_t>(tiling_.channels * tiling_.channelBlocks)]),
-        inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()) {}
+        inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()),
+        streaming_(streamsStoresNow<T>(g, 2)) {}
   ~InterleavedTrainingForward() {
     for (int64_t cb = 0; cb < tiling_.channelBlocks; ++cb) delete inFloats_[cb];
     delete[] inFloats_;
@@ -193,7 +194,7 @@ class InterleavedTrainingForward {
     const Block block = tiling_.block(g_, cb, rb);
     if constexpr (kFloatArithmetic<T>) {
       if (inFloats_[cb] != nullptr) {
-        blockInFloats(NormalizeInFloats{input_, output_}, g_, block, *inFloats_[cb]);
+        blockInFloats(NormalizeInFloats{input_, output_}, g_, block, *inFloats_[cb], streaming_);
         return;
       }
     }
@@ -211,6 +212,7 @@ class InterleavedTrainingForward {
   TaskRows coefficients_;  // per channel block: center, scale, shift (float64 first the mean's high and low parts)
   ChannelStats* stats_;    // per channel
   FloatCoefficients** inFloats_;  // per channel block: float coefficients, or null (the double path)
+  const bool streaming_;          // streamsStores, decided on the calling thread
 };
 
 template <typename T>
@@ -218,7 +220,7 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
   if (interleavedTraversal<T>(g)) {
     InterleavedTrainingForward<T>(g, input, output, plan).run();
   } else {
-    const bool streaming = streamsOutput<T>(g);
+    const bool streaming = streamsStoresNow<T>(g, 2);
     auto body = [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) planarTrainingForward(g, input, output, plan, c, streaming);
       if (streaming) vec::streamFence();
@@ -239,10 +241,11 @@ inline void affineInterleavedInFloats(const Geometry& g, const float* input, flo
     blocks[cb] = new FloatCoefficients(g, minInt64(tiling.channels, g.channels - c0), output + c0 * g.spatial,
                                        [&rows, c0](int64_t c, int k) { return rows.row[k][c0 + c]; });
   }
+  const bool streaming = streamsStoresNow<float>(g, 2);
   auto run = [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t rb = task / tiling.channelBlocks, cb = task % tiling.channelBlocks;
-      blockInFloats(NormalizeInFloats{input, output}, g, tiling.block(g, cb, rb), *blocks[cb]);
+      blockInFloats(NormalizeInFloats{input, output}, g, tiling.block(g, cb, rb), *blocks[cb], streaming);
     }
     vec::streamFence();
   };
@@ -261,7 +264,7 @@ inline bool evalInFloats(const Geometry& g, const float* input, float* output, c
   if (inFloats && evalAcrossChannels<float>(g)) {
     affineInterleavedInFloats(g, input, output, rows);
   } else if (inFloats) {
-    normalizeFlatInFloats(g, input, output, rows, streamsOutput<float>(g));
+    normalizeFlatInFloats(g, input, output, rows, streamsStoresNow<float>(g, 2));
   }
   delete[] storage;
   return inFloats;
@@ -286,7 +289,7 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
     });
     return;
   }
-  const bool streaming = streamsOutput<T>(g);
+  const bool streaming = streamsStoresNow<T>(g, 2);
   // Planar: one (batch item, channel) row at a time.
   PreparedAffine* prepared = new PreparedAffine[static_cast<size_t>(g.channels)];
   for (int64_t c = 0; c < g.channels; ++c) prepared[c] = prepareAffine<T>(channels[c]);

@@ -52,11 +52,16 @@ constexpr int64_t kMinGroupBytes = 256;
 // these were measured on: 1 MB L2, 32 MB L3 per core complex).
 // Interleaved blocks aim at this many bytes of input, so that the passes over a block hit the L2 cache.
 inline int64_t blockBytes() { return cacheSizes().l2Bytes / 4; }
-// Outputs of at least this many bytes are written with non-temporal stores: they are not read again
-// soon, and streaming them spares the read-for-ownership and keeps the inputs of later channels cached.
+// Outputs of at least this many bytes are large: one core's passes over them run from memory rather than
+// from its share of the last-level cache, and their stores are streamed (see streamsStores).
 inline int64_t streamBytes() { return cacheSizes().lastLevelBytes / 4; }
 // Tensors below this size are taken to come from the last-level cache between calls.
 inline int64_t cachedBytes() { return cacheSizes().lastLevelBytes / 2; }
+// The most bytes a pass's tensors together may take and still be taken to stay in the last-level cache:
+// all of it but an eighth, left to everything else there (code, stacks, the runtime's heap) and to
+// replacement that is not exactly least-recently-used. (8, 32, 128, 128), input and output exactly the
+// 32 MB cache, trained 1.1x-1.4x slower on 2 threads with its output stored through the cache.
+inline int64_t passCacheBytes() { return cacheSizes().lastLevelBytes - cacheSizes().lastLevelBytes / 8; }
 
 enum class Walk { PlanarRows, FlatJoined, ColumnGroups, AccumulatorRows, StreamedRows, RowGroups, SingleRows };
 
@@ -78,15 +83,38 @@ bool interleavedTraversal(const Geometry& g) {
   return g.spatial < kPlanarMinSpatial;
 }
 
-// Whether a tensor of this many elements is written with non-temporal stores (and taken not to stay
-// in cache).
+// Whether a tensor of this many elements is large (at least streamBytes()). The walks are chosen by this
+// size class, never by the thread count: a reduction's walk fixes its order of additions, and results
+// must not depend on the threads.
 template <typename T>
-bool streamsElements(int64_t elements) {
+bool largeElements(int64_t elements) {
   return elements * static_cast<int64_t>(sizeof(T)) >= streamBytes();
 }
 template <typename T>
-bool streamsOutput(const Geometry& g) {
-  return streamsElements<T>(g.elements());
+bool largeOutput(const Geometry& g) {
+  return largeElements<T>(g.elements());
+}
+
+// Whether an elementwise pass that touches `tensors` tensors of g's size (the inputs it reads and the
+// output it writes) stores its output with non-temporal stores, on `threads` threads. Only how the
+// output is stored depends on the threads; the values are the same bits.
+// One thread: every large output. The core's own bandwidth to the last-level cache bounds the pass, and
+// streamed stores take the output off it (no read-for-ownership, no write-back through the cache):
+// (256, 256, 7, 7) eval 1.3x faster streamed, although its input and output would fit in the cache.
+// More threads: only where the pass's tensors together outgrow the last-level cache, so the output
+// goes to memory anyway. Streamed stores all go to memory, whose write bandwidth is shared by the
+// cores (and, on a virtual machine, by its neighbours), while each core brings its own bandwidth to the
+// cache: on 2 threads, (256, 256, 7, 7) eval took the same 0.30 ms streamed as on one thread, and 0.14
+// to 0.18 ms with its output left in the cache (docs/PERFORMANCE.md, "Two threads").
+template <typename T>
+bool streamsStores(const Geometry& g, int tensors, int threads) {
+  if (!largeOutput<T>(g)) return false;
+  return threads <= 1 || tensors * g.elements() * static_cast<int64_t>(sizeof(T)) > passCacheBytes();
+}
+// streamsStores for a pass about to run on the calling thread's current thread count.
+template <typename T>
+bool streamsStoresNow(const Geometry& g, int tensors) {
+  return streamsStores<T>(g, tensors, currentThreadCount());
 }
 template <typename T>
 bool staysInCache(const Geometry& g) {
@@ -148,10 +176,10 @@ bool wideColumnGroups(int64_t positions) {
 }
 
 // Whether a block's output can be walked as one flat stream (forStreamedRows): its rows follow each other,
-// they are whole chunks, and the tensor is large enough to stream.
+// they are whole chunks, and the tensor is large.
 template <typename T>
 bool streamsRows(const Geometry& g, const Block& block) {
-  return block.stride == block.positions && block.positions % Chunk<T>::lanes == 0 && streamsOutput<T>(g);
+  return block.stride == block.positions && block.positions % Chunk<T>::lanes == 0 && largeOutput<T>(g);
 }
 
 // float32 statistics of an interleaved block. Column groups, each down all the block's rows (in L2): one
@@ -164,7 +192,7 @@ bool streamsRows(const Geometry& g, const Block& block) {
 template <typename T>
 Walk statisticsWalk(const Block& block) {
   if (!std::is_same<T, float>::value) return Walk::AccumulatorRows;
-  const bool inCache = !streamsElements<T>(block.tensorRows * block.stride);
+  const bool inCache = !largeElements<T>(block.tensorRows * block.stride);
   const bool wholeChunks = block.positions % Chunk<T>::lanes == 0;
   return wideColumnGroups<T, kHeldStatChunks>(block.positions) || (wholeChunks && inCache) ? Walk::ColumnGroups
                                                                                            : Walk::AccumulatorRows;
@@ -179,7 +207,7 @@ Walk statisticsWalk(const Block& block) {
 template <typename T>
 Walk gradientSumsWalk(const Geometry& g, const Block& block) {
   const bool fitsRegisters = block.positions <= kHeldStatChunks * Chunk<T>::lanes;
-  return wideColumnGroups<T, kHeldStatChunks>(block.positions) && (fitsRegisters || !streamsOutput<T>(g))
+  return wideColumnGroups<T, kHeldStatChunks>(block.positions) && (fitsRegisters || !largeOutput<T>(g))
              ? Walk::ColumnGroups
              : Walk::AccumulatorRows;
 }
@@ -202,9 +230,19 @@ inline Walk floatBlockWalk(const Geometry& g, const Block& block) {
                                                                                   : Walk::RowGroups;
 }
 
+// The fewest items a parallel range of parallelOver takes.
+inline int64_t grainOf(int64_t elementsPerItem) {
+  return maxInt64(1, kMinElementsPerTask / maxInt64(1, elementsPerItem));
+}
+// How many contiguous ranges parallelOver splits `count` items into on `threads` threads (as the pool
+// does with workers for all of them).
+inline int64_t parallelRanges(int64_t count, int64_t elementsPerItem, int threads) {
+  return maxInt64(1, minInt64(threads, count / grainOf(elementsPerItem)));
+}
+
 template <typename F>
 void parallelOver(int64_t count, int64_t elementsPerItem, F& body) {
-  const int64_t grain = maxInt64(1, kMinElementsPerTask / maxInt64(1, elementsPerItem));
+  const int64_t grain = grainOf(elementsPerItem);
   parallelFor(
       count, grain, [](void* context, int64_t begin, int64_t end) { (*static_cast<F*>(context))(begin, end); }, &body);
 }
