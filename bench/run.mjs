@@ -364,7 +364,7 @@ if (json) {
       `float32; each time the smallest median of ${rounds} rounds`,
   );
   console.log(
-    'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call;\n' +
+    'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call (V8 zero-fills it);\n' +
       'PyTorch: F.batch_norm / native_batch_norm_backward (PyTorch allocates from its own allocator)',
   );
   const header = ['shape', 'op', 'thr', 'ours', 'memcpy', 'ours/memcpy', 'ours+alloc', 'PyTorch', 'PyTorch/ours', 'NHWC/NCHW', 'walks'];

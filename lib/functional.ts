@@ -358,12 +358,9 @@ function prepareCheckedBackward(
   }
 
   const outs = checkOptions(opts.out, 'options.out', BACKWARD_OUT_KEYS);
-  // gradInput is written whole by the kernel, so it needs no zero fill; the per-channel gradients are
-  // small and keep it.
   const destination = (key: 'gradInput' | 'gradWeight' | 'gradBias', wanted: boolean, length: number) => {
-    const allocate = key === 'gradInput' ? newOutputLike : newLike;
     const value = outs[key];
-    if (value === undefined) return wanted ? allocate(x.data, length) : null;
+    if (value === undefined) return wanted ? (key === 'gradInput' ? newOutputLike : newLike)(x.data, length) : null;
     checkSameDtype(value, `options.out.${key}`, x.data);
     const received = elementCount(value);
     if (received !== length) throw new RangeError(`options.out.${key} should contain ${length} elements not ${received}`);

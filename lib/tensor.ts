@@ -1,5 +1,3 @@
-import { Buffer } from 'node:buffer';
-
 import { describeValue, formatShape, invalidType, invalidValue } from './errors';
 import { bufferOf, byteLengthOf, byteOffsetOf, elementCount, hasOwn, ownValue, subarrayOf, typedArrayKind } from './intrinsics';
 import { checkStrides, gatherContiguous } from './strides';
@@ -85,25 +83,14 @@ export function newLike(like: FloatArray, length: number): FloatArray {
   return isFloat32Array(like) ? new Float32Array(length) : new Float64Array(length);
 }
 
-// Captured at load, as the intrinsics are: a script that replaces Buffer.allocUnsafeSlow later cannot
-// hand the kernels a buffer of its choosing.
-const allocateUninitialized = Buffer.allocUnsafeSlow.bind(Buffer);
-// Arrays up to this many bytes live on V8's heap, where a zero-filled one is cheapest.
-const ON_HEAP_BYTES = 64;
-
 /**
- * A new array of `like`'s element type whose contents are unspecified, for an output the kernel writes
- * whole before anyone can read it (the result of a forward, a gradInput). A zero-filled array of a
- * large tensor costs a full pass of its own: V8 zeroes it, then the kernel writes it again ((32, 64,
- * 56, 56): about as long as the whole eval forward; docs/PERFORMANCE.md "The allocating path").
+ * A new array for an output the kernel writes whole (the result of a forward, a gradInput). Zero-filled
+ * although every element is overwritten: uninitialized memory (Buffer.allocUnsafeSlow) made the
+ * allocating calls 1.2x-1.8x faster, but with worker threads starting and ending it kept about 60 MB
+ * more resident on Node 22 and 24 (docs/PERFORMANCE.md, "Two threads").
  */
 export function newOutputLike(like: FloatArray, length: number): FloatArray {
-  const float32 = isFloat32Array(like);
-  const bytes = length * (float32 ? 4 : 8);
-  if (bytes <= ON_HEAP_BYTES) return float32 ? new Float32Array(length) : new Float64Array(length);
-  // A Buffer of this size owns its ArrayBuffer alone (Node pools only small ones), from offset 0.
-  const buffer = bufferOf(allocateUninitialized(bytes));
-  return float32 ? new Float32Array(buffer, 0, length) : new Float64Array(buffer, 0, length);
+  return newLike(like, length);
 }
 
 const MIN_RANK = 2;
