@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-import { benchTensors, commandLine, formatMs as fmt, measure } from './timing.mjs';
+import { callWithOut, commandLine, formatMs as fmt, measure } from './timing.mjs';
 
 const require = createRequire(import.meta.url);
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -61,18 +61,6 @@ function oneDnnProcess(threads) {
   };
 }
 
-function ourCall(shape, format, op) {
-  const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(shape, format);
-  const forwardOptions = { weight, bias, runningMean, runningVar };
-  if (op === 'backward') {
-    const { saveMean, saveInvstd } = bn.batchNorm(x, { ...forwardOptions, training: true });
-    const options = { weight, saveMean, saveInvstd, training: true, out: { gradInput: new Float32Array(length) } };
-    return () => bn.batchNormBackward(dy, x, options);
-  }
-  const options = { ...forwardOptions, training: op === 'train', out: new Float32Array(length) };
-  return () => bn.batchNorm(x, options);
-}
-
 const rows = [];
 for (const threads of threadCounts) {
   bn.setNumThreads(threads);
@@ -81,7 +69,7 @@ for (const threads of threadCounts) {
     const name = `(${shape.join(',')})${format === 'channelsLast' ? ' NHWC' : ''}`;
     if (only !== null && !name.includes(only)) continue;
     for (const op of OPS) {
-      const call = ourCall(shape, format, op);
+      const call = callWithOut(bn, shape, format, op);
       let ours = Infinity;
       let theirs = Infinity;
       for (let round = 0; round < rounds; round++) {

@@ -95,6 +95,22 @@ export function commandLine(args) {
   return { option, positional };
 }
 
+/**
+ * A functional call of `bn` (the package) for a bench case with `out` given (what a training loop
+ * passes): eval, train (forward) or backward (of a training forward), on the case's tensors.
+ */
+export function callWithOut(bn, shape, format, op) {
+  const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(shape, format);
+  const forwardOptions = { weight, bias, runningMean, runningVar };
+  if (op === 'backward') {
+    const { saveMean, saveInvstd } = bn.batchNorm(x, { ...forwardOptions, training: true });
+    const options = { weight, saveMean, saveInvstd, training: true, out: { gradInput: new Float32Array(length) } };
+    return () => bn.batchNormBackward(dy, x, options);
+  }
+  const options = { ...forwardOptions, training: op === 'train', out: new Float32Array(length) };
+  return () => bn.batchNorm(x, options);
+}
+
 /** The A/B scripts' cases: the bench rows, shape and layout. */
 export const AB_SHAPES = [
   [[32, 64, 56, 56], 'contiguous'],

@@ -317,6 +317,44 @@ function prepareBackward(gradOutput: unknown, input: unknown, options: unknown):
   return prepareCheckedBackward(checkTensor(gradOutput, 'gradOutput'), checkTensor(input, 'input'), options);
 }
 
+/** The statistics a backward reads: the saved batch statistics in training, else the running ones. */
+function checkBackwardStatistics(
+  opts: Partial<Record<(typeof BACKWARD_KEYS)[number], unknown>>,
+  x: CheckedTensor,
+  training: boolean,
+): { runningMean: FloatArray | null; runningVar: FloatArray | null; saveMean: FloatArray | null; saveInvstd: FloatArray | null } {
+  if (training) {
+    const saveMean = checkChannelArray(opts.saveMean, 'saveMean', x);
+    const saveInvstd = checkChannelArray(opts.saveInvstd, 'saveInvstd', x);
+    if (saveMean === null || saveInvstd === null) {
+      const name = saveMean === null ? 'saveMean' : 'saveInvstd';
+      throw new TypeError(`${name} must be defined when training is true (pass the ${name} returned by batchNorm)`);
+    }
+    return { runningMean: null, runningVar: null, saveMean, saveInvstd };
+  }
+  const runningMean = checkChannelArray(opts.runningMean, 'runningMean', x);
+  const runningVar = checkChannelArray(opts.runningVar, 'runningVar', x);
+  if (runningMean === null) throw missingRunningStat('runningMean');
+  if (runningVar === null) throw missingRunningStat('runningVar');
+  return { runningMean, runningVar, saveMean: null, saveInvstd: null };
+}
+
+/** Where a backward output goes: the caller's `out` array (checked), a new array if wanted, else null. */
+function backwardDestination(
+  value: unknown,
+  key: 'gradInput' | 'gradWeight' | 'gradBias',
+  wanted: boolean,
+  x: CheckedTensor,
+  length: number,
+): FloatArray | null {
+  if (value === undefined) return wanted ? (key === 'gradInput' ? newOutputLike : newLike)(x.data, length) : null;
+  checkSameDtype(value, `options.out.${key}`, x.data);
+  const received = elementCount(value as FloatArray);
+  if (received !== length) throw new RangeError(`options.out.${key} should contain ${length} elements not ${received}`);
+  if (!wanted) throw new RangeError(`options.out.${key} is given but outputMask does not ask for ${key}`);
+  return value as FloatArray;
+}
+
 /** A backward call for tensors already checked. */
 function prepareCheckedBackward(
   gradOutput: CheckedTensor,
@@ -339,37 +377,11 @@ function prepareCheckedBackward(
   const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
   const [wantInput, wantWeight, wantBias] = checkOutputMask(opts.outputMask);
   const weight = checkChannelArray(opts.weight, 'weight', x);
-  let runningMean: FloatArray | null = null;
-  let runningVar: FloatArray | null = null;
-  let saveMean: FloatArray | null = null;
-  let saveInvstd: FloatArray | null = null;
-  if (training) {
-    saveMean = checkChannelArray(opts.saveMean, 'saveMean', x);
-    saveInvstd = checkChannelArray(opts.saveInvstd, 'saveInvstd', x);
-    if (saveMean === null || saveInvstd === null) {
-      const name = saveMean === null ? 'saveMean' : 'saveInvstd';
-      throw new TypeError(`${name} must be defined when training is true (pass the ${name} returned by batchNorm)`);
-    }
-  } else {
-    runningMean = checkChannelArray(opts.runningMean, 'runningMean', x);
-    runningVar = checkChannelArray(opts.runningVar, 'runningVar', x);
-    if (runningMean === null) throw missingRunningStat('runningMean');
-    if (runningVar === null) throw missingRunningStat('runningVar');
-  }
-
+  const { runningMean, runningVar, saveMean, saveInvstd } = checkBackwardStatistics(opts, x, training);
   const outs = checkOptions(opts.out, 'options.out', BACKWARD_OUT_KEYS);
-  const destination = (key: 'gradInput' | 'gradWeight' | 'gradBias', wanted: boolean, length: number) => {
-    const value = outs[key];
-    if (value === undefined) return wanted ? (key === 'gradInput' ? newOutputLike : newLike)(x.data, length) : null;
-    checkSameDtype(value, `options.out.${key}`, x.data);
-    const received = elementCount(value);
-    if (received !== length) throw new RangeError(`options.out.${key} should contain ${length} elements not ${received}`);
-    if (!wanted) throw new RangeError(`options.out.${key} is given but outputMask does not ask for ${key}`);
-    return value;
-  };
-  const gradInput = destination('gradInput', wantInput, x.elements);
-  const gradWeight = destination('gradWeight', wantWeight, x.channels);
-  const gradBias = destination('gradBias', wantBias, x.channels);
+  const gradInput = backwardDestination(outs.gradInput, 'gradInput', wantInput, x, x.elements);
+  const gradWeight = backwardDestination(outs.gradWeight, 'gradWeight', wantWeight, x, x.channels);
+  const gradBias = backwardDestination(outs.gradBias, 'gradBias', wantBias, x, x.channels);
   checkNoOverlap([
     { name: 'gradOutput.data', array: dy.data, written: false },
     { name: 'input.data', array: x.data, written: false },

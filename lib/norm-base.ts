@@ -1,8 +1,9 @@
 // The module machinery of the batch-norm family (BatchNorm*, LazyBatchNorm*, InstanceNorm*): parameters
 // and buffers through their lifecycle, train/eval, forward and backward (sync and queued async), state
 // dicts. Subclasses say how an input maps onto the batch-norm kernels (kernelInput and its hooks).
-import { BatchNormStateError, describeValue, formatShape, invalidType, invalidValue } from './errors';
-import { type BatchNormBackwardResult, type BatchNormResult, DEFAULT_EPS, DEFAULT_MOMENTUM, checkedCalls } from './functional';
+import { CallQueue } from './call-queue';
+import { BatchNormStateError, formatShape, invalidType, invalidValue } from './errors';
+import { type BatchNormBackwardResult, type BatchNormResult, checkedCalls } from './functional';
 import { elementCount, ownValue } from './intrinsics';
 import { permuteTo } from './layout';
 import { moduleRepr } from './module-repr';
@@ -29,65 +30,34 @@ import {
   isFloatArray,
   overlaps,
 } from './tensor';
-import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
+import { checkBoolean, checkOptions } from './validate';
+import { type KernelCopies, accumulate, averageRepeats, newKernelCopies, sumRepeats } from './module-arrays';
+import {
+  BACKWARD_CALL_KEYS,
+  BACKWARD_OUT_KEYS,
+  type BatchNormModuleOptions,
+  FORWARD_CALL_KEYS,
+  LAZY_FEATURES,
+  type ModuleBackwardOptions,
+  type ModuleDefaults,
+  type ModuleForwardOptions,
+  type NamedOptions,
+  type Parameter,
+  checkModuleOptions,
+  checkNamedOptions,
+  newArray,
+} from './module-options';
 
-/**
- * A trainable per-channel array and its accumulated gradient (null until a backward pass, or after
- * zeroGrad), as a PyTorch `nn.Parameter`.
- */
-export interface Parameter<A extends FloatArray = FloatArray> {
-  data: A;
-  grad: A | null;
-  /**
-   * Whether backward computes this parameter's gradient (true for a new module). Set it to false to
-   * freeze the parameter, as fine-tuning does: backward then neither computes nor accumulates its
-   * gradient (PyTorch's `requires_grad_(False)`, which skips that work through the output mask).
-   */
-  requiresGrad: boolean;
-}
-
-/** Options of {@link BatchNormBase.namedParameters} and {@link BatchNormBase.namedBuffers}. */
-export interface NamedOptions {
-  /** Put before every name, as a layer's names are in a whole model (`'bn1.'` gives `'bn1.weight'`). */
-  prefix?: string;
-}
-
-/** Options of the batch-norm family; names and defaults follow `torch.nn.BatchNorm2d`. */
-export interface BatchNormModuleOptions<D extends DType = DType> {
-  /** Added to the variance. Default 1e-5. */
-  eps?: number;
-  /** Running-stat update factor; `null` uses a cumulative moving average. Default 0.1. */
-  momentum?: number | null;
-  /** Learnable weight (init 1) and bias (init 0). Default true (false for InstanceNorm). */
-  affine?: boolean;
-  /** Keep running_mean/running_var/num_batches_tracked and use them in eval mode. Default true (false for InstanceNorm). */
-  trackRunningStats?: boolean;
-  /** Element type of parameters, buffers and accepted inputs. Default 'float32'. */
-  dtype?: D;
-  /**
-   * Check at each backward that the input's data is what the forward read, and throw a
-   * {@link BatchNormStateError} before writing anything if not (PyTorch detects the same misuse with
-   * version counters). It costs a pass over the input at forward and another at backward, on the
-   * calling thread, so it is off by default: turn it on while developing a training loop. Default false.
-   */
-  checkInputUnchanged?: boolean;
-}
-
-/** Options of a module's forward: where to write the output. */
-export interface ModuleForwardOptions<D extends DType = DType> {
-  /**
-   * Destination for the output (the input's element count and dtype, in the output's layout), reused
-   * across steps instead of a new array per call. May be the input's own elements (in place); then
-   * backward, which reads the forward's input, must come before the input is overwritten again.
-   */
-  out?: ArrayOf<D>;
-}
-
-/** Options of a module's backward: where to write the input gradient. */
-export interface ModuleBackwardOptions<D extends DType = DType> {
-  /** `gradInput`: destination for the gradient w.r.t. the input (input-sized, in the input's layout). */
-  out?: { gradInput?: ArrayOf<D> };
-}
+export {
+  type BatchNormModuleOptions,
+  LAZY_FEATURES,
+  type ModuleBackwardOptions,
+  type ModuleForwardOptions,
+  type NamedOptions,
+  type Parameter,
+  newArray,
+};
+export { rankError } from './module-options';
 
 /** How a module's input meets the kernels: the tensor they see and how often each channel repeats in it. */
 export interface KernelInput {
@@ -115,52 +85,8 @@ interface SavedForward {
   fingerprint: bigint | null;
 }
 
-/** Passed by the Lazy classes for numFeatures: the only way to make a module without a size. */
-export const LAZY_FEATURES: unique symbol = Symbol('lazy numFeatures');
 
-/** Per-channel arrays the kernels get instead of the module's own. */
-interface KernelCopies {
-  weight: FloatArray;
-  bias: FloatArray;
-  runningMean: FloatArray;
-  runningVar: FloatArray;
-}
 
-function newKernelCopies(dtype: DType, length: number): KernelCopies {
-  // Views of one ArrayBuffer made up front, so reading their buffer later allocates nothing.
-  const size = dtype === 'float32' ? 4 : 8;
-  const buffer = new ArrayBuffer(4 * size * length);
-  const view = (i: number): FloatArray =>
-    dtype === 'float32' ? new Float32Array(buffer, i * size * length, length) : new Float64Array(buffer, i * size * length, length);
-  return { weight: view(0), bias: view(1), runningMean: view(2), runningVar: view(3) };
-}
-
-const MODULE_KEYS = ['eps', 'momentum', 'affine', 'trackRunningStats', 'dtype', 'checkInputUnchanged'] as const;
-const NAMED_KEYS = ['prefix'] as const;
-const FORWARD_CALL_KEYS = ['out'] as const;
-const BACKWARD_CALL_KEYS = ['out'] as const;
-const BACKWARD_OUT_KEYS = ['gradInput'] as const;
-
-export function newArray<D extends DType>(dtype: D, length: number): ArrayOf<D> {
-  return (dtype === 'float32' ? new Float32Array(length) : new Float64Array(length)) as ArrayOf<D>;
-}
-
-function checkDType(value: unknown, name: string): DType {
-  if (value !== undefined && value !== 'float32' && value !== 'float64') {
-    throw invalidType(name, "'float32' or 'float64'", value);
-  }
-  return (value as DType | undefined) ?? 'float32';
-}
-
-export function rankError(expected: string, rank: number): RangeError {
-  return new RangeError(`expected ${expected} input (got ${rank}D input)`);
-}
-
-/** The defaults a class gives `affine` and `trackRunningStats`. */
-export interface ModuleDefaults {
-  affine: boolean;
-  trackRunningStats: boolean;
-}
 
 /**
  * The shared base of the batch-norm family: owns the parameters (`weight`, `bias` and their gradients)
@@ -202,8 +128,7 @@ export abstract class BatchNormBase<D extends DType = DType> {
   private nextCopies = 0;
   /** Whether the last forward's gradient was taken (for the message of a second backward). */
   private backwardTaken = false;
-  private pending = 0;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly calls = new CallQueue();
 
   /** The module's name in messages, e.g. `BatchNorm2d`. */
   protected abstract readonly className: string;
@@ -216,22 +141,13 @@ export abstract class BatchNormBase<D extends DType = DType> {
    * @param defaults the class's defaults for `affine` and `trackRunningStats`.
    */
   constructor(numFeatures: number | typeof LAZY_FEATURES, options: BatchNormModuleOptions<D> | undefined, defaults: ModuleDefaults) {
-    if (numFeatures !== LAZY_FEATURES) {
-      if (typeof numFeatures !== 'number') {
-        const lazy = numFeatures === null || numFeatures === undefined ? ' (only the Lazy classes, such as LazyBatchNorm2d, infer it from the input)' : '';
-        throw new TypeError(`Expected a positive integer for numFeatures but received ${describeValue(numFeatures)}${lazy}`);
-      }
-      if (!Number.isSafeInteger(numFeatures) || numFeatures < 1) {
-        throw invalidValue('numFeatures', 'a positive integer', numFeatures);
-      }
-    }
-    const opts = checkOptions(options, 'options', MODULE_KEYS);
-    this.eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
-    this.momentum = opts.momentum === null ? null : checkFiniteNumber(opts.momentum, 'options.momentum', DEFAULT_MOMENTUM);
-    this.affine = checkBoolean(opts.affine, 'options.affine', defaults.affine);
-    this.trackRunningStats = checkBoolean(opts.trackRunningStats, 'options.trackRunningStats', defaults.trackRunningStats);
-    this.dtype = checkDType(opts.dtype, 'options.dtype') as D;
-    this.checkInputUnchanged = checkBoolean(opts.checkInputUnchanged, 'options.checkInputUnchanged', false);
+    const checked = checkModuleOptions(numFeatures, options, defaults);
+    this.eps = checked.eps;
+    this.momentum = checked.momentum;
+    this.affine = checked.affine;
+    this.trackRunningStats = checked.trackRunningStats;
+    this.dtype = checked.dtype;
+    this.checkInputUnchanged = checked.checkInputUnchanged;
     this.weight = this.affine ? { data: newArray(this.dtype, 0), grad: null, requiresGrad: true } : null;
     this.bias = this.affine ? { data: newArray(this.dtype, 0), grad: null, requiresGrad: true } : null;
     if (numFeatures !== LAZY_FEATURES) this.initialize(numFeatures);
@@ -404,7 +320,7 @@ export abstract class BatchNormBase<D extends DType = DType> {
    * not); then the synchronous methods may be called again.
    */
   async whenIdle(): Promise<void> {
-    while (this.pending > 0) await this.queue;
+    await this.calls.whenIdle();
   }
 
   /** Sets every parameter's gradient back to null. */
@@ -465,29 +381,17 @@ export abstract class BatchNormBase<D extends DType = DType> {
 
   /** Async calls on this module that have not settled yet. */
   get pendingAsyncCalls(): number {
-    return this.pending;
+    return this.calls.pending;
   }
 
   /** Queues an async call behind this module's pending ones (they run one after another, in call order). */
   protected enqueue<R>(task: () => Promise<R>): Promise<R> {
-    this.pending++;
-    const run = this.queue.then(task);
-    this.queue = run.then(
-      () => this.pending--,
-      () => this.pending--,
-    );
-    return run;
+    return this.calls.enqueue(task);
   }
 
   /** Synchronous calls that read or change state must not interleave with queued async calls. */
   protected checkIdle(method: string): void {
-    if (this.pending > 0) {
-      const queued = method === 'forward' || method === 'backward' ? ` or call ${method}Async(), which queues behind them` : '';
-      throw new BatchNormStateError(
-        `${this.className}.${method}() was called while ${this.pending} async call(s) on this module are pending; ` +
-          `await them first (await module.whenIdle() waits for all)${queued}`,
-      );
-    }
+    this.calls.checkIdle(this.className, method);
   }
 
   /**
@@ -824,11 +728,6 @@ export abstract class BatchNormBase<D extends DType = DType> {
   }
 }
 
-function checkNamedOptions(options: unknown): { prefix: string } {
-  const { prefix } = checkOptions(options, 'options', NAMED_KEYS);
-  if (prefix !== undefined && typeof prefix !== 'string') throw invalidType('options.prefix', 'a string', prefix);
-  return { prefix: prefix ?? '' };
-}
 
 /** numFeatures as a state dict gives it (the length of its first per-channel array), or null. */
 function lengthInStateDict(stateDict: unknown, options: unknown): number | null {
@@ -842,43 +741,6 @@ function lengthInStateDict(stateDict: unknown, options: unknown): number | null 
   return null;
 }
 
-/**
- * `target[c]` = the mean over r of `repeated[r * C + c]` (PyTorch's instance_norm averages the repeated
- * running stats over the batch), accumulated in double; with one repeat, a plain copy.
- */
-function averageRepeats(target: FloatArray, repeated: FloatArray, repeat: number): void {
-  if (repeat === 1) {
-    target.set(repeated);
-    return;
-  }
-  const channels = target.length;
-  for (let c = 0; c < channels; c++) {
-    let sum = 0;
-    for (let r = 0; r < repeat; r++) sum += repeated[r * channels + c]!;
-    target[c] = sum / repeat;
-  }
-}
-
-/** The gradient of a repeated per-channel array: the sum over its repeats (autograd's `repeat` backward). */
-function sumRepeats(gradient: FloatArray, repeat: number): FloatArray {
-  if (repeat === 1) return gradient;
-  const channels = gradient.length / repeat;
-  const sums = gradient.subarray(0, channels).slice();
-  for (let c = 0; c < channels; c++) {
-    let sum = 0;
-    for (let r = 0; r < repeat; r++) sum += gradient[r * channels + c]!;
-    sums[c] = sum;
-  }
-  return sums;
-}
-
-function accumulate<A extends FloatArray>(parameter: Parameter<A>, gradient: A): void {
-  if (parameter.grad === null) {
-    parameter.grad = gradient;
-    return;
-  }
-  for (let i = 0; i < gradient.length; i++) parameter.grad[i]! += gradient[i]!;
-}
 
 /** A tensor object with a leading dimension of size 1 (own fields only). */
 function withBatchDimension(value: object, shape: unknown[]): object {

@@ -88,6 +88,43 @@ export function createWorkerGroup(size: number, options: WorkerGroupOptions = {}
   };
 }
 
+/**
+ * Waits until the arrivals at `buffer` reach `target`, without blocking the event loop; throws
+ * brokenError() once a peer has exited or, after timeoutMs, marks the group broken and throws it.
+ */
+async function waitForArrivals(
+  words: Int32Array,
+  buffer: number,
+  target: number,
+  timeoutMs: number | null,
+  brokenError: () => Error,
+): Promise<void> {
+  const deadline = timeoutMs === null ? Infinity : Date.now() + timeoutMs;
+  // A pending waitAsync does not keep a worker's event loop alive: a timer handle does.
+  let keepAlive: ReturnType<typeof setInterval> | undefined;
+  try {
+    for (;;) {
+      // A completed round counts even if a peer has exited since (it may have finished its last round).
+      const seen = Atomics.load(words, ARRIVED + buffer);
+      if (seen >= target) return;
+      if (Atomics.load(words, BROKEN) !== 0) throw brokenError();
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        Atomics.compareExchange(words, BROKEN, 0, -1);
+        Atomics.notify(words, ARRIVED + buffer);
+        throw brokenError();
+      }
+      const wait = waitAsync(words, ARRIVED + buffer, seen, Number.isFinite(left) ? left : undefined);
+      if (wait.async) {
+        keepAlive ??= setInterval(() => {}, 1 << 30);
+        await wait.value;
+      }
+    }
+  } finally {
+    if (keepAlive !== undefined) clearInterval(keepAlive);
+  }
+}
+
 /** Joins a group inside a worker: the ProcessGroup of `member.rank`. */
 export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
   if (typeof member !== 'object' || member === null || !(member.control instanceof SharedArrayBuffer)) {
@@ -106,34 +143,6 @@ export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
     );
   }
 
-  /** Waits until the buffer's arrivals reach `target`, without blocking the event loop. */
-  async function arrivals(buffer: number, target: number): Promise<void> {
-    const deadline = timeoutMs === null ? Infinity : Date.now() + timeoutMs;
-    // A pending waitAsync does not keep a worker's event loop alive: a timer handle does.
-    let keepAlive: ReturnType<typeof setInterval> | undefined;
-    try {
-      for (;;) {
-        // A completed round counts even if a peer has exited since (it may have finished its last round).
-        const seen = Atomics.load(words, ARRIVED + buffer);
-        if (seen >= target) return;
-        if (Atomics.load(words, BROKEN) !== 0) throw brokenError();
-        const left = deadline - Date.now();
-        if (left <= 0) {
-          Atomics.compareExchange(words, BROKEN, 0, -1);
-          Atomics.notify(words, ARRIVED + buffer);
-          throw brokenError();
-        }
-        const wait = waitAsync(words, ARRIVED + buffer, seen, Number.isFinite(left) ? left : undefined);
-        if (wait.async) {
-          keepAlive ??= setInterval(() => {}, 1 << 30);
-          await wait.value;
-        }
-      }
-    } finally {
-      if (keepAlive !== undefined) clearInterval(keepAlive);
-    }
-  }
-
   async function allGather(local: Float64Array): Promise<Float64Array[]> {
     if (!(local instanceof Float64Array)) throw invalidType('local', 'a Float64Array', local);
     if (local.length > maxLength) {
@@ -149,7 +158,7 @@ export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
     // The store of the count publishes the slot (Atomics are sequentially consistent).
     Atomics.add(words, ARRIVED + buffer, 1);
     Atomics.notify(words, ARRIVED + buffer);
-    await arrivals(buffer, target);
+    await waitForArrivals(words, buffer, target, timeoutMs, brokenError);
     const parts: Float64Array[] = [];
     for (let r = 0; r < size; r++) {
       const length = Atomics.load(words, LENGTHS + buffer * size + r);

@@ -11,9 +11,9 @@ struct CacheSizes {
   const char* source = "";     // where the sizes came from: "sysfs", "sysctl", "cpuid" or "fallback"
 };
 
-// Linux sysfs first (the kernel's view, right under virtualization where it is exposed), then CPUID's
-// deterministic cache leaves (Intel leaf 4, AMD 0x8000001D), else the fallback of the machine the
-// thresholds were measured on (Zen 4: 1 MB L2, 32 MB L3 per core complex).
+// Linux sysfs or macOS sysctl first (the system's view, right under virtualization where it is
+// exposed), then CPUID's deterministic cache leaves (Intel leaf 4, AMD 0x8000001D), else the fallback of
+// the machine the thresholds were measured on (Zen 4: 1 MB L2, 32 MB L3 per core complex).
 const CacheSizes& cacheSizes();
 
 }  // namespace batchnorm

@@ -1,7 +1,8 @@
 // The per-ISA kernel table: the loops of batch norm over memory, filled once at load.
 //
-// Kernels see the operator's per-channel decisions only through the plans below, which the operator
-// (batch_norm.cc, compiled once) provides as plain function pointers. Per-channel values are double, so
+// Kernels see the operator's per-channel inputs only through the structs below (EvalChannels, ForwardPlan,
+// BackwardPlan: plain data the operator, batch_norm.cc, compiled once, fills; the kernels finish each
+// channel with kernel/channel_coefficients.h). Per-channel values are double, so
 // float32 tensors accumulate in double as PyTorch's CPU accumulate type does (the SIMD paths then apply
 // the normalization in float arithmetic; see batch_norm_kernel.cc).
 #pragma once

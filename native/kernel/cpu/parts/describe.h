@@ -1,7 +1,8 @@
 // Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces (one
 // translation unit per ISA, so that everything inlines); not a header of its own.
-// The planner's answers for a call on `threads` threads, as the drivers in forward.h and backward.h ask
-// for them (backward: a training backward, whose grad_input reads the input).
+// The planner's answers for a call on `threads` threads (backward: a training backward, whose grad_input
+// reads the input). Derived again here from the planner's predicates, the ones the drivers in forward.h
+// and backward.h call, not recorded from a run: a driver that asks differently must change this too.
 
 // The walks of a block and of the last channel block, where that one is narrower and walks otherwise.
 template <typename Choose>

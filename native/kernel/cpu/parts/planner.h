@@ -1,6 +1,7 @@
 // Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces (one
 // translation unit per ISA, so that everything inlines); not a header of its own.
-// The planner: the only code that reads thresholds. A phase asks it which traversal a tensor takes, how
+// The planner: where the thresholds live (the walks' own tuning constants, such as kAccumulatedRows and
+// kStreamedRowsAhead in rows.h, stay beside the loops they tune). A phase asks it which traversal a tensor takes, how
 // an interleaved traversal is tiled and which walk each block takes; describe() reports the same answers
 // to JS (kernelPlan), so tests and `npm run bench` name the walks they cover.
 //

@@ -337,7 +337,7 @@ inline void addInOrder(const Geometry& g, const Tiling& tiling, const TaskRows& 
 }
 
 // The statistics of channel block `cb`: partial sums of its row blocks (already in `partials`, computed by
-// interleavedPartials) combined in row-block order, then per channel in position order.
+// InterleavedTrainingForward's partials pass) combined in row-block order, then per channel in position order.
 template <typename T>
 void combineStats(const Geometry& g, const T* input, const Tiling& tiling, const TaskRows& partials, int64_t cb,
                   ChannelStats* stats) {
