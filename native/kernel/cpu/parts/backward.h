@@ -133,11 +133,11 @@ class InterleavedBackward {
  public:
   InterleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan)
       : g_(g), input_(input), gradOutput_(gradOutput), gradInput_(gradInput), plan_(plan),
-        tiling_(reductionTiling<T>(g)), padded_(paddedLength<T>(tiling_.channels * g.spatial)),
+        walks_(planInterleaved<T>(g, Phase::Backward, plan.readsInput ? 3 : 2, currentThreadCount())),
+        tiling_(walks_.tiling), padded_(paddedLength<T>(tiling_.channels * g.spatial)),
         partials_(tiling_, 2, padded_),
         coefficients_(Tiling{tiling_.channels, tiling_.channelBlocks, 1, 1}, 4, padded_),
-        inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()),
-        streaming_(streamsStoresNow<T>(g, plan.readsInput ? 3 : 2)) {}
+        inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()) {}
   ~InterleavedBackward() {
     for (int64_t cb = 0; cb < tiling_.channelBlocks; ++cb) delete inFloats_[cb];
     delete[] inFloats_;
@@ -182,11 +182,12 @@ class InterleavedBackward {
     double* gradSums = partials_.row(cb, rb, 0);
     double* products = partials_.row(cb, rb, 1);
     const double* centers = coefficients_.row(cb, 0, 0);
-    if (!plan_.needSums || gradientSumsWalk<T>(g_, block) != Walk::ColumnGroups) {
+    const bool columnGroups = walks_.reductionOf(cb) == Walk::ColumnGroups;
+    if (!plan_.needSums || !columnGroups) {
       for (int64_t i = 0; i < padded_; ++i) gradSums[i] = products[i] = 0;
     }
     if (!plan_.needSums) return;
-    if (gradientSumsWalk<T>(g_, block) == Walk::ColumnGroups) {
+    if (columnGroups) {
       forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
         gradientPartialsHeld<T, decltype(chunks)::value>(input_ + at, gradOutput_ + at, block, centers + at,
                                                           gradSums + at, products + at);
@@ -283,7 +284,7 @@ class InterleavedBackward {
     if constexpr (kFloatArithmetic<T>) {
       if (inFloats_[cb] != nullptr) {
         withGradientPass(plan_.readsInput, input_, gradOutput_, gradInput_,
-                         [&](auto pass) { blockInFloats(pass, g_, block, *inFloats_[cb], streaming_); });
+                         [&](auto pass) { blockInFloats(pass, g_, block, *inFloats_[cb], walks_.elementwiseOf(cb), walks_.streaming); });
         return;
       }
     }
@@ -316,12 +317,12 @@ class InterleavedBackward {
   const T* gradOutput_;
   T* gradInput_;
   const BackwardPlan<T>& plan_;
+  const InterleavedPlan walks_;  // decided on the calling thread
   const Tiling tiling_;
   const int64_t padded_;
   TaskRows partials_;      // sum(dy), sum((x - center) dy)
   TaskRows coefficients_;  // per channel block: center, gradMean, projection, scale (the double path)
   FloatCoefficients** inFloats_;  // per channel block: float coefficients, or null (the double path)
-  const bool streaming_;          // streamsStores, decided on the calling thread
 };
 
 template <typename T>

@@ -4,13 +4,10 @@
 // reads the input). Derived again here from the planner's predicates, the ones the drivers in forward.h
 // and backward.h call, not recorded from a run: a driver that asks differently must change this too.
 
-// The walks of a block and of the last channel block, where that one is narrower and walks otherwise.
-template <typename Choose>
-void describeBlocks(const Geometry& g, const Tiling& tiling, Choose&& choose, const char*& first, const char*& last) {
-  const Walk firstWalk = choose(tiling.block(g, 0, 0));
-  const Walk lastWalk = choose(tiling.block(g, tiling.channelBlocks - 1, 0));
-  first = walkName(firstWalk);
-  last = lastWalk == firstWalk ? "" : walkName(lastWalk);
+// An interleaved plan's walks: those of the full channel blocks, and of the last where it differs.
+inline void describeWalks(const Walk (&walks)[2], const char*& first, const char*& last) {
+  first = walkName(walks[0]);
+  last = walks[1] == walks[0] ? "" : walkName(walks[1]);
 }
 
 // The parallel ranges of an interleaved traversal's elementwise pass (forEachChannelBlock when a channel
@@ -26,46 +23,31 @@ void describe(const Geometry& g, Phase phase, int threads, WalkPlan& plan) {
   plan = WalkPlan{};
   plan.arithmetic = kFloatArithmetic<T> ? "float" : "double";
   plan.threads = threads;
-  plan.streamed = streamsStores<T>(g, phase == Phase::Backward ? 3 : 2, threads);
+  const int tensors = phase == Phase::Backward ? 3 : 2;
+  plan.streamed = streamsStores<T>(g, tensors, threads);
   if (g.elements() == 0) return;
-  const auto elementwise = [&](const Block& block) {
-    return kFloatArithmetic<T> ? floatBlockWalk(g, block) : Walk::RowGroups;
-  };
-  if (phase == Phase::EvalForward) {
-    if (!evalAcrossChannels<T>(g)) {
-      plan.traversal = "planar";
+  const bool interleaved = phase == Phase::EvalForward ? evalAcrossChannels<T>(g) : interleavedTraversal<T>(g);
+  if (!interleaved) {
+    plan.traversal = "planar";
+    if (phase == Phase::EvalForward) {
       plan.elementwise = walkName(kFloatArithmetic<T> ? Walk::FlatJoined : Walk::PlanarRows);
       plan.ranges = kFloatArithmetic<T> ? parallelRanges((g.elements() + Floats::lanes - 1) / Floats::lanes, Floats::lanes, threads)
                                         : parallelRanges(g.batch * g.channels, g.spatial, threads);
-      return;
+    } else {
+      plan.reduction = plan.elementwise = walkName(Walk::PlanarRows);
+      plan.ranges = parallelRanges(g.channels, g.perChannel(), threads);
     }
-    const Tiling tiling = kFloatArithmetic<T> ? evalTiling(g) : reductionTiling<T>(g);
-    plan.traversal = "interleaved";
-    plan.blockChannels = tiling.channels;
-    plan.blockRows = tiling.rows;
-    plan.ranges = kFloatArithmetic<T> ? parallelRanges(tiling.channelBlocks * tiling.rowBlocks,
-                                                       tiling.channels * tiling.rows * g.spatial, threads)
-                                      : interleavedRanges(g, tiling, threads);
-    describeBlocks(g, tiling, elementwise, plan.elementwise, plan.elementwiseLast);
     return;
   }
-  if (!interleavedTraversal<T>(g)) {
-    plan.traversal = "planar";
-    plan.reduction = plan.elementwise = walkName(Walk::PlanarRows);
-    plan.ranges = parallelRanges(g.channels, g.perChannel(), threads);
-    return;
-  }
-  const Tiling tiling = reductionTiling<T>(g);
+  // The plan the drivers build (forward.h, backward.h), serialized.
+  const InterleavedPlan walks = planInterleaved<T>(g, phase, tensors, threads);
   plan.traversal = "interleaved";
-  plan.blockChannels = tiling.channels;
-  plan.blockRows = tiling.rows;
-  plan.ranges = interleavedRanges(g, tiling, threads);
-  if (phase == Phase::TrainingForward) {
-    describeBlocks(g, tiling, [](const Block& block) { return statisticsWalk<T>(block); }, plan.reduction,
-                   plan.reductionLast);
-  } else {
-    describeBlocks(g, tiling, [&](const Block& block) { return gradientSumsWalk<T>(g, block); }, plan.reduction,
-                   plan.reductionLast);
-  }
-  describeBlocks(g, tiling, elementwise, plan.elementwise, plan.elementwiseLast);
+  plan.blockChannels = walks.tiling.channels;
+  plan.blockRows = walks.tiling.rows;
+  if (phase != Phase::EvalForward) describeWalks(walks.reduction, plan.reduction, plan.reductionLast);
+  describeWalks(walks.elementwise, plan.elementwise, plan.elementwiseLast);
+  plan.ranges = phase == Phase::EvalForward && kFloatArithmetic<T>
+                    ? parallelRanges(walks.tiling.channelBlocks * walks.tiling.rowBlocks,
+                                     walks.tiling.channels * walks.tiling.rows * g.spatial, threads)
+                    : interleavedRanges(g, walks.tiling, threads);
 }

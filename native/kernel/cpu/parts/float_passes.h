@@ -11,9 +11,6 @@
 // Channels whose coefficients are not finite or far out of float range keep the double path, so special
 // values propagate as there.
 
-template <typename T>
-constexpr bool kFloatArithmetic = std::is_same<T, float>::value && vec::kFusedFloats;
-
 // A channel's four coefficients for a pass in floats; their meaning is the pass's (see its k* names).
 struct FloatChannel {
   float k[4] = {0, 0, 0, 0};
@@ -257,12 +254,13 @@ BATCHNORM_ALWAYS_INLINE inline void columnGroupInFloats(Pass pass, const Block& 
   }
 }
 
-// `streaming`: the call's streamsStores answer, for the streamed-rows walk (the others keep their stores).
+// `walk` and `streaming` from the call's InterleavedPlan (streaming applies to the streamed-rows walk;
+// the others keep their stores).
 template <typename Pass>
 inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, const FloatCoefficients& coefficientsOf,
-                          bool streaming) {
+                          Walk walk, bool streaming) {
   const FloatCoefficients::Rows coefficients = coefficientsOf.rows();
-  switch (floatBlockWalk(g, block)) {
+  switch (walk) {
     case Walk::StreamedRows:
       forStreamedRows<float, 4>(
           block, pass.destination(), g.elements(), [&](int64_t at) { return coefficients.at(at); },

@@ -67,12 +67,12 @@ template <typename T>
 class InterleavedTrainingForward {
  public:
   InterleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan)
-      : g_(g), input_(input), output_(output), plan_(plan), tiling_(reductionTiling<T>(g)),
+      : g_(g), input_(input), output_(output), plan_(plan),
+        walks_(planInterleaved<T>(g, Phase::TrainingForward, 2, currentThreadCount())), tiling_(walks_.tiling),
         padded_(paddedLength<T>(tiling_.channels * g.spatial)), partials_(tiling_, 3, padded_),
         coefficients_(Tiling{tiling_.channels, tiling_.channelBlocks, 1, 1}, 3, padded_),
         stats_(new ChannelStats[static_cast<size_t>(tiling_.channels * tiling_.channelBlocks)]),
-        inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()),
-        streaming_(streamsStoresNow<T>(g, 2)) {}
+        inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()) {}
   ~InterleavedTrainingForward() {
     for (int64_t cb = 0; cb < tiling_.channelBlocks; ++cb) delete inFloats_[cb];
     delete[] inFloats_;
@@ -115,7 +115,7 @@ class InterleavedTrainingForward {
       for (int64_t c = block.c0; c < block.c1; ++c) {
         broadcastRow(pivots, (c - block.c0) * g_.spatial, g_.spatial, static_cast<double>(input_[c * g_.spatial]));
       }
-      shiftedPartials(input_, block, pivots, partials_.row(cb, rb, 0), partials_.row(cb, rb, 1));
+      shiftedPartials(input_, block, walks_.reductionOf(cb), pivots, partials_.row(cb, rb, 0), partials_.row(cb, rb, 1));
     } else {
       sumPartials(input_, block, partials_.row(cb, rb, 0), partials_.row(cb, rb, 1));
     }
@@ -194,7 +194,8 @@ class InterleavedTrainingForward {
     const Block block = tiling_.block(g_, cb, rb);
     if constexpr (kFloatArithmetic<T>) {
       if (inFloats_[cb] != nullptr) {
-        blockInFloats(NormalizeInFloats{input_, output_}, g_, block, *inFloats_[cb], streaming_);
+        blockInFloats(NormalizeInFloats{input_, output_}, g_, block, *inFloats_[cb], walks_.elementwiseOf(cb),
+                      walks_.streaming);
         return;
       }
     }
@@ -206,13 +207,13 @@ class InterleavedTrainingForward {
   const T* input_;
   T* output_;
   const ForwardPlan<T>& plan_;
+  const InterleavedPlan walks_;  // decided on the calling thread
   const Tiling tiling_;
   const int64_t padded_;
   TaskRows partials_;      // per task: partial sums (float32: sums, squares, pivots; float64: highs, lows, squares)
   TaskRows coefficients_;  // per channel block: center, scale, shift (float64 first the mean's high and low parts)
   ChannelStats* stats_;    // per channel
   FloatCoefficients** inFloats_;  // per channel block: float coefficients, or null (the double path)
-  const bool streaming_;          // streamsStores, decided on the calling thread
 };
 
 template <typename T>
@@ -234,18 +235,19 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
 
 // Eval of float32 with S < lanes in floats, tiled by evalTiling, each block's coefficients laid out once.
 inline void affineInterleavedInFloats(const Geometry& g, const float* input, float* output, const FloatRows& rows) {
-  const Tiling tiling = evalTiling(g);
+  const InterleavedPlan walks = planInterleaved<float>(g, Phase::EvalForward, 2, currentThreadCount());
+  const Tiling tiling = walks.tiling;
   FloatCoefficients** blocks = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)];
   for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) {
     const int64_t c0 = cb * tiling.channels;
     blocks[cb] = new FloatCoefficients(g, minInt64(tiling.channels, g.channels - c0), output + c0 * g.spatial,
                                        [&rows, c0](int64_t c, int k) { return rows.row[k][c0 + c]; });
   }
-  const bool streaming = streamsStoresNow<float>(g, 2);
   auto run = [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t rb = task / tiling.channelBlocks, cb = task % tiling.channelBlocks;
-      blockInFloats(NormalizeInFloats{input, output}, g, tiling.block(g, cb, rb), *blocks[cb], streaming);
+      blockInFloats(NormalizeInFloats{input, output}, g, tiling.block(g, cb, rb), *blocks[cb], walks.elementwiseOf(cb),
+                    walks.streaming);
     }
     vec::streamFence();
   };

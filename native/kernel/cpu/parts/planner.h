@@ -241,6 +241,43 @@ inline int64_t parallelRanges(int64_t count, int64_t elementsPerItem, int thread
   return maxInt64(1, minInt64(threads, count / grainOf(elementsPerItem)));
 }
 
+// Whether float32 elementwise passes run in float arithmetic (where fmadd on Floats is fused; see
+// float_passes.h); elsewhere they run in double and walk row groups.
+template <typename T>
+constexpr bool kFloatArithmetic = std::is_same<T, float>::value && vec::kFusedFloats;
+
+// The interleaved traversal of one phase of a call, decided once on the calling thread before any task
+// runs: the drivers switch on its fields and describe() serializes it, so kernelPlan reports the walks
+// the drivers take. Every channel block but the last has the same width and walks alike; the last may
+// be narrower and walk otherwise.
+struct InterleavedPlan {
+  Tiling tiling;
+  Walk reduction[2] = {Walk::AccumulatorRows, Walk::AccumulatorRows};  // statistics or sums: full, last block
+  Walk elementwise[2] = {Walk::RowGroups, Walk::RowGroups};            // normalization or grad_input
+  bool streaming = false;                                              // streamsStores for the call
+
+  Walk reductionOf(int64_t channelBlock) const { return reduction[channelBlock + 1 == tiling.channelBlocks ? 1 : 0]; }
+  Walk elementwiseOf(int64_t channelBlock) const {
+    return elementwise[channelBlock + 1 == tiling.channelBlocks ? 1 : 0];
+  }
+};
+
+// The plan of a phase whose elementwise pass touches `tensors` tensors (see streamsStores), on `threads`
+// threads. Eval forward has no reduction; its float tiling is evalTiling's.
+template <typename T>
+InterleavedPlan planInterleaved(const Geometry& g, Phase phase, int tensors, int threads) {
+  InterleavedPlan plan;
+  plan.tiling = phase == Phase::EvalForward && kFloatArithmetic<T> ? evalTiling(g) : reductionTiling<T>(g);
+  const Block blocks[2] = {plan.tiling.block(g, 0, 0), plan.tiling.block(g, plan.tiling.channelBlocks - 1, 0)};
+  for (int k = 0; k < 2; ++k) {
+    if (phase == Phase::TrainingForward) plan.reduction[k] = statisticsWalk<T>(blocks[k]);
+    if (phase == Phase::Backward) plan.reduction[k] = gradientSumsWalk<T>(g, blocks[k]);
+    plan.elementwise[k] = kFloatArithmetic<T> ? floatBlockWalk(g, blocks[k]) : Walk::RowGroups;
+  }
+  plan.streaming = streamsStores<T>(g, tensors, threads);
+  return plan;
+}
+
 template <typename F>
 void parallelOver(int64_t count, int64_t elementsPerItem, F& body) {
   const int64_t grain = grainOf(elementsPerItem);

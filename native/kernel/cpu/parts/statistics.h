@@ -191,11 +191,13 @@ void shiftedPartialsHeld(const T* input, const Block& block, const double* pivot
 // Per-position partial sums over one block's rows, written to rows of `positions` doubles.
 // float32: sums and squares of x - pivot (pivot per position). float64: compensated sums (high, low),
 // then squares about the double-double mean.
+// `walk`: the block's statistics walk (column groups or accumulator rows) from the call's InterleavedPlan.
 template <typename T>
-void shiftedPartials(const T* input, const Block& block, const double* pivots, double* sums, double* squares) {
+void shiftedPartials(const T* input, const Block& block, Walk walk, const double* pivots, double* sums,
+                     double* squares) {
   constexpr int parts = Chunk<T>::parts;
   constexpr int64_t lanes = Chunk<T>::lanes;
-  if (statisticsWalk<T>(block) == Walk::ColumnGroups) {
+  if (walk == Walk::ColumnGroups) {
     forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
       shiftedPartialsHeld<T, decltype(chunks)::value>(input + at, block, pivots + at, sums + at, squares + at);
     });
