@@ -17,14 +17,16 @@
 // |                                | width of whole chunks in a tensor that stays cached|                  |
 // | statistics (float64), sums     | otherwise                                          | accumulator-rows |
 // | gradient sums                  | rows of whole chunks in one held group, or wider   | column-groups    |
-// |                                | ones (groups of >= kMinGroupBytes) when not streamed|                 |
-// | normalize, grad_input (floats) | rows that follow each other in a streamed tensor   | streamed-rows    |
+// |                                | ones (groups of >= kMinGroupBytes) when not large  |                  |
+// | normalize, grad_input (floats) | rows that follow each other in a large tensor      | streamed-rows    |
 // |                                | rows of whole chunks, at most kColumnRowBytes, in  | column-groups    |
 // |                                | a tensor that stays in cache                       |                  |
 // |                                | other rows of a tensor that stays in cache         | row-groups       |
 // |                                | a larger one                                       | single-rows      |
 // | normalize, grad_input (double) | interleaved                                        | row-groups       |
 //
+// "Large": at least streamBytes() (largeOutput), a size class independent of the thread count. Whether
+// the output is then streamed does depend on it (streamsStores).
 // Why each walk exists, with the figure that justified it, is beside its predicate below; README
 // "Performance" lists them with their bench rows.
 
