@@ -390,9 +390,10 @@ function prepareCheckedBackward(
     { name: 'runningVar', array: runningVar, written: false },
     { name: 'saveMean', array: saveMean, written: false },
     { name: 'saveInvstd', array: saveInvstd, written: false },
-    { name: 'options.out.gradInput', array: gradInput, written: true },
-    { name: 'options.out.gradWeight', array: gradWeight, written: true },
-    { name: 'options.out.gradBias', array: gradBias, written: true },
+    // Only the caller's own outputs: a fresh array overlaps nothing.
+    { name: 'options.out.gradInput', array: outs.gradInput === undefined ? null : gradInput, written: true },
+    { name: 'options.out.gradWeight', array: outs.gradWeight === undefined ? null : gradWeight, written: true },
+    { name: 'options.out.gradBias', array: outs.gradBias === undefined ? null : gradBias, written: true },
   ]);
   const args = backwardArguments({
     gradOutput: dy.data,

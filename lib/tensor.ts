@@ -258,6 +258,11 @@ export interface NamedArray {
  * the order of the kernel's loops. `inPlace` names one pair that may be exactly the same view.
  */
 export function checkNoOverlap(arrays: NamedArray[], inPlace?: [string, string]): void {
+  // Arrays that are only read cannot conflict: without a written one there is nothing to check (and
+  // reading a small typed array's buffer costs a materialization of it).
+  let anyWritten = false;
+  for (let i = 0; i < arrays.length; i++) anyWritten ||= arrays[i]!.written && arrays[i]!.array !== null;
+  if (!anyWritten) return;
   // Buffers once per array; offsets only for the rare pair that shares a buffer.
   const buffers = arrays.map(({ array }) => (array === null ? null : bufferOf(array)));
   for (let i = 0; i < arrays.length; i++) {
