@@ -4,6 +4,7 @@ import type { NativeCacheSizes, NativeWalkPlan } from '../binding';
 import { invalidType } from './errors';
 import { getNumThreads } from './functional';
 import { native } from './native';
+import { checkBoolean, checkOptions } from './validate';
 import { type Tensor, checkTensor, dtypeName } from './tensor';
 
 /** A walk of the kernels, named as in native/kernel/cpu/parts/planner.h. */
@@ -93,8 +94,9 @@ function phasePlan(raw: NativeWalkPlan): PhasePlan {
  */
 export function kernelPlan(input: Tensor, options: { reference?: boolean; threads?: number } = {}): KernelPlan {
   const x = checkTensor(input, 'input');
-  const reference = options.reference === true;
-  const requested = options.threads ?? getNumThreads();
+  const opts = checkOptions(options, 'options', ['reference', 'threads']);
+  const reference = checkBoolean(opts.reference, 'options.reference', false);
+  const requested = opts.threads ?? getNumThreads();
   if (typeof requested !== 'number') throw invalidType('options.threads', 'an integer from 1 to 256', requested);
   if (!Number.isInteger(requested) || requested < 1 || requested > 256) {
     throw new RangeError(`Expected an integer from 1 to 256 for options.threads but received ${requested}`);

@@ -81,6 +81,20 @@ describe('kernelPlan', () => {
     expect(kernelPlan(tensor([2, 4])).threads).toBe(getNumThreads());
     expect(() => kernelPlan(tensor([2, 4]), { threads: 0 })).toThrow('Expected an integer from 1 to 256 for options.threads but received 0');
     expect(() => kernelPlan(tensor([2, 4]), { threads: '2' as never })).toThrow(TypeError);
+    expect(() => kernelPlan(tensor([2, 4]), { thread: 2 } as never)).toThrow("Unknown option 'thread' in options");
+    expect(() => kernelPlan(tensor([2, 4]), { reference: 1 } as never)).toThrow(TypeError);
+    // Options are read as own properties: a polluted prototype changes nothing.
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.threads = getNumThreads() === 1 ? 2 : 1;
+    proto.reference = true;
+    try {
+      const plan = kernelPlan(tensor([2, 4]));
+      expect(plan.threads).toBe(getNumThreads());
+      expect(plan.capability).toBe(cpuCapability());
+    } finally {
+      delete proto.threads;
+      delete proto.reference;
+    }
   });
 
   it('describes the scalar oracle on request', () => {
