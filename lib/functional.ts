@@ -203,11 +203,19 @@ function prepareForward(input: unknown, options: unknown): PreparedCall<ForwardA
 }
 
 /**
- * A forward call for an input already checked (the modules check theirs with their own rules). A
- * module's options object has every key as its own property already (`complete`).
+ * The private arrays of a module's call (lib/norm-base.ts): its options object has every key as its own
+ * property, its per-channel arrays are disjoint views of one buffer no caller can reach (so only the
+ * caller's tensors are checked for overlap), and a training forward writes its saved statistics into
+ * `savedStats`, two more such views.
  */
-function prepareCheckedForward(x: CheckedTensor, options: unknown, complete = false): PreparedCall<ForwardArgs, BatchNormResult> {
-  const opts = complete ? (options as Record<(typeof FORWARD_KEYS)[number], unknown>) : checkOptions(options, 'options', FORWARD_KEYS);
+interface ModuleArrays {
+  savedStats: [FloatArray, FloatArray] | null;
+}
+const MODULE_BACKWARD: ModuleArrays = Object.freeze({ savedStats: null });
+
+/** A forward call for an input already checked (the modules check theirs with their own rules). */
+function prepareCheckedForward(x: CheckedTensor, options: unknown, module?: ModuleArrays): PreparedCall<ForwardArgs, BatchNormResult> {
+  const opts = module !== undefined ? (options as Record<(typeof FORWARD_KEYS)[number], unknown>) : checkOptions(options, 'options', FORWARD_KEYS);
   const training = checkBoolean(opts.training, 'options.training', false);
   const momentum = checkFiniteNumber(opts.momentum, 'options.momentum', DEFAULT_MOMENTUM);
   const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
@@ -227,25 +235,29 @@ function prepareCheckedForward(x: CheckedTensor, options: unknown, complete = fa
     out = opts.out;
   }
   if (training) checkNotInPlaceForTraining(x, out);
+  const input = { name: 'input.data', array: x.data, written: false };
+  const output = { name: 'options.out', array: out, written: true };
   checkNoOverlap(
-    [
-      { name: 'input.data', array: x.data, written: false },
-      { name: 'options.out', array: out, written: true },
-      { name: 'weight', array: weight, written: false },
-      { name: 'bias', array: bias, written: false },
-      { name: 'runningMean', array: runningMean, written: training },
-      { name: 'runningVar', array: runningVar, written: training },
-    ],
+    module !== undefined
+      ? [input, output]
+      : [
+          input,
+          output,
+          { name: 'weight', array: weight, written: false },
+          { name: 'bias', array: bias, written: false },
+          { name: 'runningMean', array: runningMean, written: training },
+          { name: 'runningVar', array: runningVar, written: training },
+        ],
     ['input.data', 'options.out'],
   );
   if (training) checkBatchSizeForTraining(x);
 
-  const output = out ?? newOutputLike(x.data, x.elements);
+  const destination = out ?? newOutputLike(x.data, x.elements);
   const empty = isFloat32Array(x.data) ? EMPTY_FLOAT32 : EMPTY_FLOAT64;
-  const [saveMean, saveInvstd] = training ? newSavedStats(x.data, x.channels) : [empty, empty];
+  const [saveMean, saveInvstd] = !training ? [empty, empty] : (module?.savedStats ?? newSavedStats(x.data, x.channels));
   const args = forwardArguments({
     input: x.data,
-    output,
+    output: destination,
     batch: x.kernelBatch,
     channels: x.channels,
     spatial: x.kernelSpatial,
@@ -269,7 +281,7 @@ function prepareCheckedForward(x: CheckedTensor, options: unknown, complete = fa
   ];
   return {
     args,
-    result: { output: { data: output, shape: x.shape, memoryFormat: x.memoryFormat }, saveMean, saveInvstd },
+    result: { output: { data: destination, shape: x.shape, memoryFormat: x.memoryFormat }, saveMean, saveInvstd },
     callerArrays,
   };
 }
@@ -360,7 +372,7 @@ function prepareCheckedBackward(
   gradOutput: CheckedTensor,
   x: CheckedTensor,
   options: unknown,
-  complete = false,
+  module?: ModuleArrays,
 ): PreparedCall<BackwardArgs, BatchNormBackwardResult> {
   let dy = gradOutput;
   checkSameDtype(dy.data, 'gradOutput.data', x.data);
@@ -372,7 +384,7 @@ function prepareCheckedBackward(
   // PyTorch accepts a gradient in either layout and returns grad_input in the input's: the gradient
   // is permuted into the input's layout (a copy of gradOutput).
   if (dy.memoryFormat !== x.memoryFormat) dy = checkTensor(permuteTo(dy, x.memoryFormat), 'gradOutput');
-  const opts = complete ? (options as Record<(typeof BACKWARD_KEYS)[number], unknown>) : checkOptions(options, 'options', BACKWARD_KEYS, true);
+  const opts = module !== undefined ? (options as Record<(typeof BACKWARD_KEYS)[number], unknown>) : checkOptions(options, 'options', BACKWARD_KEYS, true);
   const training = checkBoolean(opts.training, 'options.training', undefined);
   const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
   const [wantInput, wantWeight, wantBias] = checkOutputMask(opts.outputMask);
@@ -382,19 +394,26 @@ function prepareCheckedBackward(
   const gradInput = backwardDestination(outs.gradInput, 'gradInput', wantInput, x, x.elements);
   const gradWeight = backwardDestination(outs.gradWeight, 'gradWeight', wantWeight, x, x.channels);
   const gradBias = backwardDestination(outs.gradBias, 'gradBias', wantBias, x, x.channels);
-  checkNoOverlap([
-    { name: 'gradOutput.data', array: dy.data, written: false },
-    { name: 'input.data', array: x.data, written: false },
-    { name: 'weight', array: weight, written: false },
-    { name: 'runningMean', array: runningMean, written: false },
-    { name: 'runningVar', array: runningVar, written: false },
-    { name: 'saveMean', array: saveMean, written: false },
-    { name: 'saveInvstd', array: saveInvstd, written: false },
-    // Only the caller's own outputs: a fresh array overlaps nothing.
-    { name: 'options.out.gradInput', array: outs.gradInput === undefined ? null : gradInput, written: true },
-    { name: 'options.out.gradWeight', array: outs.gradWeight === undefined ? null : gradWeight, written: true },
-    { name: 'options.out.gradBias', array: outs.gradBias === undefined ? null : gradBias, written: true },
-  ]);
+  // Only the caller's own outputs: a fresh array overlaps nothing.
+  const gradOutputArray = { name: 'gradOutput.data', array: dy.data, written: false };
+  const inputArray = { name: 'input.data', array: x.data, written: false };
+  const gradInputArray = { name: 'options.out.gradInput', array: outs.gradInput === undefined ? null : gradInput, written: true };
+  checkNoOverlap(
+    module !== undefined
+      ? [gradOutputArray, inputArray, gradInputArray]
+      : [
+          gradOutputArray,
+          inputArray,
+          { name: 'weight', array: weight, written: false },
+          { name: 'runningMean', array: runningMean, written: false },
+          { name: 'runningVar', array: runningVar, written: false },
+          { name: 'saveMean', array: saveMean, written: false },
+          { name: 'saveInvstd', array: saveInvstd, written: false },
+          gradInputArray,
+          { name: 'options.out.gradWeight', array: outs.gradWeight === undefined ? null : gradWeight, written: true },
+          { name: 'options.out.gradBias', array: outs.gradBias === undefined ? null : gradBias, written: true },
+        ],
+  );
   const args = backwardArguments({
     gradOutput: dy.data,
     input: x.data,
@@ -442,24 +461,28 @@ type Complete<T> = { [K in keyof Required<T>]: T[K] };
  * preparation, without checking the tensors twice.
  */
 export const checkedCalls = {
-  forward(x: CheckedTensor, options: Complete<BatchNormOptions>): BatchNormResult {
-    const call = prepareCheckedForward(x, options, true);
+  forward(x: CheckedTensor, options: Complete<BatchNormOptions>, savedStats: [FloatArray, FloatArray] | null): BatchNormResult {
+    const call = prepareCheckedForward(x, options, { savedStats });
     native().forward(...call.args);
     return call.result;
   },
-  async forwardAsync(x: CheckedTensor, options: Complete<BatchNormOptions>): Promise<BatchNormResult> {
-    const call = prepareCheckedForward(x, options, true);
+  async forwardAsync(
+    x: CheckedTensor,
+    options: Complete<BatchNormOptions>,
+    savedStats: [FloatArray, FloatArray] | null,
+  ): Promise<BatchNormResult> {
+    const call = prepareCheckedForward(x, options, { savedStats });
     const staged = protectAsyncArrays(call.callerArrays);
     await native().forwardAsync(...call.args, staged);
     return call.result;
   },
   backward(dy: CheckedTensor, x: CheckedTensor, options: Complete<BatchNormBackwardOptions>): BatchNormBackwardResult {
-    const call = prepareCheckedBackward(dy, x, options, true);
+    const call = prepareCheckedBackward(dy, x, options, MODULE_BACKWARD);
     native().backward(...call.args);
     return call.result;
   },
   async backwardAsync(dy: CheckedTensor, x: CheckedTensor, options: Complete<BatchNormBackwardOptions>): Promise<BatchNormBackwardResult> {
-    const call = prepareCheckedBackward(dy, x, options, true);
+    const call = prepareCheckedBackward(dy, x, options, MODULE_BACKWARD);
     const staged = protectAsyncArrays(call.callerArrays);
     await native().backwardAsync(...call.args, staged);
     return call.result;

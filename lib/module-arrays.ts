@@ -3,21 +3,26 @@
 import type { Parameter } from './module-options';
 import type { DType, FloatArray } from './tensor';
 
-/** Per-channel arrays the kernels get instead of the module's own. */
+/**
+ * Per-channel arrays the kernels get instead of the module's own, and the saved statistics a training
+ * forward writes: disjoint views of one buffer that no caller can reach.
+ */
 export interface KernelCopies {
   weight: FloatArray;
   bias: FloatArray;
   runningMean: FloatArray;
   runningVar: FloatArray;
+  saveMean: FloatArray;
+  saveInvstd: FloatArray;
 }
 
 export function newKernelCopies(dtype: DType, length: number): KernelCopies {
   // Views of one ArrayBuffer made up front, so reading their buffer later allocates nothing.
   const size = dtype === 'float32' ? 4 : 8;
-  const buffer = new ArrayBuffer(4 * size * length);
+  const buffer = new ArrayBuffer(6 * size * length);
   const view = (i: number): FloatArray =>
     dtype === 'float32' ? new Float32Array(buffer, i * size * length, length) : new Float64Array(buffer, i * size * length, length);
-  return { weight: view(0), bias: view(1), runningMean: view(2), runningVar: view(3) };
+  return { weight: view(0), bias: view(1), runningMean: view(2), runningVar: view(3), saveMean: view(4), saveInvstd: view(5) };
 }
 
 /**

@@ -338,7 +338,7 @@ export abstract class BatchNormBase<D extends DType = DType> {
   forward(input: Tensor<ArrayOf<D>>, options?: ModuleForwardOptions<D>): Tensor<ArrayOf<D>> {
     this.checkIdle('forward');
     const plan = this.planForward(input, this.training, options);
-    const result = checkedCalls.forward(plan.kernel.x, plan.options);
+    const result = checkedCalls.forward(plan.kernel.x, plan.options, plan.savedStats);
     return this.commitForward(plan, result);
   }
 
@@ -352,7 +352,7 @@ export abstract class BatchNormBase<D extends DType = DType> {
     const training = this.training;
     return this.enqueue(async () => {
       const plan = this.planForward(input, training, options);
-      const result = await checkedCalls.forwardAsync(plan.kernel.x, plan.options);
+      const result = await checkedCalls.forwardAsync(plan.kernel.x, plan.options, plan.savedStats);
       return this.commitForward(plan, result);
     });
   }
@@ -547,6 +547,11 @@ export abstract class BatchNormBase<D extends DType = DType> {
       // must not change the gradient).
       runningMeanAtForward: usedBatchStats ? null : runningMean,
       runningVarAtForward: usedBatchStats ? null : runningVar,
+      // Where a training forward writes its saved statistics (kept for backward; the next forward uses
+      // the other set of copies). An InstanceNorm without parameters or running statistics takes any C,
+      // so its kernel may have other channels than the copies: the call then allocates them.
+      savedStats:
+        copies.saveMean.length === kernel.x.channels ? ([copies.saveMean, copies.saveInvstd] as [FloatArray, FloatArray]) : null,
       // Taken before the kernel runs, as the input the forward reads.
       fingerprint: this.checkInputUnchanged ? native().fingerprint(kernel.x.data) : null,
     };
