@@ -69,6 +69,23 @@ describe('module outputs into caller buffers', () => {
     }
   });
 
+  it('a forward that fails leaves the last good forward for backward, its saved statistics included', () => {
+    const x2 = { data: ramp(n, 3), shape };
+    const reference = new BatchNorm2d(3);
+    reference.forward(x);
+    const expected = bytes(reference.backward(dy).data);
+    const m = new BatchNorm2d(3);
+    m.forward(x2);
+    m.forward(x);
+    // Fails after the plan took the next set of copies: the saved forward (of x) must be untouched.
+    expect(() => m.forward(x2, { out: new Float32Array(n + 1) })).toThrow(RangeError);
+    expect(bytes(m.backward(dy).data)).toBe(expected);
+    // And with the saved forward in the other set of copies (one forward flips them).
+    m.forward(x);
+    expect(() => m.forward(x2, { out: new Float32Array(n + 1) })).toThrow(RangeError);
+    expect(bytes(m.backward(dy).data)).toBe(expected);
+  });
+
   it('works the same through forwardAsync and backwardAsync', async () => {
     const sync = new BatchNorm2d(3);
     const queued = new BatchNorm2d(3);
