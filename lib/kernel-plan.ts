@@ -48,7 +48,7 @@ export interface KernelPlan {
    * fallback (1 MB L2, 32 MB last level per core complex). Blocks aim at a quarter of the L2. On one
    * thread, outputs of a quarter of the last level and more are streamed; on more, only those whose
    * pass's tensors (input and output; grad_input: input, gradOutput and gradInput) together take more
-   * than seven eighths of it.
+   * than seven eighths of it (training forward, backward), or more than it and every thread's L2 (eval).
    */
   caches: NativeCacheSizes;
   /**

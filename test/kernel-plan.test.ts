@@ -53,22 +53,24 @@ describe('kernelPlan', () => {
     expect(kernelPlan(tensor([rows - 1, 1, 4096]), one).trainingForward.streamed).toBe(rows * 4096 * 4 - 4096 * 4 >= threshold);
   });
 
-  it('on more threads, streams only where the tensors of a pass outgrow seven eighths of the last-level cache', () => {
-    const { lastLevelBytes } = kernelPlan(tensor([1, 1])).caches;
+  it('on more threads, streams only where the tensors of a pass outgrow the caches that hold them', () => {
+    const { lastLevelBytes, l2Bytes } = kernelPlan(tensor([1, 1])).caches;
+    // Training and backward: seven eighths of the last level. Eval: the last level and every thread's L2.
     const room = lastLevelBytes - lastLevelBytes / 8;
-    // The largest tensor whose forward passes (input and output) fit, and the smallest one whose do not.
+    const evalRoom = lastLevelBytes + 2 * l2Bytes;
+    // The largest tensors whose passes (input and output) fit, and the smallest ones whose do not.
     const fitting = Math.floor(room / 2 / 4 / 4096);
+    const evalFitting = Math.floor(evalRoom / 2 / 4 / 4096);
     const two = { threads: 2 };
     const fits = kernelPlan(tensor([fitting, 1, 4096]), two);
     expect(fits.threads).toBe(Math.min(2, kernelPlan(tensor([1, 1]), { threads: 256 }).threads));
     if (fits.threads === 2) {
-      expect(fits.evalForward.streamed).toBe(false);
       expect(fits.trainingForward.streamed).toBe(false);
       // grad_input reads the input and gradOutput and writes gradInput: three tensors.
       expect(fits.backward.streamed).toBe(3 * fitting * 4096 * 4 > room);
-      const outgrowing = kernelPlan(tensor([fitting + 1, 1, 4096]), two);
-      expect(outgrowing.evalForward.streamed).toBe(true);
-      expect(outgrowing.trainingForward.streamed).toBe(true);
+      expect(kernelPlan(tensor([fitting + 1, 1, 4096]), two).trainingForward.streamed).toBe(true);
+      expect(kernelPlan(tensor([evalFitting, 1, 4096]), two).evalForward.streamed).toBe(false);
+      expect(kernelPlan(tensor([evalFitting + 1, 1, 4096]), two).evalForward.streamed).toBe(true);
       expect(fits.evalForward.ranges).toBe(2);
     } else {
       // A thread budget of 1 (BATCHNORM_NUM_THREADS=1) plans for one thread.

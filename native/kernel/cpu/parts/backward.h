@@ -330,7 +330,7 @@ void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInp
   if (interleavedTraversal<T>(g)) {
     InterleavedBackward<T>(g, input, gradOutput, gradInput, plan).run();
   } else {
-    const bool streaming = streamsStoresNow<T>(g, plan.readsInput ? 3 : 2);
+    const bool streaming = streamsStoresNow<T>(g, Phase::Backward, plan.readsInput ? 3 : 2);
     auto body = [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) planarBackward(g, input, gradOutput, gradInput, plan, c, streaming);
       if (streaming) vec::streamFence();

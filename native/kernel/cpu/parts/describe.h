@@ -24,7 +24,7 @@ void describe(const Geometry& g, Phase phase, int threads, WalkPlan& plan) {
   plan.arithmetic = kFloatArithmetic<T> ? "float" : "double";
   plan.threads = threads;
   const int tensors = phase == Phase::Backward ? 3 : 2;
-  plan.streamed = streamsStores<T>(g, tensors, threads);
+  plan.streamed = streamsStores<T>(g, phase, tensors, threads);
   if (g.elements() == 0) return;
   const bool interleaved = phase == Phase::EvalForward ? evalAcrossChannels<T>(g) : interleavedTraversal<T>(g);
   if (!interleaved) {

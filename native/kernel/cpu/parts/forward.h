@@ -221,7 +221,7 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
   if (interleavedTraversal<T>(g)) {
     InterleavedTrainingForward<T>(g, input, output, plan).run();
   } else {
-    const bool streaming = streamsStoresNow<T>(g, 2);
+    const bool streaming = streamsStoresNow<T>(g, Phase::TrainingForward, 2);
     auto body = [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) planarTrainingForward(g, input, output, plan, c, streaming);
       if (streaming) vec::streamFence();
@@ -266,7 +266,7 @@ inline bool evalInFloats(const Geometry& g, const float* input, float* output, c
   if (inFloats && evalAcrossChannels<float>(g)) {
     affineInterleavedInFloats(g, input, output, rows);
   } else if (inFloats) {
-    normalizeFlatInFloats(g, input, output, rows, streamsStoresNow<float>(g, 2));
+    normalizeFlatInFloats(g, input, output, rows, streamsStoresNow<float>(g, Phase::EvalForward, 2));
   }
   delete[] storage;
   return inFloats;
@@ -291,7 +291,7 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
     });
     return;
   }
-  const bool streaming = streamsStoresNow<T>(g, 2);
+  const bool streaming = streamsStoresNow<T>(g, Phase::EvalForward, 2);
   // Planar: one (batch item, channel) row at a time.
   PreparedAffine* prepared = new PreparedAffine[static_cast<size_t>(g.channels)];
   for (int64_t c = 0; c < g.channels; ++c) prepared[c] = prepareAffine<T>(channels[c]);

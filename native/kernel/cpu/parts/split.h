@@ -58,7 +58,7 @@ void gradInputChannel(const Geometry& g, const T* input, const T* gradOutput, T*
 template <typename T>
 bool splitGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const GradientAffine* coefficients) {
   if (interleavedTraversal<T>(g)) return false;
-  const bool streaming = streamsStoresNow<T>(g, 3);
+  const bool streaming = streamsStoresNow<T>(g, Phase::Backward, 3);
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) gradInputChannel(g, input, gradOutput, gradInput, c, coefficients[c], streaming);
     if (streaming) vec::streamFence();
