@@ -78,19 +78,14 @@ export function dtypeName(array: FloatArray): 'float32' | 'float64' {
   return isFloat32Array(array) ? 'float32' : 'float64';
 }
 
-/** A new zero-filled array of `like`'s element type. */
+/**
+ * A new zero-filled array of `like`'s element type. Also for outputs the kernel writes whole (a
+ * forward's result, a gradInput): uninitialized memory (Buffer.allocUnsafeSlow) made those calls 1.2x-1.8x
+ * faster, but with worker threads starting and ending it kept about 60 MB more resident on Node 22 and 24
+ * (docs/PERFORMANCE.md, "Two threads").
+ */
 export function newLike(like: FloatArray, length: number): FloatArray {
   return isFloat32Array(like) ? new Float32Array(length) : new Float64Array(length);
-}
-
-/**
- * A new array for an output the kernel writes whole (the result of a forward, a gradInput). Zero-filled
- * although every element is overwritten: uninitialized memory (Buffer.allocUnsafeSlow) made the
- * allocating calls 1.2x-1.8x faster, but with worker threads starting and ending it kept about 60 MB
- * more resident on Node 22 and 24 (docs/PERFORMANCE.md, "Two threads").
- */
-export function newOutputLike(like: FloatArray, length: number): FloatArray {
-  return newLike(like, length);
 }
 
 const MIN_RANK = 2;
