@@ -10,7 +10,7 @@
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
-import { AB_SHAPES, benchTensors, commandLine, formatMs as fmt, measure } from './timing.mjs';
+import { AB_SHAPES, benchTensors, commandLine, formatMs as fmt, functionalCall, measure } from './timing.mjs';
 
 const require = createRequire(import.meta.url);
 const { option, positional } = commandLine(process.argv.slice(2));
@@ -39,10 +39,10 @@ const MODULES = { 2: 'BatchNorm1d', 3: 'BatchNorm1d', 4: 'BatchNorm2d', 5: 'Batc
 
 /** One side's call for a case, with `out` given (what a training loop passes) unless `op` ends in -alloc. */
 function callFor(bn, side, shape, format, opName) {
-  const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(shape, format);
   const allocating = opName.endsWith('-alloc');
   const op = allocating ? opName.slice(0, -'-alloc'.length) : opName;
   if (op.startsWith('module-')) {
+    const { length, x, dy } = benchTensors(shape, format);
     const module = new bn[MODULES[shape.length]](shape[1], side === 1 ? moduleOptionsB : {});
     const out = allocating ? {} : { out: new Float32Array(length) };
     const backwardOut = allocating ? {} : { out: { gradInput: new Float32Array(length) } };
@@ -55,16 +55,7 @@ function callFor(bn, side, shape, format, opName) {
     }
     return () => module.forward(x, out);
   }
-  const forwardOptions = { weight, bias, runningMean, runningVar };
-  if (op === 'backward') {
-    const { saveMean, saveInvstd } = bn.batchNorm(x, { ...forwardOptions, training: true });
-    const options = { weight, saveMean, saveInvstd, training: true };
-    if (!allocating) options.out = { gradInput: new Float32Array(length) };
-    return () => bn.batchNormBackward(dy, x, options);
-  }
-  const options = { ...forwardOptions, training: op === 'train' };
-  if (!allocating) options.out = new Float32Array(length);
-  return () => bn.batchNorm(x, options);
+  return functionalCall(bn, shape, format, op, allocating);
 }
 
 console.log(`A = ${rootA}\nB = ${rootB} ${JSON.stringify(moduleOptionsB)}\n${threads} thread(s), ${rounds} rounds of A B B A\n`);

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { AB_SHAPES, callWithOut, commandLine, formatMs as fmt, measure } from './timing.mjs';
+import { AB_SHAPES, commandLine, formatMs as fmt, functionalCall, measure } from './timing.mjs';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -47,7 +47,7 @@ if (extraShape !== null) {
 /** The call of one side for a case, with `out` given (what a training loop passes). */
 function callFor(bn, shape, format, op) {
   bn.setNumThreads(threads);
-  return callWithOut(bn, shape, format, op);
+  return functionalCall(bn, shape, format, op);
 }
 
 console.log(`A = ${addonA}\nB = ${addonB}\n${threads} thread(s), ${rounds} rounds of A B B A\n`);

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-import { callWithOut, commandLine, formatMs as fmt, measure } from './timing.mjs';
+import { commandLine, formatMs as fmt, functionalCall, measure } from './timing.mjs';
 
 const require = createRequire(import.meta.url);
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -69,7 +69,7 @@ for (const threads of threadCounts) {
     const name = `(${shape.join(',')})${format === 'channelsLast' ? ' NHWC' : ''}`;
     if (only !== null && !name.includes(only)) continue;
     for (const op of OPS) {
-      const call = callWithOut(bn, shape, format, op);
+      const call = functionalCall(bn, shape, format, op);
       let ours = Infinity;
       let theirs = Infinity;
       for (let round = 0; round < rounds; round++) {

@@ -96,18 +96,21 @@ export function commandLine(args) {
 }
 
 /**
- * A functional call of `bn` (the package) for a bench case with `out` given (what a training loop
- * passes): eval, train (forward) or backward (of a training forward), on the case's tensors.
+ * A functional call of `bn` (the package) for a bench case: eval, train (forward) or backward (of a
+ * training forward), on the case's tensors, with `out` given (what a training loop passes) unless
+ * `allocating`.
  */
-export function callWithOut(bn, shape, format, op) {
+export function functionalCall(bn, shape, format, op, allocating = false) {
   const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(shape, format);
   const forwardOptions = { weight, bias, runningMean, runningVar };
   if (op === 'backward') {
     const { saveMean, saveInvstd } = bn.batchNorm(x, { ...forwardOptions, training: true });
-    const options = { weight, saveMean, saveInvstd, training: true, out: { gradInput: new Float32Array(length) } };
+    const options = { weight, saveMean, saveInvstd, training: true };
+    if (!allocating) options.out = { gradInput: new Float32Array(length) };
     return () => bn.batchNormBackward(dy, x, options);
   }
-  const options = { ...forwardOptions, training: op === 'train', out: new Float32Array(length) };
+  const options = { ...forwardOptions, training: op === 'train' };
+  if (!allocating) options.out = new Float32Array(length);
   return () => bn.batchNorm(x, options);
 }
 
