@@ -7,10 +7,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "kernel/batch_norm.h"
+#include "kernel/cache_sizes.h"
 #include "kernel/dispatch.h"
+#include "kernel/hook_check.h"
 #include "kernel/thread_pool.h"
 
 namespace {
@@ -151,6 +155,213 @@ void checkThreads(batchnorm::ThreadPool* pool, const Geometry& g, uint32_t seed)
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// The storage trait and the hooks (kernel/hook_check.h): every kernel-table entry called directly, on the
+// plain float tables and on the check tables, over geometries that take every walk.
+
+using batchnorm::BackwardPlan;
+using batchnorm::ChannelAffine;
+using batchnorm::EvalChannels;
+using batchnorm::ForwardPlan;
+using batchnorm::GradientAffine;
+using batchnorm::KernelTable;
+
+// Every output of the table entries, as float arrays (a StoredFloat array is one).
+struct TableOutputs {
+  std::vector<float> output, saveMean, saveInvstd, runningMean, runningVar, evalOutput, gradInput, gradWeight,
+      gradBias, evalGradInput, evalGradWeight, evalGradBias, splitOutput, splitGradInput;
+  std::vector<double> splitSumDy, splitDotp;
+  bool split = false;
+};
+
+template <typename T>
+T* as(std::vector<float>& values) {
+  return reinterpret_cast<T*>(values.data());
+}
+template <typename T>
+const T* as(const std::vector<float>& values) {
+  return reinterpret_cast<const T*>(values.data());
+}
+
+// `negatedSums`: the split grad_input's coefficients as a table whose mask negates dy finds them.
+// `largeWeight`: channel 0's weight is 1e35, so its scale leaves the range the float passes take
+// (float_passes.h inFloatRange) and the call or its first block takes the double walks.
+template <typename T>
+TableOutputs runTable(const KernelTable<T>& table, const Geometry& g, uint32_t seed, bool negatedSums,
+                      bool largeWeight) {
+  const size_t n = static_cast<size_t>(g.elements()), c = static_cast<size_t>(g.channels);
+  const std::vector<float> input = randomValues<float>(n, seed, 2, seed % 2 ? 100 : 0.5);
+  const std::vector<float> gradOutput = randomValues<float>(n, seed + 1, 1, 0.1);
+  std::vector<float> weight = randomValues<float>(c, seed + 2, 0.5, 1);
+  const std::vector<float> bias = randomValues<float>(c, seed + 3, 1, 0);
+  if (largeWeight) weight[0] = 1e35f;
+  TableOutputs out;
+  for (std::vector<float>* v : {&out.output, &out.evalOutput, &out.gradInput, &out.evalGradInput, &out.splitOutput,
+                                &out.splitGradInput}) {
+    v->assign(n, 0);
+  }
+  for (std::vector<float>* v : {&out.saveMean, &out.saveInvstd, &out.runningMean, &out.gradWeight, &out.gradBias,
+                                &out.evalGradWeight, &out.evalGradBias}) {
+    v->assign(c, 0);
+  }
+  out.runningVar.assign(c, 1);
+  const double count = static_cast<double>(g.perChannel());
+
+  ForwardPlan<T> forward;
+  forward.weight = as<T>(weight);
+  forward.bias = as<T>(bias);
+  forward.runningMean = as<T>(out.runningMean);
+  forward.runningVar = as<T>(out.runningVar);
+  forward.saveMean = as<T>(out.saveMean);
+  forward.saveInvstd = as<T>(out.saveInvstd);
+  forward.count = count;
+  table.trainingForward(g, as<T>(input), as<T>(out.output), forward);
+
+  EvalChannels<T> eval;
+  eval.runningMean = as<T>(out.runningMean);
+  eval.runningVar = as<T>(out.runningVar);
+  eval.weight = as<T>(weight);
+  eval.bias = as<T>(bias);
+  eval.eps = 1e-5;
+  table.evalForward(g, as<T>(input), as<T>(out.evalOutput), eval);
+
+  std::vector<double> center(c), invstd(c), runningCenter(c), runningInvstd(c);
+  for (size_t k = 0; k < c; ++k) {
+    center[k] = out.saveMean[k];
+    invstd[k] = out.saveInvstd[k];
+    runningCenter[k] = out.runningMean[k];
+    runningInvstd[k] = 1 / std::sqrt(static_cast<double>(out.runningVar[k]) + 1e-5);
+  }
+  BackwardPlan<T> backward;
+  backward.center = center.data();
+  backward.invstd = invstd.data();
+  backward.weight = as<T>(weight);
+  backward.gradWeight = as<T>(out.gradWeight);
+  backward.gradBias = as<T>(out.gradBias);
+  backward.count = count;
+  table.backward(g, as<T>(input), as<T>(gradOutput), as<T>(out.gradInput), backward);
+  // Evaluation's backward: dx = dy * scale, a normalization of dy.
+  backward.center = runningCenter.data();
+  backward.invstd = runningInvstd.data();
+  backward.gradWeight = as<T>(out.evalGradWeight);
+  backward.gradBias = as<T>(out.evalGradBias);
+  backward.readsInput = false;
+  table.backward(g, as<T>(input), as<T>(gradOutput), as<T>(out.evalGradInput), backward);
+
+  std::vector<ChannelAffine> affines(c);
+  for (size_t k = 0; k < c; ++k) affines[k] = {center[k], invstd[k] * weight[k], bias[k]};
+  table.splitAffine(g, as<T>(input), as<T>(out.splitOutput), affines.data());
+  out.splitSumDy.assign(c, 0);
+  out.splitDotp.assign(c, 0);
+  out.split = table.splitGradientSums(g, as<T>(input), as<T>(gradOutput), center.data(), out.splitSumDy.data(),
+                                      out.splitDotp.data());
+  if (out.split) {
+    const double sign = negatedSums ? -1 : 1;
+    std::vector<GradientAffine> coefficients(c);
+    for (size_t k = 0; k < c; ++k) {
+      // The sums of the plain table, as finishGradients turns them into coefficients.
+      const double sumDy = sign * out.splitSumDy[k], dotp = sign * out.splitDotp[k];
+      coefficients[k] = {center[k], sign * sumDy / count, sign * dotp * invstd[k] * invstd[k] / count,
+                         invstd[k] * weight[k]};
+    }
+    table.splitGradInput(g, as<T>(input), as<T>(gradOutput), as<T>(out.splitGradInput), coefficients.data());
+  }
+  return out;
+}
+
+void expectSameBits(const char* what, const Geometry& g, const std::vector<float>& a, const std::vector<float>& b) {
+  ++comparisons;
+  if (a.size() != b.size() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0) {
+    std::printf("FAIL storage trait: %s (%lld,%lld,%lld) differs from float's\n", what, (long long)g.batch,
+                (long long)g.channels, (long long)g.spatial);
+    ++failures;
+  }
+}
+
+template <typename V>
+void expectNegated(const char* what, const Geometry& g, const std::vector<V>& hooked, const std::vector<V>& plain) {
+  ++comparisons;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    if (!(hooked[i] == -plain[i])) {
+      std::printf("FAIL hooks: %s (%lld,%lld,%lld) [%zu]: %.9g, expected %.9g\n", what, (long long)g.batch,
+                  (long long)g.channels, (long long)g.spatial, i, static_cast<double>(hooked[i]),
+                  -static_cast<double>(plain[i]));
+      ++failures;
+      return;
+    }
+  }
+}
+
+void checkHooks(const Geometry& g, uint32_t seed, bool largeWeight, std::set<std::string>& walks) {
+  const TableOutputs plain = runTable(batchnorm::kernels<float>(), g, seed, false, largeWeight);
+  const TableOutputs stored = runTable(batchnorm::hookCheckKernels().storedFloat, g, seed, false, largeWeight);
+  const TableOutputs hooked = runTable(batchnorm::hookCheckKernels().negated, g, seed, true, largeWeight);
+  const std::vector<float> TableOutputs::*const arrays[] = {
+      &TableOutputs::output,         &TableOutputs::saveMean,       &TableOutputs::saveInvstd,
+      &TableOutputs::runningMean,    &TableOutputs::runningVar,     &TableOutputs::evalOutput,
+      &TableOutputs::gradInput,      &TableOutputs::gradWeight,     &TableOutputs::gradBias,
+      &TableOutputs::evalGradInput,  &TableOutputs::evalGradWeight, &TableOutputs::evalGradBias,
+      &TableOutputs::splitOutput,    &TableOutputs::splitGradInput};
+  for (const auto array : arrays) expectSameBits("an output", g, stored.*array, plain.*array);
+  // The epilogue negates the forward's outputs only; the mask negates every gradient.
+  expectSameBits("saveMean", g, hooked.saveMean, plain.saveMean);
+  expectSameBits("saveInvstd", g, hooked.saveInvstd, plain.saveInvstd);
+  expectSameBits("runningVar", g, hooked.runningVar, plain.runningVar);
+  expectNegated("output", g, hooked.output, plain.output);
+  expectNegated("eval output", g, hooked.evalOutput, plain.evalOutput);
+  expectNegated("split output", g, hooked.splitOutput, plain.splitOutput);
+  expectNegated("gradInput", g, hooked.gradInput, plain.gradInput);
+  expectNegated("gradWeight", g, hooked.gradWeight, plain.gradWeight);
+  expectNegated("gradBias", g, hooked.gradBias, plain.gradBias);
+  expectNegated("eval gradInput", g, hooked.evalGradInput, plain.evalGradInput);
+  expectNegated("eval gradWeight", g, hooked.evalGradWeight, plain.evalGradWeight);
+  if (plain.split) {
+    expectNegated("split sumDy", g, hooked.splitSumDy, plain.splitSumDy);
+    expectNegated("split dotp", g, hooked.splitDotp, plain.splitDotp);
+    expectNegated("split gradInput", g, hooked.splitGradInput, plain.splitGradInput);
+  }
+  for (batchnorm::Phase phase : {batchnorm::Phase::TrainingForward, batchnorm::Phase::EvalForward,
+                                 batchnorm::Phase::Backward}) {
+    batchnorm::WalkPlan plan;
+    batchnorm::kernels<float>().describe(g, phase, 1, plan);
+    for (const char* walk : {plan.reduction, plan.elementwise, plan.reductionLast, plan.elementwiseLast}) {
+      if (*walk != '\0') walks.insert(walk);
+    }
+    if (plan.streamed) walks.insert("(streamed stores)");
+  }
+}
+
+// The geometries of main() plus three outgrowing the last-level cache, for the walks of large tensors:
+// planar rows streamed, channels-last streamed rows, and single rows (more than one channel block).
+void checkAllHooks(const Geometry (&geometries)[20], uint32_t seed) {
+  const int64_t llcFloats = batchnorm::cacheSizes().lastLevelBytes / 4;
+  std::vector<Geometry> all(std::begin(geometries), std::end(geometries));
+  all.push_back({llcFloats / 4 / (8 * 1024) + 1, 8, 1024});
+  all.push_back({llcFloats / 4 / 64 + 1, 64, 1});
+  all.push_back({llcFloats / 2 / 1040 + 1, 1040, 1});
+  std::set<std::string> walks;
+  for (const Geometry& g : all) {
+    checkHooks(g, ++seed, false, walks);
+    checkHooks(g, ++seed, true, walks);
+  }
+  const bool inFloats = walks.count("flat-joined") > 0;
+  std::vector<std::string> expected = {"planar-rows", "column-groups", "accumulator-rows", "row-groups",
+                                       "(streamed stores)"};
+  if (inFloats) {
+    for (const char* walk : {"flat-joined", "streamed-rows", "single-rows"}) expected.push_back(walk);
+  }
+  std::string covered;
+  for (const std::string& walk : walks) covered += " " + walk;
+  std::printf("hook check walks (%s arithmetic):%s\n", inFloats ? "float" : "double", covered.c_str());
+  for (const std::string& walk : expected) {
+    ++comparisons;
+    if (walks.count(walk) == 0) {
+      std::printf("FAIL hook check: no geometry took %s\n", walk.c_str());
+      ++failures;
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -170,6 +381,10 @@ int main() {
   for (const Geometry& g : geometries) {
     checkThreads<float>(pool, g, static_cast<uint32_t>(++index));
     checkThreads<double>(pool, g, static_cast<uint32_t>(++index));
+  }
+  {
+    const batchnorm::ScopedPool scope(pool, 1);
+    checkAllHooks(geometries, static_cast<uint32_t>(++index));
   }
   batchnorm::releasePool(pool);
   std::printf("core_check (%s kernels): %d comparisons, %d failures\n", batchnorm::cpuCapability(), comparisons,

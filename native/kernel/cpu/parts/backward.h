@@ -14,29 +14,30 @@ inline bool gradientInFloats(const GradientAffine& coef, bool readsInput, FloatC
   return NormalizeInFloats::coefficients(scaling, out);
 }
 
-// Runs `walk(pass)` with the pass of grad_input in floats: GradientInFloats or NormalizeInFloats.
-template <typename Walk>
-inline void withGradientPass(bool readsInput, const float* input, const float* gradOutput, float* gradInput,
-                             Walk&& walk) {
+// Runs `walk(pass)` with the pass of grad_input in floats: GradientInFloats or NormalizeInFloats, with
+// grad_output read through `mask`.
+template <typename T, typename GradientMask, typename Walk>
+inline void withGradientPass(bool readsInput, const T* input, const T* gradOutput, T* gradInput,
+                             const GradientMask& mask, Walk&& walk) {
   if (readsInput) {
-    walk(GradientInFloats{input, gradOutput, gradInput});
+    walk(GradientPass<T, GradientMask>{input, gradOutput, gradInput, mask});
   } else {
-    walk(NormalizeInFloats{gradOutput, gradInput});
+    walk(NormalizePass<T, GradientMask, NoEpilogue>{gradOutput, gradInput, mask, {}});
   }
 }
 
 // dx over one row in double: dx = (dy - gradMean - (x - center) * projection) * scale, or dy * scale.
-template <typename T>
+template <typename T, typename GradientMask>
 inline void gradientRow(const T* x, const T* dy, T* dx, int64_t length, const GradientAffine& coef, bool readsInput,
-                        bool streaming) {
+                        bool streaming, const GradientMask& mask) {
   const Doubles center = Doubles::broadcast(coef.center), gradMean = Doubles::broadcast(coef.gradMean),
                 projection = Doubles::broadcast(coef.projection), scale = Doubles::broadcast(coef.scale);
   if (readsInput) {
     mapRow2(
         x, dy, dx, length, [&](Doubles xs, Doubles dys) { return (dys - gradMean - (xs - center) * projection) * scale; },
-        streaming);
+        streaming, mask);
   } else {
-    mapRow(dy, dx, length, [&](Doubles dys) { return dys * scale; }, streaming);
+    mapRow(dy, dx, length, [&](Doubles dys) { return dys * scale; }, streaming, mask, NoEpilogue{});
   }
 }
 
@@ -45,8 +46,9 @@ struct GradientSums {
   double sumDy = 0, dotp = 0;
 };
 
-template <typename T>
-GradientSums planarGradientSums(const Geometry& g, const T* input, const T* gradOutput, int64_t c, double center) {
+template <typename T, typename GradientMask>
+GradientSums planarGradientSums(const Geometry& g, const T* input, const T* gradOutput, int64_t c, double center,
+                                const GradientMask& mask) {
   constexpr int parts = Chunk<T>::parts;
   const int64_t stride = g.channels * g.spatial;
   const Doubles centerV = Doubles::broadcast(center);
@@ -55,11 +57,12 @@ GradientSums planarGradientSums(const Geometry& g, const T* input, const T* grad
   for (int64_t b = 0; b < g.batch; ++b) {
     const int64_t offset = b * stride + c * g.spatial;
     const T* const rows[2] = {input + offset, gradOutput + offset};
-    forChunks<T, 2>(rows, g.spatial, [&](const Chunk<T> (&chunks)[2], int slot, int valid) {
+    forChunks<T, 2>(rows, g.spatial, [&](const Chunk<T> (&chunks)[2], int slot, int valid, int64_t at) {
+      const Chunk<T> dy = mask(chunks[1], rows[1] + at, valid);
       for (int p = 0; p < parts; ++p) {
         const Doubles centered = keepValid(chunks[0].part[p] - centerV, p, valid);
-        gradSums[slot * parts + p] = gradSums[slot * parts + p] + chunks[1].part[p];
-        products[slot * parts + p] = fmadd(centered, chunks[1].part[p], products[slot * parts + p]);
+        gradSums[slot * parts + p] = gradSums[slot * parts + p] + dy.part[p];
+        products[slot * parts + p] = fmadd(centered, dy.part[p], products[slot * parts + p]);
       }
     });
   }
@@ -72,17 +75,18 @@ GradientSums planarGradientSums(const Geometry& g, const T* input, const T* grad
 
 // One channel: its sums, then dx while its rows are still in cache (last rows first, as in
 // planarTrainingForward).
-template <typename T>
+template <typename T, typename GradientMask>
 void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan,
-                    int64_t c, bool streaming) {
-  const GradientSums sums = plan.needSums ? planarGradientSums(g, input, gradOutput, c, plan.center[c]) : GradientSums{};
+                    int64_t c, bool streaming, const GradientMask& mask) {
+  const GradientSums sums =
+      plan.needSums ? planarGradientSums(g, input, gradOutput, c, plan.center[c], mask) : GradientSums{};
   const GradientAffine coef = finishGradients(plan, c, sums.sumDy, sums.dotp);
   if (gradInput == nullptr) return;
   const int64_t stride = g.channels * g.spatial;
   if constexpr (kFloatArithmetic<T>) {
     FloatChannel channel;
     if (gradientInFloats(coef, plan.readsInput, channel)) {
-      withGradientPass(plan.readsInput, input, gradOutput, gradInput, [&](auto pass) {
+      withGradientPass(plan.readsInput, input, gradOutput, gradInput, mask, [&](auto pass) {
         for (int64_t b = g.batch - 1; b >= 0; --b) rowInFloats(pass, b * stride + c * g.spatial, g.spatial, channel, streaming);
       });
       return;
@@ -90,15 +94,16 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
   }
   for (int64_t b = g.batch - 1; b >= 0; --b) {
     const int64_t offset = b * stride + c * g.spatial;
-    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, plan.readsInput, streaming);
+    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, plan.readsInput, streaming,
+                mask);
   }
 }
 
 // sum(dy) and sum((x - center) dy) per position over a block whose rows are exactly kChunks chunks, the
 // accumulators in registers (rows added one at a time in order: the same bits as the scratch version).
-template <typename T, int kChunks>
+template <typename T, int kChunks, typename GradientMask>
 void gradientPartialsHeld(const T* input, const T* gradOutput, const Block& block, const double* centers,
-                          double* gradSums, double* products) {
+                          double* gradSums, double* products, const GradientMask& mask) {
   constexpr int parts = Chunk<T>::parts, lanes = Chunk<T>::lanes;
   Doubles center[kChunks][parts], sum[kChunks][parts], product[kChunks][parts];
   for (int k = 0; k < kChunks; ++k) {
@@ -111,7 +116,8 @@ void gradientPartialsHeld(const T* input, const T* gradOutput, const Block& bloc
     const int64_t offset = block.rowOffset(b);
     for (int k = 0; k < kChunks; ++k) {
       const Chunk<T> xs = Chunk<T>::load(input + offset + k * lanes);
-      const Chunk<T> dys = Chunk<T>::load(gradOutput + offset + k * lanes);
+      const T* dy = gradOutput + offset + k * lanes;
+      const Chunk<T> dys = mask(Chunk<T>::load(dy), dy, lanes);
       for (int p = 0; p < parts; ++p) {
         sum[k][p] = sum[k][p] + dys.part[p];
         product[k][p] = fmadd(xs.part[p] - center[k][p], dys.part[p], product[k][p]);
@@ -128,11 +134,12 @@ void gradientPartialsHeld(const T* input, const T* gradOutput, const Block& bloc
 
 // Interleaved backward: partial sums per (channel block, row block), combined per channel in order, then
 // the gradient; the phases of a channel block run back to back when it has a single row block.
-template <typename T>
+template <typename T, typename GradientMask>
 class InterleavedBackward {
  public:
-  InterleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan)
-      : g_(g), input_(input), gradOutput_(gradOutput), gradInput_(gradInput), plan_(plan),
+  InterleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan,
+                      const GradientMask& mask)
+      : g_(g), input_(input), gradOutput_(gradOutput), gradInput_(gradInput), plan_(plan), mask_(mask),
         walks_(planInterleaved<T>(g, Phase::Backward, plan.readsInput ? 3 : 2, currentThreadCount())),
         tiling_(walks_.tiling), padded_(paddedLength<T>(tiling_.channels * g.spatial)),
         partials_(tiling_, 2, padded_),
@@ -190,7 +197,7 @@ class InterleavedBackward {
     if (columnGroups) {
       forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
         gradientPartialsHeld<T, decltype(chunks)::value>(input_ + at, gradOutput_ + at, block, centers + at,
-                                                          gradSums + at, products + at);
+                                                          gradSums + at, products + at, mask_);
       });
       return;
     }
@@ -203,6 +210,7 @@ class InterleavedBackward {
   void sumsInAccumulatorRows(const Block& block, const double* centers, double* gradSums, double* products) const {
     // Locals, not members: the compiler must otherwise reload them after every store to the sums.
     const T *input = input_, *gradOutput = gradOutput_;
+    const GradientMask mask = mask_;
     const int64_t batch = g_.batch;
     for (int64_t b = block.b0; b < block.b1; b += kAccumulatedRows) {
       const int rows = static_cast<int>(minInt64(kAccumulatedRows, block.b1 - b));
@@ -216,7 +224,8 @@ class InterleavedBackward {
             prefetch(input + offset + kStreamedRowsAhead * block.stride);
             prefetch(gradOutput + offset + kStreamedRowsAhead * block.stride);
           }
-          const Chunk<T> xs = loadChunk(input + offset, valid), dys = loadChunk(gradOutput + offset, valid);
+          const Chunk<T> xs = loadChunk(input + offset, valid);
+          const Chunk<T> dys = mask(loadChunk(gradOutput + offset, valid), gradOutput + offset, valid);
           for (int p = 0; p < parts; ++p) {
             sum.v[p] = sum.v[p] + dys.part[p];
             product.v[p] = fmadd(xs.part[p] - center.v[p], dys.part[p], product.v[p]);
@@ -283,8 +292,9 @@ class InterleavedBackward {
     const Block block = tiling_.block(g_, cb, rb);
     if constexpr (kFloatArithmetic<T>) {
       if (inFloats_[cb] != nullptr) {
-        withGradientPass(plan_.readsInput, input_, gradOutput_, gradInput_,
-                         [&](auto pass) { blockInFloats(pass, g_, block, *inFloats_[cb], walks_.elementwiseOf(cb), walks_.streaming); });
+        withGradientPass(plan_.readsInput, input_, gradOutput_, gradInput_, mask_, [&](auto pass) {
+          blockInFloats(pass, g_, block, *inFloats_[cb], walks_.elementwiseOf(cb), walks_.streaming);
+        });
         return;
       }
     }
@@ -302,7 +312,7 @@ class InterleavedBackward {
                                    ScratchChunk<T>::load(projections, at), ScratchChunk<T>::load(scales, at)};
         },
         [&](int64_t offset, int valid, const ScratchChunks4<T>& k) {
-          Chunk<T> dys = loadChunk(gradOutput_ + offset, valid);
+          Chunk<T> dys = mask_(loadChunk(gradOutput_ + offset, valid), gradOutput_ + offset, valid);
           const Chunk<T> xs = plan_.readsInput ? loadChunk(input_ + offset, valid) : dys;
           for (int p = 0; p < parts; ++p) {
             dys.part[p] = plan_.readsInput ? (dys.part[p] - k.gradMean.v[p] - (xs.part[p] - k.center.v[p]) * k.projection.v[p]) * k.scale.v[p]
@@ -317,6 +327,7 @@ class InterleavedBackward {
   const T* gradOutput_;
   T* gradInput_;
   const BackwardPlan<T>& plan_;
+  const GradientMask mask_;
   const InterleavedPlan walks_;  // decided on the calling thread
   const Tiling tiling_;
   const int64_t padded_;
@@ -325,14 +336,15 @@ class InterleavedBackward {
   FloatCoefficients** inFloats_;  // per channel block: float coefficients, or null (the double path)
 };
 
-template <typename T>
+template <typename T, typename GradientMask>
 void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan) {
+  const GradientMask mask{};
   if (interleavedTraversal<T>(g)) {
-    InterleavedBackward<T>(g, input, gradOutput, gradInput, plan).run();
+    InterleavedBackward<T, GradientMask>(g, input, gradOutput, gradInput, plan, mask).run();
   } else {
     const bool streaming = streamsStoresNow<T>(g, Phase::Backward, plan.readsInput ? 3 : 2);
     auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) planarBackward(g, input, gradOutput, gradInput, plan, c, streaming);
+      for (int64_t c = begin; c < end; ++c) planarBackward(g, input, gradOutput, gradInput, plan, c, streaming, mask);
       if (streaming) vec::streamFence();
     };
     parallelOver(g.channels, g.perChannel(), body);

@@ -60,33 +60,37 @@ BATCHNORM_ALWAYS_INLINE inline bool forChannelSteps(int64_t channels, Step&& ste
 // (count < lanes) only `count` values are read and the other lanes are `padding`, a value that passes
 // every check. (Partial steps load with masks: copying the values into a padded local array first made
 // each wide load wait for the narrow stores, a fifth of a (2, 4) eval call.)
+// The values are of a storage type (Element<V>) or double (the sums); `absent` and `padding` are exact in V.
 template <typename V>
-BATCHNORM_ALWAYS_INLINE inline void loadStep(const V* values, int count, V absent, V padding, Doubles (&out)[2]) {
+BATCHNORM_ALWAYS_INLINE inline void loadStep(const V* values, int count, double absent, double padding,
+                                             Doubles (&out)[2]) {
   if (values == nullptr) {
-    out[0] = out[1] = Doubles::broadcast(static_cast<double>(absent));
+    out[0] = out[1] = Doubles::broadcast(absent);
     return;
   }
-  if constexpr (std::is_same<V, float>::value) {
+  if constexpr (Element<V>::kFloatPrecision) {
     if (count < Floats::lanes) {
-      widen(selectFirst(count, Floats::loadFirst(values, count), Floats::broadcast(padding)), out[0], out[1]);
+      widen(selectFirst(count, Element<V>::loadFirst(values, count), Floats::broadcast(static_cast<float>(padding))),
+            out[0], out[1]);
     } else {
-      loadWidened(values, out[0], out[1]);
+      Element<V>::loadWidened(values, out[0], out[1]);
     }
   } else {
     for (int h = 0; h < 2; ++h) {
       const int valid = clampInt(count - h * Doubles::lanes, 0, Doubles::lanes);
-      out[h] = valid == Doubles::lanes ? Doubles::load(values + h * Doubles::lanes)
-                                       : selectFirst(valid, Doubles::loadFirst(values + h * Doubles::lanes, valid),
+      out[h] = valid == Doubles::lanes ? Element<V>::load(values + h * Doubles::lanes)
+                                       : selectFirst(valid, Element<V>::loadFirst(values + h * Doubles::lanes, valid),
                                                      Doubles::broadcast(padding));
     }
   }
 }
 
-BATCHNORM_ALWAYS_INLINE inline void storeStep(const Doubles (&halves)[2], float* to, int count) {
+template <typename T>
+BATCHNORM_ALWAYS_INLINE inline void storeStep(const Doubles (&halves)[2], T* to, int count) {
   if (count == Floats::lanes) {
-    storeNarrowed(to, halves[0], halves[1]);
+    Element<T>::storeNarrowed(to, halves[0], halves[1]);
   } else {
-    narrow(halves[0], halves[1]).storeFirst(to, count);
+    Element<T>::storeFirst(narrow(halves[0], halves[1]), to, count);
   }
 }
 
@@ -96,14 +100,15 @@ BATCHNORM_ALWAYS_INLINE inline void storeRows(const Doubles (&k)[4][2], const Fl
 
 // Evaluation: every channel's NormalizeInFloats coefficients from the running statistics (evalAffine),
 // or false when a channel needs the double path.
-inline bool evalFloatRows(const EvalChannels<float>& in, int64_t channels, const FloatRows& rows) {
+template <typename T>
+bool evalFloatRows(const EvalChannels<T>& in, int64_t channels, const FloatRows& rows) {
   const Doubles epsilon = Doubles::broadcast(in.eps), zero = Doubles::zero(), one = Doubles::broadcast(1.0);
   return forChannelSteps(channels, [&](int64_t c, int count) {
     Doubles mean[2], var[2], weight[2], bias[2];
-    loadStep(in.runningMean + c, count, 0.0f, 0.0f, mean);
-    loadStep(in.runningVar + c, count, 1.0f, 1.0f, var);
-    loadStep(in.weight != nullptr ? in.weight + c : nullptr, count, 1.0f, 1.0f, weight);
-    loadStep(in.bias != nullptr ? in.bias + c : nullptr, count, 0.0f, 0.0f, bias);
+    loadStep(in.runningMean + c, count, 0.0, 0.0, mean);
+    loadStep(in.runningVar + c, count, 1.0, 1.0, var);
+    loadStep(in.weight != nullptr ? in.weight + c : nullptr, count, 1.0, 1.0, weight);
+    loadStep(in.bias != nullptr ? in.bias + c : nullptr, count, 0.0, 0.0, bias);
     Doubles k[4][2];
     bool inFloats = true;
     for (int h = 0; h < 2; ++h) {
@@ -122,8 +127,9 @@ inline bool evalFloatRows(const EvalChannels<float>& in, int64_t channels, const
 // GradientInFloats or, in evaluation, NormalizeInFloats of dy) of `channels` channels from `first` on,
 // from their sums, or false when a channel needs the double path (the gradients may then be partly
 // written: the scalar path rewrites them with the same values).
-inline bool gradientFloatRows(const BackwardPlan<float>& plan, int64_t first, int64_t channels, const double* sumDy,
-                              const double* dotp, const FloatRows& rows) {
+template <typename T>
+bool gradientFloatRows(const BackwardPlan<T>& plan, int64_t first, int64_t channels, const double* sumDy,
+                       const double* dotp, const FloatRows& rows) {
   const Doubles count = Doubles::broadcast(plan.count), zero = Doubles::zero();
   return forChannelSteps(channels, [&](int64_t c, int n) {
     const int64_t at = first + c;
@@ -132,7 +138,7 @@ inline bool gradientFloatRows(const BackwardPlan<float>& plan, int64_t first, in
     loadStep(dotp + c, n, 0.0, 0.0, product);
     loadStep(plan.invstd + at, n, 1.0, 1.0, invstd);
     loadStep(plan.center + at, n, 0.0, 0.0, center);
-    loadStep(plan.weight != nullptr ? plan.weight + at : nullptr, n, 1.0f, 1.0f, weight);
+    loadStep(plan.weight != nullptr ? plan.weight + at : nullptr, n, 1.0, 1.0, weight);
     Doubles k[4][2], gradWeight[2];
     bool inFloats = true;
     for (int h = 0; h < 2; ++h) {
@@ -158,9 +164,9 @@ inline bool gradientFloatRows(const BackwardPlan<float>& plan, int64_t first, in
 // `stats` (rows mean, meanLow, varSum). True when every channel's coefficients went to `rows` in floats;
 // false when one needs the double path (the caller builds those from `stats`). Needs finite sums and
 // eps > 0 (fromShiftedSums and invStd have special cases otherwise): the caller checks.
-inline bool statisticsFloatRows(const ForwardPlan<float>& plan, int64_t first, int64_t channels, const double* sum,
-                                const double* squares, const double* pivot, double* const (&stats)[3],
-                                const FloatRows& rows) {
+template <typename T>
+bool statisticsFloatRows(const ForwardPlan<T>& plan, int64_t first, int64_t channels, const double* sum,
+                         const double* squares, const double* pivot, double* const (&stats)[3], const FloatRows& rows) {
   const Doubles count = Doubles::broadcast(plan.count), unbiasedCount = Doubles::broadcast(plan.count - 1);
   const Doubles epsilon = Doubles::broadcast(plan.eps), one = Doubles::broadcast(1.0);
   const Doubles momentum = Doubles::broadcast(plan.momentum), keep = Doubles::broadcast(1 - plan.momentum);
@@ -171,10 +177,10 @@ inline bool statisticsFloatRows(const ForwardPlan<float>& plan, int64_t first, i
     loadStep(sum + c, n, 0.0, 0.0, sums);
     loadStep(squares + c, n, 0.0, 0.0, squareSums);
     loadStep(pivot + c, n, 0.0, 0.0, pivots);
-    loadStep(plan.weight != nullptr ? plan.weight + at : nullptr, n, 1.0f, 1.0f, weight);
-    loadStep(plan.bias != nullptr ? plan.bias + at : nullptr, n, 0.0f, 0.0f, bias);
-    loadStep(plan.runningMean != nullptr ? plan.runningMean + at : nullptr, n, 0.0f, 0.0f, runningMean);
-    loadStep(plan.runningVar != nullptr ? plan.runningVar + at : nullptr, n, 0.0f, 0.0f, runningVar);
+    loadStep(plan.weight != nullptr ? plan.weight + at : nullptr, n, 1.0, 1.0, weight);
+    loadStep(plan.bias != nullptr ? plan.bias + at : nullptr, n, 0.0, 0.0, bias);
+    loadStep(plan.runningMean != nullptr ? plan.runningMean + at : nullptr, n, 0.0, 0.0, runningMean);
+    loadStep(plan.runningVar != nullptr ? plan.runningVar + at : nullptr, n, 0.0, 0.0, runningVar);
     Doubles k[4][2], mean[2], meanLow[2], varSum[2], invstd[2];
     for (int h = 0; h < 2; ++h) {
       const Doubles offset = sums[h] / count;

@@ -32,8 +32,6 @@ inline bool inFloatRange(double value) {
 // less than a tie-break).
 struct NormalizeInFloats {
   enum : int { kCenter, kScaleHigh, kScaleLow, kShift };
-  const float* input;
-  float* output;
 
   static bool coefficients(const ChannelAffine& affine, FloatChannel& out) {
     if (affine.scale == 0 || !inFloatRange(affine.scale) || !(std::fabs(affine.center) <= FLT_MAX)) return false;
@@ -53,13 +51,29 @@ struct NormalizeInFloats {
     out = FloatChannel{{center, scaleHigh, scaleLow, shift}};
     return std::isfinite(center) && std::isfinite(shift);
   }
+};
+
+// A pass over tensors of T: the values it reads go through a hook (backward's gradient mask, where the
+// pass computes dx = dy * scale), the values it stores through another (the forward's epilogue).
+template <typename T, typename InputHook, typename OutputHook>
+struct NormalizePass {
+  using Value = T;
+  const T* input;
+  T* output;
+  InputHook inputHook;
+  OutputHook outputHook;
+
   template <typename Lanes>
   Floats apply(int64_t offset, int valid, const Lanes& c) const {
-    const Floats x = valid == Floats::lanes ? Floats::load(input + offset) : Floats::loadFirst(input + offset, valid);
-    const Floats d = x - c.k[kCenter];
-    return fmadd(d, c.k[kScaleHigh], fmadd(d, c.k[kScaleLow], c.k[kShift]));
+    const T* from = input + offset;
+    const Floats x =
+        inputHook(valid == Floats::lanes ? Element<T>::load(from) : Element<T>::loadFirst(from, valid), from, valid);
+    const Floats d = x - c.k[NormalizeInFloats::kCenter];
+    const Floats y = fmadd(d, c.k[NormalizeInFloats::kScaleHigh],
+                           fmadd(d, c.k[NormalizeInFloats::kScaleLow], c.k[NormalizeInFloats::kShift]));
+    return outputHook(y, output + offset, valid);
   }
-  float* destination() const { return output; }
+  T* destination() const { return output; }
   void prefetchInputs(int64_t offset) const { prefetch(input + offset); }
 };
 
@@ -72,9 +86,6 @@ struct NormalizeInFloats {
 // dx = dy a + x b + c would add u |x projection scale|, unbounded as |mean| / std grows.)
 struct GradientInFloats {
   enum : int { kCenter, kXScale, kDyScale, kConstant };
-  const float* input;
-  const float* gradOutput;
-  float* gradInput;
 
   static bool coefficients(const GradientAffine& coef, FloatChannel& out) {
     const double xScale = -coef.projection * coef.scale;
@@ -85,14 +96,27 @@ struct GradientInFloats {
     out = FloatChannel{{center, static_cast<float>(xScale), static_cast<float>(coef.scale), static_cast<float>(constant)}};
     return std::isfinite(center);
   }
+};
+
+// GradientInFloats over tensors of T, grad_output read through the gradient mask.
+template <typename T, typename GradientMask>
+struct GradientPass {
+  using Value = T;
+  const T* input;
+  const T* gradOutput;
+  T* gradInput;
+  GradientMask mask;
+
   template <typename Lanes>
   Floats apply(int64_t offset, int valid, const Lanes& c) const {
     const bool whole = valid == Floats::lanes;
-    const Floats x = whole ? Floats::load(input + offset) : Floats::loadFirst(input + offset, valid);
-    const Floats dy = whole ? Floats::load(gradOutput + offset) : Floats::loadFirst(gradOutput + offset, valid);
-    return fmadd(x - c.k[kCenter], c.k[kXScale], fmadd(dy, c.k[kDyScale], c.k[kConstant]));
+    const T *x = input + offset, *dy = gradOutput + offset;
+    const Floats xs = whole ? Element<T>::load(x) : Element<T>::loadFirst(x, valid);
+    const Floats dys = mask(whole ? Element<T>::load(dy) : Element<T>::loadFirst(dy, valid), dy, valid);
+    return fmadd(xs - c.k[GradientInFloats::kCenter], c.k[GradientInFloats::kXScale],
+                 fmadd(dys, c.k[GradientInFloats::kDyScale], c.k[GradientInFloats::kConstant]));
   }
-  float* destination() const { return gradInput; }
+  T* destination() const { return gradInput; }
   void prefetchInputs(int64_t offset) const {
     prefetch(input + offset);
     prefetch(gradOutput + offset);
@@ -135,13 +159,14 @@ FloatChannel* floatChannels(const Coefficients* channels, int64_t count) {
   return inFloats;
 }
 
-inline void putFloats(Floats y, float* out, int count, bool stream) {
+template <typename T>
+inline void putFloats(Floats y, T* out, int count, bool stream) {
   if (count < Floats::lanes) {
-    y.storeFirst(out, count);
+    Element<T>::storeFirst(y, out, count);
   } else if (stream) {
-    y.stream(out);
+    Element<T>::stream(y, out);
   } else {
-    y.store(out);
+    Element<T>::store(y, out);
   }
 }
 
@@ -149,7 +174,7 @@ inline void putFloats(Floats y, float* out, int count, bool stream) {
 template <typename Pass>
 inline void rowInFloats(Pass pass, int64_t offset, int64_t length, const FloatChannel& channel, bool streaming) {
   const FloatLanes lanes = FloatLanes::of(channel);
-  float* out = pass.destination() + offset;
+  auto* out = pass.destination() + offset;
   forRowChunks(out, length, streaming, [&](int64_t at, int count, bool stream) {
     putFloats(pass.apply(offset + at, count, lanes), out + at, count, stream);
   });
@@ -165,12 +190,14 @@ inline void rowInFloats(Pass pass, int64_t offset, int64_t length, const FloatCh
 class FloatCoefficients {
  public:
   // `valueOf(c, k)` is coefficient k of channel c (0 <= c < count).
-  template <typename ValueOf>
-  FloatCoefficients(const Geometry& g, int64_t count, const float* alignedLike, ValueOf&& valueOf)
+  template <typename T, typename ValueOf>
+  FloatCoefficients(const Geometry& g, int64_t count, const T* alignedLike, ValueOf&& valueOf)
       : padded_(paddedLength<float>(count * g.spatial) + Floats::lanes),
         storage_(new float[static_cast<size_t>(4 * padded_ + Floats::lanes)]) {
     constexpr uintptr_t alignment = Floats::lanes * sizeof(float);
-    const uintptr_t wanted = reinterpret_cast<uintptr_t>(alignedLike) % alignment;
+    // The output's values before its next chunk alignment, as the same number of floats.
+    const uintptr_t wanted =
+        reinterpret_cast<uintptr_t>(alignedLike) % (Floats::lanes * sizeof(T)) / sizeof(T) * sizeof(float);
     const uintptr_t have = reinterpret_cast<uintptr_t>(storage_) % alignment;
     data_ = storage_ + (wanted + alignment - have) % alignment / sizeof(float);
     const int64_t spatial = g.spatial, positions = count * spatial;
@@ -195,7 +222,8 @@ class FloatCoefficients {
     }
   }
   // From one FloatChannel per channel.
-  FloatCoefficients(const Geometry& g, const FloatChannel* channels, int64_t count, const float* alignedLike)
+  template <typename T>
+  FloatCoefficients(const Geometry& g, const FloatChannel* channels, int64_t count, const T* alignedLike)
       : FloatCoefficients(g, count, alignedLike, [channels](int64_t c, int k) { return channels[c].k[k]; }) {}
   ~FloatCoefficients() { delete[] storage_; }
   FloatCoefficients(const FloatCoefficients&) = delete;
@@ -224,7 +252,7 @@ class FloatCoefficients {
 template <int kRows, typename Pass>
 BATCHNORM_ALWAYS_INLINE inline void rowGroupsInFloats(Pass pass, const Block& block, const FloatCoefficients::Rows coefficients) {
   constexpr int lanes = Floats::lanes;
-  float* out = pass.destination();
+  auto* out = pass.destination();
   for (int64_t b = block.b0; b < block.b1; b += kRows) {
     const int count = static_cast<int>(minInt64(kRows, block.b1 - b));
     for (int64_t at = 0; at < block.positions; at += lanes) {
@@ -243,7 +271,7 @@ template <int kChunks, typename Pass>
 BATCHNORM_ALWAYS_INLINE inline void columnGroupInFloats(Pass pass, const Block& block,
                                                         const FloatCoefficients::Rows coefficients, int64_t column) {
   constexpr int lanes = Floats::lanes;
-  float* out = pass.destination();
+  auto* out = pass.destination();
   FloatLanes held[kChunks];
   for (int k = 0; k < kChunks; ++k) held[k] = coefficients.at(column + k * lanes);
   for (int64_t b = block.b0; b < block.b1; ++b) {
@@ -262,7 +290,7 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
   const FloatCoefficients::Rows coefficients = coefficientsOf.rows();
   switch (walk) {
     case Walk::StreamedRows:
-      forStreamedRows<float, 4>(
+      forStreamedRows<typename Pass::Value, 4>(
           block, pass.destination(), g.elements(), [&](int64_t at) { return coefficients.at(at); },
           [&](int64_t offset) { pass.prefetchInputs(offset); },
           [&](int64_t offset, int valid, const FloatLanes& lanes, bool stream) {
@@ -287,14 +315,15 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
 // chunk then spans at most two channels, whose coefficients it joins. Short rows (7 x 7 = 49 values)
 // cost no per-row head and tail this way, and the output is one stream that non-temporal stores can
 // write whole cache lines of.
-inline void normalizeFlatInFloats(const Geometry& g, const float* input, float* output, const FloatRows& channels,
-                                  bool streaming) {
+template <typename T, typename Epilogue>
+void normalizeFlatInFloats(const Geometry& g, const T* input, T* output, const FloatRows& channels, bool streaming,
+                           const Epilogue& epilogue) {
   constexpr int lanes = Floats::lanes;
   const int64_t total = g.elements();
   auto body = [&](int64_t beginChunk, int64_t endChunk) {
     // Made here, not captured: body's address goes to the thread pool, so a captured pass would be
     // reloaded from memory after every (may-alias) store (measured 10-20% of the (32, 64, 56, 56) eval).
-    const NormalizeInFloats pass{input, output};
+    const NormalizePass<T, NoGradientMask, Epilogue> pass{input, output, {}, epilogue};
     const FloatRows rows = channels;
     const int64_t begin = beginChunk * lanes, end = minInt64(endChunk * lanes, total);
     int64_t channel = (begin / g.spatial) % g.channels;

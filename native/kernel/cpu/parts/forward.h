@@ -26,29 +26,32 @@ PreparedAffine prepareAffine(const ChannelAffine& affine) {
 // most |mean| / std * 2^-53 relative, far below float32 resolution. float64 keeps the centered form,
 // which its 1e-10 contract needs when |mean| >> std; non-finite coefficients keep it too, so special
 // values propagate as before.
-template <typename T>
-inline void affineRow(const T* in, T* out, int64_t length, const PreparedAffine& prepared, bool streaming) {
+template <typename T, typename Epilogue>
+inline void affineRow(const T* in, T* out, int64_t length, const PreparedAffine& prepared, bool streaming,
+                      const Epilogue& epilogue) {
   if constexpr (kFloatArithmetic<T>) {
     if (prepared.useFloats) {
-      rowInFloats(NormalizeInFloats{in, out}, 0, length, prepared.inFloats, streaming);
+      rowInFloats(NormalizePass<T, NoGradientMask, Epilogue>{in, out, {}, epilogue}, 0, length, prepared.inFloats,
+                  streaming);
       return;
     }
   }
   const ChannelAffine& affine = prepared.exact;
   const Doubles scale = Doubles::broadcast(affine.scale);
   const double folded = affine.shift - affine.center * affine.scale;
-  if (std::is_same<T, float>::value && std::isfinite(folded) && std::isfinite(affine.scale)) {
+  if (Element<T>::kFloatPrecision && std::isfinite(folded) && std::isfinite(affine.scale)) {
     const Doubles shift = Doubles::broadcast(folded);
-    mapRow(in, out, length, [&](Doubles x) { return fmadd(x, scale, shift); }, streaming);
+    mapRow(in, out, length, [&](Doubles x) { return fmadd(x, scale, shift); }, streaming, NoGradientMask{}, epilogue);
     return;
   }
   const Doubles center = Doubles::broadcast(affine.center), shift = Doubles::broadcast(affine.shift);
-  mapRow(in, out, length, [&](Doubles x) { return fmadd(x - center, scale, shift); }, streaming);
+  mapRow(in, out, length, [&](Doubles x) { return fmadd(x - center, scale, shift); }, streaming, NoGradientMask{},
+         epilogue);
 }
 
-template <typename T>
+template <typename T, typename Epilogue>
 void planarTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan, int64_t c,
-                           bool streaming) {
+                           bool streaming, const Epilogue& epilogue) {
   const ChannelStats stats = planarStats(g, input, c);
   const PreparedAffine affine =
       prepareAffine<T>(finishStatistics(plan, c, stats.mean, stats.meanLow, stats.varSum));
@@ -57,17 +60,18 @@ void planarTrainingForward(const Geometry& g, const T* input, T* output, const F
   // cache still finds most of itself there (in order, each row would evict the next one needed).
   for (int64_t b = g.batch - 1; b >= 0; --b) {
     const int64_t offset = b * stride + c * g.spatial;
-    affineRow(input + offset, output + offset, g.spatial, affine, streaming);
+    affineRow(input + offset, output + offset, g.spatial, affine, streaming, epilogue);
   }
 }
 
 // Interleaved training forward. A task is one (channel block, row block); with a single row block per
 // channel block, one task runs every phase of its block while the block is in cache.
-template <typename T>
+template <typename T, typename Epilogue>
 class InterleavedTrainingForward {
  public:
-  InterleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan)
-      : g_(g), input_(input), output_(output), plan_(plan),
+  InterleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan,
+                             const Epilogue& epilogue)
+      : g_(g), input_(input), output_(output), plan_(plan), epilogue_(epilogue),
         walks_(planInterleaved<T>(g, Phase::TrainingForward, 2, currentThreadCount())), tiling_(walks_.tiling),
         padded_(paddedLength<T>(tiling_.channels * g.spatial)), partials_(tiling_, 3, padded_),
         coefficients_(Tiling{tiling_.channels, tiling_.channelBlocks, 1, 1}, 3, padded_),
@@ -194,19 +198,20 @@ class InterleavedTrainingForward {
     const Block block = tiling_.block(g_, cb, rb);
     if constexpr (kFloatArithmetic<T>) {
       if (inFloats_[cb] != nullptr) {
-        blockInFloats(NormalizeInFloats{input_, output_}, g_, block, *inFloats_[cb], walks_.elementwiseOf(cb),
-                      walks_.streaming);
+        blockInFloats(NormalizePass<T, NoGradientMask, Epilogue>{input_, output_, {}, epilogue_}, g_, block,
+                      *inFloats_[cb], walks_.elementwiseOf(cb), walks_.streaming);
         return;
       }
     }
     normalizeBlock(input_, output_, block, coefficients_.row(cb, 0, 0), coefficients_.row(cb, 0, 1),
-                   coefficients_.row(cb, 0, 2));
+                   coefficients_.row(cb, 0, 2), epilogue_);
   }
 
   const Geometry& g_;
   const T* input_;
   T* output_;
   const ForwardPlan<T>& plan_;
+  const Epilogue epilogue_;
   const InterleavedPlan walks_;  // decided on the calling thread
   const Tiling tiling_;
   const int64_t padded_;
@@ -216,14 +221,15 @@ class InterleavedTrainingForward {
   FloatCoefficients** inFloats_;  // per channel block: float coefficients, or null (the double path)
 };
 
-template <typename T>
+template <typename T, typename Epilogue>
 void trainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan) {
+  const Epilogue epilogue{};
   if (interleavedTraversal<T>(g)) {
-    InterleavedTrainingForward<T>(g, input, output, plan).run();
+    InterleavedTrainingForward<T, Epilogue>(g, input, output, plan, epilogue).run();
   } else {
     const bool streaming = streamsStoresNow<T>(g, Phase::TrainingForward, 2);
     auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) planarTrainingForward(g, input, output, plan, c, streaming);
+      for (int64_t c = begin; c < end; ++c) planarTrainingForward(g, input, output, plan, c, streaming, epilogue);
       if (streaming) vec::streamFence();
     };
     parallelOver(g.channels, g.perChannel(), body);
@@ -234,8 +240,10 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
 // Evaluation forward: a per-channel affine map, as fast as a copy
 
 // Eval of float32 with S < lanes in floats, tiled by evalTiling, each block's coefficients laid out once.
-inline void affineInterleavedInFloats(const Geometry& g, const float* input, float* output, const FloatRows& rows) {
-  const InterleavedPlan walks = planInterleaved<float>(g, Phase::EvalForward, 2, currentThreadCount());
+template <typename T, typename Epilogue>
+void affineInterleavedInFloats(const Geometry& g, const T* input, T* output, const FloatRows& rows,
+                               const Epilogue& epilogue) {
+  const InterleavedPlan walks = planInterleaved<T>(g, Phase::EvalForward, 2, currentThreadCount());
   const Tiling tiling = walks.tiling;
   FloatCoefficients** blocks = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)];
   for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) {
@@ -246,8 +254,8 @@ inline void affineInterleavedInFloats(const Geometry& g, const float* input, flo
   auto run = [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t rb = task / tiling.channelBlocks, cb = task % tiling.channelBlocks;
-      blockInFloats(NormalizeInFloats{input, output}, g, tiling.block(g, cb, rb), *blocks[cb], walks.elementwiseOf(cb),
-                    walks.streaming);
+      blockInFloats(NormalizePass<T, NoGradientMask, Epilogue>{input, output, {}, epilogue}, g,
+                    tiling.block(g, cb, rb), *blocks[cb], walks.elementwiseOf(cb), walks.streaming);
     }
     vec::streamFence();
   };
@@ -258,15 +266,17 @@ inline void affineInterleavedInFloats(const Geometry& g, const float* input, flo
 
 // Eval of float32 in floats (the FMA paths): across channels where S < lanes, else the flat walk. False,
 // with nothing written, when a channel's coefficients need the double path.
-inline bool evalInFloats(const Geometry& g, const float* input, float* output, const EvalChannels<float>& channels) {
+template <typename T, typename Epilogue>
+bool evalInFloats(const Geometry& g, const T* input, T* output, const EvalChannels<T>& channels,
+                  const Epilogue& epilogue) {
   const int64_t count = g.channels;
   float* storage = new float[static_cast<size_t>(4 * count)];
   const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
   const bool inFloats = evalFloatRows(channels, count, rows);
-  if (inFloats && evalAcrossChannels<float>(g)) {
-    affineInterleavedInFloats(g, input, output, rows);
+  if (inFloats && evalAcrossChannels<T>(g)) {
+    affineInterleavedInFloats(g, input, output, rows, epilogue);
   } else if (inFloats) {
-    normalizeFlatInFloats(g, input, output, rows, streamsStoresNow<float>(g, Phase::EvalForward, 2));
+    normalizeFlatInFloats(g, input, output, rows, streamsStoresNow<T>(g, Phase::EvalForward, 2), epilogue);
   }
   delete[] storage;
   return inFloats;
@@ -274,8 +284,9 @@ inline bool evalInFloats(const Geometry& g, const float* input, float* output, c
 
 // Eval in double: across channels where S < lanes, else planar rows (each in floats where its channel's
 // coefficients allow).
-template <typename T>
+template <typename T, typename Epilogue>
 void affineForward(const Geometry& g, const T* input, T* output, const ChannelAffine* channels) {
+  const Epilogue epilogue{};
   if (evalAcrossChannels<T>(g)) {
     const Tiling tiling = reductionTiling<T>(g);
     forEachTask(g, tiling, [&](int64_t cb, int64_t rb) {
@@ -287,7 +298,7 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
         broadcastRow(scratch.row(1), from, g.spatial, channels[c].scale);
         broadcastRow(scratch.row(2), from, g.spatial, channels[c].shift);
       }
-      normalizeBlock(input, output, block, scratch.row(0), scratch.row(1), scratch.row(2));
+      normalizeBlock(input, output, block, scratch.row(0), scratch.row(1), scratch.row(2), epilogue);
     });
     return;
   }
@@ -298,7 +309,7 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t rowIndex = begin; rowIndex < end; ++rowIndex) {
       const int64_t offset = rowIndex * g.spatial;
-      affineRow(input + offset, output + offset, g.spatial, prepared[rowIndex % g.channels], streaming);
+      affineRow(input + offset, output + offset, g.spatial, prepared[rowIndex % g.channels], streaming, epilogue);
     }
     if (streaming) vec::streamFence();
   };
@@ -306,13 +317,13 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
   delete[] prepared;
 }
 
-template <typename T>
+template <typename T, typename Epilogue>
 void evalForward(const Geometry& g, const T* input, T* output, const EvalChannels<T>& channels) {
   if constexpr (kFloatArithmetic<T>) {
-    if (evalInFloats(g, input, output, channels)) return;
+    if (evalInFloats(g, input, output, channels, Epilogue{})) return;
   }
   ChannelAffine* affine = new ChannelAffine[static_cast<size_t>(g.channels)];
   for (int64_t c = 0; c < g.channels; ++c) affine[c] = evalAffine(channels, c);
-  affineForward(g, input, output, affine);
+  affineForward<T, Epilogue>(g, input, output, affine);
   delete[] affine;
 }

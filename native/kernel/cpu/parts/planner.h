@@ -204,7 +204,7 @@ bool streamsRows(const Geometry& g, const Block& block) {
 // float64 statistics (two passes of compensated sums) always take the accumulator rows.
 template <typename T>
 Walk statisticsWalk(const Block& block) {
-  if (!std::is_same<T, float>::value) return Walk::AccumulatorRows;
+  if (!Element<T>::kFloatPrecision) return Walk::AccumulatorRows;
   const bool inCache = !largeElements<T>(block.tensorRows * block.stride);
   const bool wholeChunks = block.positions % Chunk<T>::lanes == 0;
   return wideColumnGroups<T, kHeldStatChunks>(block.positions) || (wholeChunks && inCache) ? Walk::ColumnGroups
@@ -235,12 +235,13 @@ Walk gradientSumsWalk(const Geometry& g, const Block& block) {
 // load of the coefficients (column groups down rows 4 KB apart: (128, 1024) 1.1x to 1.9x slower, as their
 // loads alias the previous row's stores). A larger tensor is bound by memory, read fastest strictly in
 // address order, one row at a time ((42000, 100) eval: 1.29x and 1.32x faster than four rows).
-inline Walk floatBlockWalk(const Geometry& g, const Block& block) {
-  if (streamsRows<float>(g, block)) return Walk::StreamedRows;
-  if (!staysInCache<float>(g)) return Walk::SingleRows;
-  const bool shortRows = block.positions * static_cast<int64_t>(sizeof(float)) <= kColumnRowBytes;
-  return shortRows && wideColumnGroups<float, kHeldFloatChunks>(block.positions) ? Walk::ColumnGroups
-                                                                                  : Walk::RowGroups;
+template <typename T>
+Walk floatBlockWalk(const Geometry& g, const Block& block) {
+  if (streamsRows<T>(g, block)) return Walk::StreamedRows;
+  if (!staysInCache<T>(g)) return Walk::SingleRows;
+  const bool shortRows = block.positions * static_cast<int64_t>(sizeof(T)) <= kColumnRowBytes;
+  return shortRows && wideColumnGroups<T, kHeldFloatChunks>(block.positions) ? Walk::ColumnGroups
+                                                                              : Walk::RowGroups;
 }
 
 // The fewest items a parallel range of parallelOver takes.
@@ -252,11 +253,6 @@ inline int64_t grainOf(int64_t elementsPerItem) {
 inline int64_t parallelRanges(int64_t count, int64_t elementsPerItem, int threads) {
   return maxInt64(1, minInt64(threads, count / grainOf(elementsPerItem)));
 }
-
-// Whether float32 elementwise passes run in float arithmetic (where fmadd on Floats is fused; see
-// float_passes.h); elsewhere they run in double and walk row groups.
-template <typename T>
-constexpr bool kFloatArithmetic = std::is_same<T, float>::value && vec::kFusedFloats;
 
 // The interleaved traversal of one phase of a call, decided once on the calling thread before any task
 // runs: the drivers switch on its fields and describe() serializes it, so kernelPlan reports the walks
@@ -284,7 +280,7 @@ InterleavedPlan planInterleaved(const Geometry& g, Phase phase, int tensors, int
   for (int k = 0; k < 2; ++k) {
     if (phase == Phase::TrainingForward) plan.reduction[k] = statisticsWalk<T>(blocks[k]);
     if (phase == Phase::Backward) plan.reduction[k] = gradientSumsWalk<T>(g, blocks[k]);
-    plan.elementwise[k] = kFloatArithmetic<T> ? floatBlockWalk(g, blocks[k]) : Walk::RowGroups;
+    plan.elementwise[k] = kFloatArithmetic<T> ? floatBlockWalk<T>(g, blocks[k]) : Walk::RowGroups;
   }
   plan.streaming = streamsStores<T>(g, phase, tensors, threads);
   return plan;

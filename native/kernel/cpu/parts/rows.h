@@ -2,9 +2,6 @@
 // translation unit per ISA, so that everything inlines); not a header of its own.
 // Chunks of a row, loads and stores with tails, prefetch, compensated sums, scratch and the tiling of the interleaved traversal.
 
-using vec::Doubles;
-using vec::Floats;
-
 // Rows of an interleaved block that share each load and store of the per-position accumulators.
 constexpr int kAccumulatedRows = 4;
 
@@ -14,50 +11,51 @@ inline int clampInt(int64_t value, int low, int high) {
 inline int64_t maxInt64(int64_t a, int64_t b) { return a > b ? a : b; }
 inline int64_t minInt64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Chunk<T>: `lanes` consecutive elements of T held as double parts, so both dtypes share the arithmetic.
-template <typename T>
+// Chunk<T>: `lanes` consecutive elements of T held as double parts, so every storage type shares the
+// double arithmetic: two parts a Floats register wide where T has at most float's precision, else one.
+template <typename T, bool = Element<T>::kFloatPrecision>
 struct Chunk;
 
-template <>
-struct Chunk<float> {
+template <typename T>
+struct Chunk<T, true> {
   static constexpr int parts = 2;
   static constexpr int lanes = Floats::lanes;
   Doubles part[parts];
 
-  static Chunk load(const float* p) {
+  static Chunk load(const T* p) {
     Chunk c;
-    loadWidened(p, c.part[0], c.part[1]);
+    Element<T>::loadWidened(p, c.part[0], c.part[1]);
     return c;
   }
-  static Chunk loadFirst(const float* p, int count) {
+  static Chunk loadFirst(const T* p, int count) {
     Chunk c;
-    widen(Floats::loadFirst(p, count), c.part[0], c.part[1]);
+    widen(Element<T>::loadFirst(p, count), c.part[0], c.part[1]);
     return c;
   }
-  void store(float* p) const { storeNarrowed(p, part[0], part[1]); }
-  void storeFirst(float* p, int count) const { narrow(part[0], part[1]).storeFirst(p, count); }
-  void stream(float* p) const { narrow(part[0], part[1]).stream(p); }
+  void store(T* p) const { Element<T>::storeNarrowed(p, part[0], part[1]); }
+  void storeFirst(T* p, int count) const { Element<T>::storeFirst(narrow(part[0], part[1]), p, count); }
+  void stream(T* p) const { Element<T>::stream(narrow(part[0], part[1]), p); }
 };
 
-template <>
-struct Chunk<double> {
+template <typename T>
+struct Chunk<T, false> {
   static constexpr int parts = 1;
   static constexpr int lanes = Doubles::lanes;
   Doubles part[parts];
 
-  static Chunk load(const double* p) {
+  static Chunk load(const T* p) {
     Chunk c;
-    c.part[0] = Doubles::load(p);
+    c.part[0] = Element<T>::load(p);
     return c;
   }
-  static Chunk loadFirst(const double* p, int count) {
+  static Chunk loadFirst(const T* p, int count) {
     Chunk c;
-    c.part[0] = Doubles::loadFirst(p, count);
+    c.part[0] = Element<T>::loadFirst(p, count);
     return c;
   }
-  void store(double* p) const { part[0].store(p); }
-  void storeFirst(double* p, int count) const { part[0].storeFirst(p, count); }
-  void stream(double* p) const { part[0].stream(p); }
+  void store(T* p) const { Element<T>::store(part[0], p); }
+  void storeFirst(T* p, int count) const { Element<T>::storeFirst(part[0], p, count); }
+  void stream(T* p) const { Element<T>::stream(part[0], p); }
 };
 
 // Zeroes the lanes of part `p` that lie at or beyond `count` valid elements of the chunk.
@@ -97,7 +95,7 @@ inline void prefetchAhead(const T* row, int64_t at, int64_t span, int64_t length
 
 // Visits the chunks of `kRows` rows of `length` elements read together (x and dy of the backward sums):
 // full chunks two at a time (slots 0 and 1 feed independent accumulator chains), then a single one, then
-// a zero-padded partial one; visit(chunks, slot, valid) gets the chunk of every row at one position.
+// a zero-padded partial one; visit(chunks, slot, valid, at) gets the chunk of every row at position `at`.
 template <typename T, int kRows, typename Visit>
 inline void forChunks(const T* const (&rows)[kRows], int64_t length, Visit&& visit) {
   constexpr int lanes = Chunk<T>::lanes;
@@ -108,17 +106,17 @@ inline void forChunks(const T* const (&rows)[kRows], int64_t length, Visit&& vis
     for (const T* row : rows) prefetchAhead(row, i, 2 * lanes, length);
     for (int slot = 0; slot < 2; ++slot) {
       for (int r = 0; r < kRows; ++r) chunks[r] = Chunk<T>::load(rows[r] + i + slot * lanes);
-      visit(chunks, slot, lanes);
+      visit(chunks, slot, lanes, i + slot * lanes);
     }
   }
   for (; i + lanes <= length; i += lanes) {
     for (int r = 0; r < kRows; ++r) chunks[r] = Chunk<T>::load(rows[r] + i);
-    visit(chunks, 0, lanes);
+    visit(chunks, 0, lanes, i);
   }
   if (i < length) {
     const int count = static_cast<int>(length - i);
     for (int r = 0; r < kRows; ++r) chunks[r] = Chunk<T>::loadFirst(rows[r] + i, count);
-    visit(chunks, 1, count);
+    visit(chunks, 1, count, i);
   }
 }
 
@@ -126,7 +124,8 @@ inline void forChunks(const T* const (&rows)[kRows], int64_t length, Visit&& vis
 template <typename T, typename Visit>
 inline void forChunks(const T* row, int64_t length, Visit&& visit) {
   const T* const rows[1] = {row};
-  forChunks<T, 1>(rows, length, [&](const Chunk<T> (&chunks)[1], int slot, int valid) { visit(chunks[0], slot, valid); });
+  forChunks<T, 1>(rows, length,
+                  [&](const Chunk<T> (&chunks)[1], int slot, int valid, int64_t) { visit(chunks[0], slot, valid); });
 }
 
 template <typename T>
@@ -169,23 +168,25 @@ inline void putChunk(const Chunk<T>& y, T* out, int count, bool stream) {
   }
 }
 
-// out[i] = f(in[i]) over a row, for elementwise passes (out may alias in).
-template <typename T, typename Map>
-inline void mapRow(const T* in, T* out, int64_t length, Map&& map, bool streaming = false) {
+// out[i] = f(in[i]) over a row, for elementwise passes (out may alias in); the values read go through
+// `inputHook`, the values stored through `outputHook` (hooks.h).
+template <typename T, typename Map, typename InputHook, typename OutputHook>
+inline void mapRow(const T* in, T* out, int64_t length, Map&& map, bool streaming, const InputHook& inputHook,
+                   const OutputHook& outputHook) {
   forRowChunks(out, length, streaming, [&](int64_t at, int count, bool stream) {
-    const Chunk<T> x = loadChunk(in + at, count);
+    const Chunk<T> x = inputHook(loadChunk(in + at, count), in + at, count);
     Chunk<T> y;
     for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p]);
-    putChunk(y, out + at, count, stream);
+    putChunk(outputHook(y, out + at, count), out + at, count, stream);
   });
 }
 
-// out[i] = f(a[i], b[i]) over a row (see mapRow).
-template <typename T, typename Map>
-inline void mapRow2(const T* a, const T* b, T* out, int64_t length, Map&& map, bool streaming = false) {
+// out[i] = f(a[i], b[i]) over a row (see mapRow); b's values go through `bHook` (backward's gradient mask).
+template <typename T, typename Map, typename BHook>
+inline void mapRow2(const T* a, const T* b, T* out, int64_t length, Map&& map, bool streaming, const BHook& bHook) {
   forRowChunks(out, length, streaming, [&](int64_t at, int count, bool stream) {
     const Chunk<T> x = loadChunk(a + at, count);
-    Chunk<T> y = loadChunk(b + at, count);
+    Chunk<T> y = bHook(loadChunk(b + at, count), b + at, count);
     for (int p = 0; p < Chunk<T>::parts; ++p) y.part[p] = map(x.part[p], y.part[p]);
     putChunk(y, out + at, count, stream);
   });
@@ -195,7 +196,7 @@ inline void mapRow2(const T* a, const T* b, T* out, int64_t length, Map&& map, b
 // |mean| >> std; float32 input summed in double is already exact enough, so it skips the compensation.
 template <typename T>
 struct VectorSum {
-  static constexpr bool compensated = std::is_same<T, double>::value;
+  static constexpr bool compensated = !Element<T>::kFloatPrecision;
   Doubles high = Doubles::zero();
   Doubles low = Doubles::zero();
 

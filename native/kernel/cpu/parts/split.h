@@ -19,13 +19,14 @@ bool splitStatistics(const Geometry& g, const T* input, double* mean, double* va
   return true;
 }
 
-template <typename T>
+template <typename T, typename GradientMask>
 bool splitGradientSums(const Geometry& g, const T* input, const T* gradOutput, const double* center, double* sumDy,
                        double* dotp) {
   if (interleavedTraversal<T>(g)) return false;
+  const GradientMask mask{};
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      const GradientSums sums = planarGradientSums(g, input, gradOutput, c, center[c]);
+      const GradientSums sums = planarGradientSums(g, input, gradOutput, c, center[c], mask);
       sumDy[c] = sums.sumDy;
       dotp[c] = sums.dotp;
     }
@@ -36,14 +37,14 @@ bool splitGradientSums(const Geometry& g, const T* input, const T* gradOutput, c
 
 // grad_input of channel c from its coefficients, its rows in floats where they allow (as planarBackward
 // writes them).
-template <typename T>
+template <typename T, typename GradientMask>
 void gradInputChannel(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, int64_t c,
-                      const GradientAffine& coef, bool streaming) {
+                      const GradientAffine& coef, bool streaming, const GradientMask& mask) {
   const int64_t stride = g.channels * g.spatial;
   if constexpr (kFloatArithmetic<T>) {
     FloatChannel channel;
     if (gradientInFloats(coef, true, channel)) {
-      withGradientPass(true, input, gradOutput, gradInput, [&](auto pass) {
+      withGradientPass(true, input, gradOutput, gradInput, mask, [&](auto pass) {
         for (int64_t b = 0; b < g.batch; ++b) rowInFloats(pass, b * stride + c * g.spatial, g.spatial, channel, streaming);
       });
       return;
@@ -51,16 +52,19 @@ void gradInputChannel(const Geometry& g, const T* input, const T* gradOutput, T*
   }
   for (int64_t b = 0; b < g.batch; ++b) {
     const int64_t offset = b * stride + c * g.spatial;
-    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, true, streaming);
+    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, true, streaming, mask);
   }
 }
 
-template <typename T>
+template <typename T, typename GradientMask>
 bool splitGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const GradientAffine* coefficients) {
   if (interleavedTraversal<T>(g)) return false;
   const bool streaming = streamsStoresNow<T>(g, Phase::Backward, 3);
+  const GradientMask mask{};
   auto body = [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) gradInputChannel(g, input, gradOutput, gradInput, c, coefficients[c], streaming);
+    for (int64_t c = begin; c < end; ++c) {
+      gradInputChannel(g, input, gradOutput, gradInput, c, coefficients[c], streaming, mask);
+    }
     if (streaming) vec::streamFence();
   };
   parallelOver(g.channels, g.perChannel(), body);

@@ -17,7 +17,7 @@ struct ChannelStats {
 };
 
 template <typename T>
-constexpr bool kShiftedStats = std::is_same<T, float>::value;
+constexpr bool kShiftedStats = Element<T>::kFloatPrecision;
 
 template <typename T>
 ChannelStats exactChannelStats(const Geometry& g, const T* input, int64_t c) {
@@ -457,9 +457,9 @@ struct ScratchChunks4 {
   ScratchChunk<T> center, gradMean, projection, scale;
 };
 
-template <typename T>
-void normalizeBlock(const T* input, T* output, const Block& block, const double* centers,
-                    const double* scales, const double* shifts) {
+template <typename T, typename Epilogue>
+void normalizeBlock(const T* input, T* output, const Block& block, const double* centers, const double* scales,
+                    const double* shifts, const Epilogue& epilogue) {
   constexpr int parts = Chunk<T>::parts;
   forBlockChunks<T>(
       block,
@@ -470,6 +470,6 @@ void normalizeBlock(const T* input, T* output, const Block& block, const double*
       [&](int64_t offset, int valid, const ScratchChunks3<T>& k) {
         Chunk<T> x = loadChunk(input + offset, valid);
         for (int p = 0; p < parts; ++p) x.part[p] = fmadd(x.part[p] - k.a.v[p], k.b.v[p], k.c.v[p]);
-        storeChunk(x, output + offset, valid);
+        storeChunk(epilogue(x, output + offset, valid), output + offset, valid);
       });
 }
