@@ -6,18 +6,9 @@
 
 #include <cstdint>
 
+#include "kernel/geometry.h"
+
 namespace batchnorm {
-
-// A contiguous (N, C, *spatial) tensor seen as (batch, channels, spatial) with spatial = prod(*spatial).
-struct Geometry {
-  int64_t batch = 0;
-  int64_t channels = 0;
-  int64_t spatial = 0;
-
-  // Values that share one channel's statistics: n in the formulas.
-  int64_t perChannel() const { return batch * spatial; }
-  int64_t elements() const { return batch * channels * spatial; }
-};
 
 // Nullable pointers mean "absent" exactly as PyTorch's undefined tensors do.
 template <typename T>

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "kernel/batch_norm.h"
+#include "kernel/geometry.h"
 
 namespace batchnorm {
 

@@ -8,7 +8,7 @@
 // count.
 #pragma once
 
-#include "kernel/batch_norm.h"
+#include "kernel/geometry.h"
 
 namespace batchnorm {
 
