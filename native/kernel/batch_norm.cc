@@ -33,17 +33,17 @@ void batchNormForward(const Geometry& geometry, const ForwardArgs<T>& args) {
       for (int64_t c = 0; c < channels; ++c) args.saveMean[c] = args.saveInvstd[c] = 0;
       return;
     }
-    ForwardPlan<T> plan;
-    plan.weight = args.weight;
-    plan.bias = args.bias;
-    plan.runningMean = args.runningMean;
-    plan.runningVar = args.runningVar;
-    plan.saveMean = args.saveMean;
-    plan.saveInvstd = args.saveInvstd;
-    plan.momentum = args.momentum;
-    plan.eps = args.eps;
-    plan.count = static_cast<double>(count);
-    table.trainingForward(geometry, args.input, args.output, plan);
+    ForwardChannels<T> in;
+    in.weight = args.weight;
+    in.bias = args.bias;
+    in.runningMean = args.runningMean;
+    in.runningVar = args.runningVar;
+    in.saveMean = args.saveMean;
+    in.saveInvstd = args.saveInvstd;
+    in.momentum = args.momentum;
+    in.eps = args.eps;
+    in.count = static_cast<double>(count);
+    table.trainingForward(geometry, args.input, args.output, in);
     return;
   }
 
@@ -73,23 +73,23 @@ void batchNormBackward(const Geometry& geometry, const BackwardArgs<T>& args) {
       invstd[c] = 1 / std::sqrt(static_cast<double>(args.runningVar[c]) + args.eps);
     }
   }
-  BackwardPlan<T> plan;
-  plan.center = center.data();
-  plan.invstd = invstd.data();
-  plan.weight = args.weight;
-  plan.gradWeight = args.gradWeight;
-  plan.gradBias = args.gradBias;
-  plan.count = static_cast<double>(count);
-  plan.readsInput = args.training;
+  BackwardChannels<T> in;
+  in.center = center.data();
+  in.invstd = invstd.data();
+  in.weight = args.weight;
+  in.gradWeight = args.gradWeight;
+  in.gradBias = args.gradBias;
+  in.count = static_cast<double>(count);
+  in.readsInput = args.training;
   if (count == 0) {
     // Nothing to reduce or write: the sums are 0.
-    for (int64_t c = 0; c < channels; ++c) finishGradients(plan, c, 0, 0);
+    for (int64_t c = 0; c < channels; ++c) finishGradients(in, c, 0, 0);
     return;
   }
   // Evaluation-mode grad_input is dy scaled per channel: it needs no reduction.
-  plan.needSums = args.gradWeight != nullptr || args.gradBias != nullptr || (args.training && args.gradInput != nullptr);
-  if (!plan.needSums && args.gradInput == nullptr) return;
-  tableFor<T>(args.useReference).backward(geometry, args.input, args.gradOutput, args.gradInput, plan);
+  in.needSums = args.gradWeight != nullptr || args.gradBias != nullptr || (args.training && args.gradInput != nullptr);
+  if (!in.needSums && args.gradInput == nullptr) return;
+  tableFor<T>(args.useReference).backward(geometry, args.input, args.gradOutput, args.gradInput, in);
 }
 
 template void batchNormForward<float>(const Geometry&, const ForwardArgs<float>&);

@@ -38,47 +38,47 @@ inline double invStd(double variance, double eps) {
 
 // Training: saves the batch statistics of channel c and updates its running ones.
 template <typename T>
-void recordStatistics(const ForwardPlan<T>& plan, int64_t c, double mean, double varSum) {
-  const double invstd = invStd(varSum / plan.count, plan.eps);
-  plan.saveMean[c] = static_cast<T>(mean);
-  plan.saveInvstd[c] = static_cast<T>(invstd);
-  const double keep = 1 - plan.momentum;
-  if (plan.runningMean != nullptr) {
-    plan.runningMean[c] = static_cast<T>(plan.momentum * mean + keep * static_cast<double>(plan.runningMean[c]));
+void recordStatistics(const ForwardChannels<T>& in, int64_t c, double mean, double varSum) {
+  const double invstd = invStd(varSum / in.count, in.eps);
+  in.saveMean[c] = static_cast<T>(mean);
+  in.saveInvstd[c] = static_cast<T>(invstd);
+  const double keep = 1 - in.momentum;
+  if (in.runningMean != nullptr) {
+    in.runningMean[c] = static_cast<T>(in.momentum * mean + keep * static_cast<double>(in.runningMean[c]));
   }
-  if (plan.runningVar != nullptr) {
-    const double unbiasedVar = varSum / (plan.count - 1);
-    plan.runningVar[c] = static_cast<T>(plan.momentum * unbiasedVar + keep * static_cast<double>(plan.runningVar[c]));
+  if (in.runningVar != nullptr) {
+    const double unbiasedVar = varSum / (in.count - 1);
+    in.runningVar[c] = static_cast<T>(in.momentum * unbiasedVar + keep * static_cast<double>(in.runningVar[c]));
   }
 }
 
 // Training: the normalization of channel c from its batch statistics.
 template <typename T>
-ChannelAffine statisticsAffine(const ForwardPlan<T>& plan, int64_t c, double mean, double meanLow, double varSum) {
-  const double invstd = invStd(varSum / plan.count, plan.eps);
-  const double weight = plan.weight != nullptr ? static_cast<double>(plan.weight[c]) : 1;
-  const double bias = plan.bias != nullptr ? static_cast<double>(plan.bias[c]) : 0;
+ChannelAffine statisticsAffine(const ForwardChannels<T>& in, int64_t c, double mean, double meanLow, double varSum) {
+  const double invstd = invStd(varSum / in.count, in.eps);
+  const double weight = in.weight != nullptr ? static_cast<double>(in.weight[c]) : 1;
+  const double bias = in.bias != nullptr ? static_cast<double>(in.bias[c]) : 0;
   return affineFor(mean, meanLow, invstd * weight, bias);
 }
 
 template <typename T>
-ChannelAffine finishStatistics(const ForwardPlan<T>& plan, int64_t c, double mean, double meanLow, double varSum) {
-  recordStatistics(plan, c, mean, varSum);
-  return statisticsAffine(plan, c, mean, meanLow, varSum);
+ChannelAffine finishStatistics(const ForwardChannels<T>& in, int64_t c, double mean, double meanLow, double varSum) {
+  recordStatistics(in, c, mean, varSum);
+  return statisticsAffine(in, c, mean, meanLow, varSum);
 }
 
 // Backward: records the weight and bias gradients of channel c and returns dx's coefficients.
 template <typename T>
-GradientAffine finishGradients(const BackwardPlan<T>& plan, int64_t c, double sumDy, double dotp) {
-  const double invstd = plan.invstd[c];
-  if (plan.gradWeight != nullptr) plan.gradWeight[c] = static_cast<T>(dotp * invstd);
-  if (plan.gradBias != nullptr) plan.gradBias[c] = static_cast<T>(sumDy);
+GradientAffine finishGradients(const BackwardChannels<T>& in, int64_t c, double sumDy, double dotp) {
+  const double invstd = in.invstd[c];
+  if (in.gradWeight != nullptr) in.gradWeight[c] = static_cast<T>(dotp * invstd);
+  if (in.gradBias != nullptr) in.gradBias[c] = static_cast<T>(sumDy);
   GradientAffine g;
-  g.center = plan.center[c];
-  g.scale = invstd * (plan.weight != nullptr ? static_cast<double>(plan.weight[c]) : 1);
-  if (plan.readsInput) {
-    g.gradMean = sumDy / plan.count;
-    g.projection = dotp * invstd * invstd / plan.count;
+  g.center = in.center[c];
+  g.scale = invstd * (in.weight != nullptr ? static_cast<double>(in.weight[c]) : 1);
+  if (in.readsInput) {
+    g.gradMean = sumDy / in.count;
+    g.projection = dotp * invstd * invstd / in.count;
   }
   return g;
 }

@@ -1,7 +1,7 @@
 // The per-ISA kernel table: the loops of batch norm over memory, filled once at load.
 //
-// Kernels see the operator's per-channel inputs only through the structs below (EvalChannels, ForwardPlan,
-// BackwardPlan: plain data the operator, batch_norm.cc, compiled once, fills; the kernels finish each
+// Kernels see the operator's per-channel inputs only through the structs below (EvalChannels, ForwardChannels,
+// BackwardChannels: plain data the operator, batch_norm.cc, compiled once, fills; the kernels finish each
 // channel with kernel/channel_coefficients.h). Per-channel values are double, so
 // float32 tensors accumulate in double as PyTorch's CPU accumulate type does (the SIMD paths then apply
 // the normalization in float arithmetic; see batch_norm_kernel.cc).
@@ -20,7 +20,7 @@ struct ChannelAffine {
   double shift = 0;
 };
 
-// dx = (dy - gradMean - (x - center) * projection) * scale; without BackwardPlan::readsInput, dx = dy * scale.
+// dx = (dy - gradMean - (x - center) * projection) * scale; without BackwardChannels::readsInput, dx = dy * scale.
 struct GradientAffine {
   double center = 0;
   double gradMean = 0;
@@ -40,7 +40,7 @@ struct EvalChannels {
 
 // What a training forward records per channel (finishStatistics in kernel/channel_coefficients.h).
 template <typename T>
-struct ForwardPlan {
+struct ForwardChannels {
   const T* weight = nullptr;  // null: 1
   const T* bias = nullptr;    // null: 0
   T* runningMean = nullptr;   // updated when not null
@@ -54,7 +54,7 @@ struct ForwardPlan {
 
 // What a backward reduces and finishes per channel (finishGradients in kernel/channel_coefficients.h).
 template <typename T>
-struct BackwardPlan {
+struct BackwardChannels {
   const double* center = nullptr;  // the mean the reductions center x on, per channel
   const double* invstd = nullptr;  // 1 / sqrt(var + eps) of the forward, per channel
   const T* weight = nullptr;       // null: 1
@@ -86,12 +86,12 @@ struct WalkPlan {
 template <typename T>
 struct KernelTable {
   // Training forward: statistics, the recorded and running statistics, normalization (output may alias input).
-  void (*trainingForward)(const Geometry& geometry, const T* input, T* output, const ForwardPlan<T>& plan);
+  void (*trainingForward)(const Geometry& geometry, const T* input, T* output, const ForwardChannels<T>& plan);
   // Evaluation forward: each channel's affine map from its running statistics; output may alias input.
   void (*evalForward)(const Geometry& geometry, const T* input, T* output, const EvalChannels<T>& channels);
   // Backward: sums (when needed), the weight and bias gradients, then gradInput when it is not null.
   void (*backward)(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput,
-                   const BackwardPlan<T>& plan);
+                   const BackwardChannels<T>& plan);
   // What the kernels above would do for a call of this phase and geometry on `threads` threads.
   void (*describe)(const Geometry& geometry, Phase phase, int threads, WalkPlan& plan);
 

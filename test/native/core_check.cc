@@ -159,10 +159,10 @@ void checkThreads(batchnorm::ThreadPool* pool, const Geometry& g, uint32_t seed)
 // The storage trait and the hooks (kernel/hook_check.h): every kernel-table entry called directly, on the
 // plain float tables and on the check tables, over geometries that take every walk.
 
-using batchnorm::BackwardPlan;
+using batchnorm::BackwardChannels;
 using batchnorm::ChannelAffine;
 using batchnorm::EvalChannels;
-using batchnorm::ForwardPlan;
+using batchnorm::ForwardChannels;
 using batchnorm::GradientAffine;
 using batchnorm::KernelTable;
 
@@ -207,7 +207,7 @@ TableOutputs runTable(const KernelTable<T>& table, const Geometry& g, uint32_t s
   out.runningVar.assign(c, 1);
   const double count = static_cast<double>(g.perChannel());
 
-  ForwardPlan<T> forward;
+  ForwardChannels<T> forward;
   forward.weight = as<T>(weight);
   forward.bias = as<T>(bias);
   forward.runningMean = as<T>(out.runningMean);
@@ -232,7 +232,7 @@ TableOutputs runTable(const KernelTable<T>& table, const Geometry& g, uint32_t s
     runningCenter[k] = out.runningMean[k];
     runningInvstd[k] = 1 / std::sqrt(static_cast<double>(out.runningVar[k]) + 1e-5);
   }
-  BackwardPlan<T> backward;
+  BackwardChannels<T> backward;
   backward.center = center.data();
   backward.invstd = invstd.data();
   backward.weight = as<T>(weight);

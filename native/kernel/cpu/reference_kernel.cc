@@ -17,7 +17,7 @@ inline int64_t rowOffset(const Geometry& geometry, int64_t item, int64_t channel
 #include "kernel/cpu/compensated_sum.h"
 
 template <typename T>
-void trainingForward(const Geometry& geometry, const T* input, T* output, const ForwardPlan<T>& plan) {
+void trainingForward(const Geometry& geometry, const T* input, T* output, const ForwardChannels<T>& in) {
   const double count = static_cast<double>(geometry.perChannel());
   for (int64_t c = 0; c < geometry.channels; ++c) {
     CompensatedSum sum;
@@ -35,7 +35,7 @@ void trainingForward(const Geometry& geometry, const T* input, T* output, const 
         squares += centered * centered;
       }
     }
-    const ChannelAffine affine = finishStatistics(plan, c, mean, meanLow, squares);
+    const ChannelAffine affine = finishStatistics(in, c, mean, meanLow, squares);
     for (int64_t b = 0; b < geometry.batch; ++b) {
       const int64_t offset = rowOffset(geometry, b, c);
       for (int64_t s = 0; s < geometry.spatial; ++s) {
@@ -61,27 +61,27 @@ void evalForward(const Geometry& geometry, const T* input, T* output, const Eval
 }
 
 template <typename T>
-void backward(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan) {
+void backward(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput, const BackwardChannels<T>& in) {
   for (int64_t c = 0; c < geometry.channels; ++c) {
     double sumDy = 0, dotp = 0;
-    if (plan.needSums) {
+    if (in.needSums) {
       for (int64_t b = 0; b < geometry.batch; ++b) {
         const int64_t offset = rowOffset(geometry, b, c);
         for (int64_t s = 0; s < geometry.spatial; ++s) {
           const double dy = static_cast<double>(gradOutput[offset + s]);
           sumDy += dy;
-          dotp += (static_cast<double>(input[offset + s]) - plan.center[c]) * dy;
+          dotp += (static_cast<double>(input[offset + s]) - in.center[c]) * dy;
         }
       }
     }
-    const GradientAffine g = finishGradients(plan, c, sumDy, dotp);
+    const GradientAffine g = finishGradients(in, c, sumDy, dotp);
     if (gradInput == nullptr) continue;
     for (int64_t b = 0; b < geometry.batch; ++b) {
       const int64_t offset = rowOffset(geometry, b, c);
       for (int64_t s = 0; s < geometry.spatial; ++s) {
         const double dy = static_cast<double>(gradOutput[offset + s]);
         double dx;
-        if (plan.readsInput) {
+        if (in.readsInput) {
           const double x = static_cast<double>(input[offset + s]);
           dx = (dy - g.gradMean - (x - g.center) * g.projection) * g.scale;
         } else {

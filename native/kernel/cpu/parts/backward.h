@@ -76,17 +76,17 @@ GradientSums planarGradientSums(const Geometry& g, const T* input, const T* grad
 // One channel: its sums, then dx while its rows are still in cache (last rows first, as in
 // planarTrainingForward).
 template <typename T, typename GradientMask>
-void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan,
+void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardChannels<T>& in,
                     int64_t c, bool streaming, const GradientMask& mask) {
   const GradientSums sums =
-      plan.needSums ? planarGradientSums(g, input, gradOutput, c, plan.center[c], mask) : GradientSums{};
-  const GradientAffine coef = finishGradients(plan, c, sums.sumDy, sums.dotp);
+      in.needSums ? planarGradientSums(g, input, gradOutput, c, in.center[c], mask) : GradientSums{};
+  const GradientAffine coef = finishGradients(in, c, sums.sumDy, sums.dotp);
   if (gradInput == nullptr) return;
   const int64_t stride = g.channels * g.spatial;
   if constexpr (kFloatArithmetic<T>) {
     FloatChannel channel;
-    if (gradientInFloats(coef, plan.readsInput, channel)) {
-      withGradientPass(plan.readsInput, input, gradOutput, gradInput, mask, [&](auto pass) {
+    if (gradientInFloats(coef, in.readsInput, channel)) {
+      withGradientPass(in.readsInput, input, gradOutput, gradInput, mask, [&](auto pass) {
         for (int64_t b = g.batch - 1; b >= 0; --b) rowInFloats(pass, b * stride + c * g.spatial, g.spatial, channel, streaming);
       });
       return;
@@ -94,7 +94,7 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
   }
   for (int64_t b = g.batch - 1; b >= 0; --b) {
     const int64_t offset = b * stride + c * g.spatial;
-    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, plan.readsInput, streaming,
+    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, in.readsInput, streaming,
                 mask);
   }
 }
@@ -137,11 +137,10 @@ void gradientPartialsHeld(const T* input, const T* gradOutput, const Block& bloc
 template <typename T, typename GradientMask>
 class InterleavedBackward {
  public:
-  InterleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan,
-                      const GradientMask& mask)
-      : g_(g), input_(input), gradOutput_(gradOutput), gradInput_(gradInput), plan_(plan), mask_(mask),
-        walks_(planInterleaved<T>(g, Phase::Backward, plan.readsInput ? 3 : 2, currentThreadCount())),
-        tiling_(walks_.tiling), padded_(paddedLength<T>(tiling_.channels * g.spatial)),
+  InterleavedBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardChannels<T>& in,
+                      const PhasePlan& plan, const GradientMask& mask)
+      : g_(g), input_(input), gradOutput_(gradOutput), gradInput_(gradInput), in_(in), mask_(mask), plan_(plan),
+        tiling_(plan.tiling), padded_(paddedLength<T>(tiling_.channels * g.spatial)),
         partials_(tiling_, 2, padded_),
         coefficients_(Tiling{tiling_.channels, tiling_.channelBlocks, 1, 1}, 4, padded_),
         inFloats_(new FloatCoefficients*[static_cast<size_t>(tiling_.channelBlocks)]()) {}
@@ -176,7 +175,7 @@ class InterleavedBackward {
   void fillCenters(int64_t cb) {
     const Block first = tiling_.block(g_, cb, 0);
     double* centers = coefficients_.row(cb, 0, 0);
-    const double* center = plan_.center;
+    const double* center = in_.center;
     const int64_t spatial = g_.spatial;
     for (int64_t c = first.c0; c < first.c1; ++c) {
       for (int64_t s = (c - first.c0) * spatial, end = s + spatial; s < end; ++s) centers[s] = center[c];
@@ -189,11 +188,11 @@ class InterleavedBackward {
     double* gradSums = partials_.row(cb, rb, 0);
     double* products = partials_.row(cb, rb, 1);
     const double* centers = coefficients_.row(cb, 0, 0);
-    const bool columnGroups = walks_.reductionOf(cb) == Walk::ColumnGroups;
-    if (!plan_.needSums || !columnGroups) {
+    const bool columnGroups = plan_.reductionOf(cb) == Walk::ColumnGroups;
+    if (!in_.needSums || !columnGroups) {
       for (int64_t i = 0; i < padded_; ++i) gradSums[i] = products[i] = 0;
     }
-    if (!plan_.needSums) return;
+    if (!in_.needSums) return;
     if (columnGroups) {
       forColumnGroups<kHeldStatChunks>(block.positions, lanes, [&](int64_t at, auto chunks) {
         gradientPartialsHeld<T, decltype(chunks)::value>(input_ + at, gradOutput_ + at, block, centers + at,
@@ -255,12 +254,12 @@ class InterleavedBackward {
     FloatChannel* channels = kFloatArithmetic<T> ? new FloatChannel[static_cast<size_t>(count)] : nullptr;
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const int64_t from = (c - first.c0) * g_.spatial;
-      const GradientAffine coef = finishGradients(plan_, c, sumDy[c - first.c0], dotp[c - first.c0]);
+      const GradientAffine coef = finishGradients(in_, c, sumDy[c - first.c0], dotp[c - first.c0]);
       broadcastRow(rows[0], from, g_.spatial, coef.center);
       broadcastRow(rows[1], from, g_.spatial, coef.gradMean);
       broadcastRow(rows[2], from, g_.spatial, coef.projection);
       broadcastRow(rows[3], from, g_.spatial, coef.scale);
-      if (channels != nullptr && !gradientInFloats(coef, plan_.readsInput, channels[c - first.c0])) {
+      if (channels != nullptr && !gradientInFloats(coef, in_.readsInput, channels[c - first.c0])) {
         delete[] channels;
         channels = nullptr;
       }
@@ -278,7 +277,7 @@ class InterleavedBackward {
   bool combineInFloats(const Block& first, int64_t count, const double* sumDy, const double* dotp, int64_t cb) {
     float* storage = new float[static_cast<size_t>(4 * count)];
     const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
-    const bool inFloats = gradientFloatRows(plan_, first.c0, count, sumDy, dotp, rows);
+    const bool inFloats = gradientFloatRows(in_, first.c0, count, sumDy, dotp, rows);
     if (inFloats && gradInput_ != nullptr) {
       inFloats_[cb] = new FloatCoefficients(g_, count, gradInput_ + first.first,
                                             [&rows](int64_t c, int k) { return rows.row[k][c]; });
@@ -292,8 +291,8 @@ class InterleavedBackward {
     const Block block = tiling_.block(g_, cb, rb);
     if constexpr (kFloatArithmetic<T>) {
       if (inFloats_[cb] != nullptr) {
-        withGradientPass(plan_.readsInput, input_, gradOutput_, gradInput_, mask_, [&](auto pass) {
-          blockInFloats(pass, g_, block, *inFloats_[cb], walks_.elementwiseOf(cb), walks_.streaming);
+        withGradientPass(in_.readsInput, input_, gradOutput_, gradInput_, mask_, [&](auto pass) {
+          blockInFloats(pass, g_, block, *inFloats_[cb], plan_.elementwiseOf(cb), plan_.streaming);
         });
         return;
       }
@@ -313,9 +312,9 @@ class InterleavedBackward {
         },
         [&](int64_t offset, int valid, const ScratchChunks4<T>& k) {
           Chunk<T> dys = mask_(loadChunk(gradOutput_ + offset, valid), gradOutput_ + offset, valid);
-          const Chunk<T> xs = plan_.readsInput ? loadChunk(input_ + offset, valid) : dys;
+          const Chunk<T> xs = in_.readsInput ? loadChunk(input_ + offset, valid) : dys;
           for (int p = 0; p < parts; ++p) {
-            dys.part[p] = plan_.readsInput ? (dys.part[p] - k.gradMean.v[p] - (xs.part[p] - k.center.v[p]) * k.projection.v[p]) * k.scale.v[p]
+            dys.part[p] = in_.readsInput ? (dys.part[p] - k.gradMean.v[p] - (xs.part[p] - k.center.v[p]) * k.projection.v[p]) * k.scale.v[p]
                                            : dys.part[p] * k.scale.v[p];
           }
           storeChunk(dys, gradInput_ + offset, valid);
@@ -326,9 +325,9 @@ class InterleavedBackward {
   const T* input_;
   const T* gradOutput_;
   T* gradInput_;
-  const BackwardPlan<T>& plan_;
+  const BackwardChannels<T>& in_;
   const GradientMask mask_;
-  const InterleavedPlan walks_;  // decided on the calling thread
+  const PhasePlan& plan_;
   const Tiling tiling_;
   const int64_t padded_;
   TaskRows partials_;      // sum(dy), sum((x - center) dy)
@@ -337,16 +336,17 @@ class InterleavedBackward {
 };
 
 template <typename T, typename GradientMask>
-void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardPlan<T>& plan) {
+void backward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardChannels<T>& in) {
   const GradientMask mask{};
-  if (interleavedTraversal<T>(g)) {
-    InterleavedBackward<T, GradientMask>(g, input, gradOutput, gradInput, plan, mask).run();
+  const PhasePlan plan = planPhaseNow<T>(g, Phase::Backward, in.readsInput ? 3 : 2);
+  if (plan.interleaved) {
+    InterleavedBackward<T, GradientMask>(g, input, gradOutput, gradInput, in, plan, mask).run();
   } else {
-    const bool streaming = streamsStoresNow<T>(g, Phase::Backward, plan.readsInput ? 3 : 2);
+    const bool streaming = plan.streaming;
     auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) planarBackward(g, input, gradOutput, gradInput, plan, c, streaming, mask);
+      for (int64_t c = begin; c < end; ++c) planarBackward(g, input, gradOutput, gradInput, in, c, streaming, mask);
       if (streaming) vec::streamFence();
     };
-    parallelOver(g.channels, g.perChannel(), body);
+    parallelOver(plan.split, body);
   }
 }

@@ -128,31 +128,31 @@ bool evalFloatRows(const EvalChannels<T>& in, int64_t channels, const FloatRows&
 // from their sums, or false when a channel needs the double path (the gradients may then be partly
 // written: the scalar path rewrites them with the same values).
 template <typename T>
-bool gradientFloatRows(const BackwardPlan<T>& plan, int64_t first, int64_t channels, const double* sumDy,
+bool gradientFloatRows(const BackwardChannels<T>& in, int64_t first, int64_t channels, const double* sumDy,
                        const double* dotp, const FloatRows& rows) {
-  const Doubles count = Doubles::broadcast(plan.count), zero = Doubles::zero();
+  const Doubles count = Doubles::broadcast(in.count), zero = Doubles::zero();
   return forChannelSteps(channels, [&](int64_t c, int n) {
     const int64_t at = first + c;
     Doubles sum[2], product[2], invstd[2], center[2], weight[2];
     loadStep(sumDy + c, n, 0.0, 0.0, sum);
     loadStep(dotp + c, n, 0.0, 0.0, product);
-    loadStep(plan.invstd + at, n, 1.0, 1.0, invstd);
-    loadStep(plan.center + at, n, 0.0, 0.0, center);
-    loadStep(plan.weight != nullptr ? plan.weight + at : nullptr, n, 1.0, 1.0, weight);
+    loadStep(in.invstd + at, n, 1.0, 1.0, invstd);
+    loadStep(in.center + at, n, 0.0, 0.0, center);
+    loadStep(in.weight != nullptr ? in.weight + at : nullptr, n, 1.0, 1.0, weight);
     Doubles k[4][2], gradWeight[2];
     bool inFloats = true;
     for (int h = 0; h < 2; ++h) {
       gradWeight[h] = product[h] * invstd[h];
       const Doubles scale = invstd[h] * weight[h];
       Doubles half[4];
-      inFloats = (plan.readsInput ? gradientCoefficients(center[h], sum[h] / count,
+      inFloats = (in.readsInput ? gradientCoefficients(center[h], sum[h] / count,
                                                           product[h] * invstd[h] * invstd[h] / count, scale, half)
                                   : normalizeCoefficients(zero, scale, zero, half)) &&
                  inFloats;
       for (int i = 0; i < 4; ++i) k[i][h] = half[i];
     }
-    if (plan.gradWeight != nullptr) storeStep(gradWeight, plan.gradWeight + at, n);
-    if (plan.gradBias != nullptr) storeStep(sum, plan.gradBias + at, n);
+    if (in.gradWeight != nullptr) storeStep(gradWeight, in.gradWeight + at, n);
+    if (in.gradBias != nullptr) storeStep(sum, in.gradBias + at, n);
     if (inFloats) storeRows(k, rows, c, n);
     return inFloats;
   });
@@ -165,11 +165,11 @@ bool gradientFloatRows(const BackwardPlan<T>& plan, int64_t first, int64_t chann
 // false when one needs the double path (the caller builds those from `stats`). Needs finite sums and
 // eps > 0 (fromShiftedSums and invStd have special cases otherwise): the caller checks.
 template <typename T>
-bool statisticsFloatRows(const ForwardPlan<T>& plan, int64_t first, int64_t channels, const double* sum,
+bool statisticsFloatRows(const ForwardChannels<T>& in, int64_t first, int64_t channels, const double* sum,
                          const double* squares, const double* pivot, double* const (&stats)[3], const FloatRows& rows) {
-  const Doubles count = Doubles::broadcast(plan.count), unbiasedCount = Doubles::broadcast(plan.count - 1);
-  const Doubles epsilon = Doubles::broadcast(plan.eps), one = Doubles::broadcast(1.0);
-  const Doubles momentum = Doubles::broadcast(plan.momentum), keep = Doubles::broadcast(1 - plan.momentum);
+  const Doubles count = Doubles::broadcast(in.count), unbiasedCount = Doubles::broadcast(in.count - 1);
+  const Doubles epsilon = Doubles::broadcast(in.eps), one = Doubles::broadcast(1.0);
+  const Doubles momentum = Doubles::broadcast(in.momentum), keep = Doubles::broadcast(1 - in.momentum);
   bool inFloats = true;
   forChannelSteps(channels, [&](int64_t c, int n) {
     const int64_t at = first + c;
@@ -177,10 +177,10 @@ bool statisticsFloatRows(const ForwardPlan<T>& plan, int64_t first, int64_t chan
     loadStep(sum + c, n, 0.0, 0.0, sums);
     loadStep(squares + c, n, 0.0, 0.0, squareSums);
     loadStep(pivot + c, n, 0.0, 0.0, pivots);
-    loadStep(plan.weight != nullptr ? plan.weight + at : nullptr, n, 1.0, 1.0, weight);
-    loadStep(plan.bias != nullptr ? plan.bias + at : nullptr, n, 0.0, 0.0, bias);
-    loadStep(plan.runningMean != nullptr ? plan.runningMean + at : nullptr, n, 0.0, 0.0, runningMean);
-    loadStep(plan.runningVar != nullptr ? plan.runningVar + at : nullptr, n, 0.0, 0.0, runningVar);
+    loadStep(in.weight != nullptr ? in.weight + at : nullptr, n, 1.0, 1.0, weight);
+    loadStep(in.bias != nullptr ? in.bias + at : nullptr, n, 0.0, 0.0, bias);
+    loadStep(in.runningMean != nullptr ? in.runningMean + at : nullptr, n, 0.0, 0.0, runningMean);
+    loadStep(in.runningVar != nullptr ? in.runningVar + at : nullptr, n, 0.0, 0.0, runningVar);
     Doubles k[4][2], mean[2], meanLow[2], varSum[2], invstd[2];
     for (int h = 0; h < 2; ++h) {
       const Doubles offset = sums[h] / count;
@@ -196,10 +196,10 @@ bool statisticsFloatRows(const ForwardPlan<T>& plan, int64_t first, int64_t chan
       inFloats = normalizeCoefficients(mean[h], scale, bias[h] - meanLow[h] * scale, half) && inFloats;
       for (int i = 0; i < 4; ++i) k[i][h] = half[i];
     }
-    storeStep(mean, plan.saveMean + at, n);
-    storeStep(invstd, plan.saveInvstd + at, n);
-    if (plan.runningMean != nullptr) storeStep(runningMean, plan.runningMean + at, n);
-    if (plan.runningVar != nullptr) storeStep(runningVar, plan.runningVar + at, n);
+    storeStep(mean, in.saveMean + at, n);
+    storeStep(invstd, in.saveInvstd + at, n);
+    if (in.runningMean != nullptr) storeStep(runningMean, in.runningMean + at, n);
+    if (in.runningVar != nullptr) storeStep(runningVar, in.runningVar + at, n);
     const Doubles* const values[3] = {mean, meanLow, varSum};
     for (int i = 0; i < 3; ++i) {
       for (int h = 0; h < 2; ++h) {

@@ -282,7 +282,7 @@ BATCHNORM_ALWAYS_INLINE inline void columnGroupInFloats(Pass pass, const Block& 
   }
 }
 
-// `walk` and `streaming` from the call's InterleavedPlan (streaming applies to the streamed-rows walk;
+// `walk` and `streaming` from the call's PhasePlan (streaming applies to the streamed-rows walk;
 // the others keep their stores).
 template <typename Pass>
 inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, const FloatCoefficients& coefficientsOf,
@@ -316,8 +316,9 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
 // cost no per-row head and tail this way, and the output is one stream that non-temporal stores can
 // write whole cache lines of.
 template <typename T, typename Epilogue>
-void normalizeFlatInFloats(const Geometry& g, const T* input, T* output, const FloatRows& channels, bool streaming,
-                           const Epilogue& epilogue) {
+void normalizeFlatInFloats(const Geometry& g, const T* input, T* output, const FloatRows& channels,
+                           const PhasePlan& plan, const Epilogue& epilogue) {
+  const bool streaming = plan.streaming;
   constexpr int lanes = Floats::lanes;
   const int64_t total = g.elements();
   auto body = [&](int64_t beginChunk, int64_t endChunk) {
@@ -344,5 +345,5 @@ void normalizeFlatInFloats(const Geometry& g, const T* input, T* output, const F
     });
     if (streaming) vec::streamFence();
   };
-  parallelOver((total + lanes - 1) / lanes, lanes, body);
+  parallelOver(plan.split, body);  // chunks of `lanes` values
 }

@@ -50,11 +50,11 @@ inline void affineRow(const T* in, T* out, int64_t length, const PreparedAffine&
 }
 
 template <typename T, typename Epilogue>
-void planarTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan, int64_t c,
+void planarTrainingForward(const Geometry& g, const T* input, T* output, const ForwardChannels<T>& in, int64_t c,
                            bool streaming, const Epilogue& epilogue) {
   const ChannelStats stats = planarStats(g, input, c);
   const PreparedAffine affine =
-      prepareAffine<T>(finishStatistics(plan, c, stats.mean, stats.meanLow, stats.varSum));
+      prepareAffine<T>(finishStatistics(in, c, stats.mean, stats.meanLow, stats.varSum));
   const int64_t stride = g.channels * g.spatial;
   // Last rows first: they are the ones the statistics pass left in cache, so a channel larger than the
   // cache still finds most of itself there (in order, each row would evict the next one needed).
@@ -69,10 +69,9 @@ void planarTrainingForward(const Geometry& g, const T* input, T* output, const F
 template <typename T, typename Epilogue>
 class InterleavedTrainingForward {
  public:
-  InterleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan,
-                             const Epilogue& epilogue)
-      : g_(g), input_(input), output_(output), plan_(plan), epilogue_(epilogue),
-        walks_(planInterleaved<T>(g, Phase::TrainingForward, 2, currentThreadCount())), tiling_(walks_.tiling),
+  InterleavedTrainingForward(const Geometry& g, const T* input, T* output, const ForwardChannels<T>& in,
+                             const PhasePlan& plan, const Epilogue& epilogue)
+      : g_(g), input_(input), output_(output), in_(in), epilogue_(epilogue), plan_(plan), tiling_(plan.tiling),
         padded_(paddedLength<T>(tiling_.channels * g.spatial)), partials_(tiling_, 3, padded_),
         coefficients_(Tiling{tiling_.channels, tiling_.channelBlocks, 1, 1}, 3, padded_),
         stats_(new ChannelStats[static_cast<size_t>(tiling_.channels * tiling_.channelBlocks)]),
@@ -119,7 +118,7 @@ class InterleavedTrainingForward {
       for (int64_t c = block.c0; c < block.c1; ++c) {
         broadcastRow(pivots, (c - block.c0) * g_.spatial, g_.spatial, static_cast<double>(input_[c * g_.spatial]));
       }
-      shiftedPartials(input_, block, walks_.reductionOf(cb), pivots, partials_.row(cb, rb, 0), partials_.row(cb, rb, 1));
+      shiftedPartials(input_, block, plan_.reductionOf(cb), pivots, partials_.row(cb, rb, 0), partials_.row(cb, rb, 1));
     } else {
       sumPartials(input_, block, partials_.row(cb, rb, 0), partials_.row(cb, rb, 1));
     }
@@ -145,7 +144,7 @@ class InterleavedTrainingForward {
     ChannelAffine* affines = new ChannelAffine[static_cast<size_t>(count)];
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const ChannelStats& st = stats[c - first.c0];
-      affines[c - first.c0] = finishStatistics(plan_, c, st.mean, st.meanLow, st.varSum);
+      affines[c - first.c0] = finishStatistics(in_, c, st.mean, st.meanLow, st.varSum);
     }
     if constexpr (kFloatArithmetic<T>) {
       if (FloatChannel* channels = floatChannels<NormalizeInFloats>(affines, count)) {
@@ -167,7 +166,7 @@ class InterleavedTrainingForward {
   // channel at once (coefficient_rows.h). False, with nothing written, where that does not apply: eps = 0
   // or sums that are not finite (the special cases of invStd and fromShiftedSums).
   bool finishStatsInFloats(const Block& first, int64_t count, int64_t cb) {
-    if (plan_.eps == 0) return false;
+    if (in_.eps == 0) return false;
     Scratch scratch(6, count);
     double *sum = scratch.row(0), *squares = scratch.row(1), *pivot = scratch.row(2);
     const int64_t spatial = g_.spatial;
@@ -179,12 +178,12 @@ class InterleavedTrainingForward {
     double* const stats[3] = {scratch.row(3), scratch.row(4), scratch.row(5)};
     float* storage = new float[static_cast<size_t>(4 * count)];
     const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
-    if (statisticsFloatRows(plan_, first.c0, count, sum, squares, pivot, stats, rows)) {
+    if (statisticsFloatRows(in_, first.c0, count, sum, squares, pivot, stats, rows)) {
       inFloats_[cb] = new FloatCoefficients(g_, count, output_ + first.first,
                                             [&rows](int64_t c, int k) { return rows.row[k][c]; });
     } else {
       for (int64_t c = 0; c < count; ++c) {
-        const ChannelAffine affine = statisticsAffine(plan_, first.c0 + c, stats[0][c], stats[1][c], stats[2][c]);
+        const ChannelAffine affine = statisticsAffine(in_, first.c0 + c, stats[0][c], stats[1][c], stats[2][c]);
         broadcastRow(coefficients_.row(cb, 0, 0), c * spatial, spatial, affine.center);
         broadcastRow(coefficients_.row(cb, 0, 1), c * spatial, spatial, affine.scale);
         broadcastRow(coefficients_.row(cb, 0, 2), c * spatial, spatial, affine.shift);
@@ -199,7 +198,7 @@ class InterleavedTrainingForward {
     if constexpr (kFloatArithmetic<T>) {
       if (inFloats_[cb] != nullptr) {
         blockInFloats(NormalizePass<T, NoGradientMask, Epilogue>{input_, output_, {}, epilogue_}, g_, block,
-                      *inFloats_[cb], walks_.elementwiseOf(cb), walks_.streaming);
+                      *inFloats_[cb], plan_.elementwiseOf(cb), plan_.streaming);
         return;
       }
     }
@@ -210,9 +209,9 @@ class InterleavedTrainingForward {
   const Geometry& g_;
   const T* input_;
   T* output_;
-  const ForwardPlan<T>& plan_;
+  const ForwardChannels<T>& in_;
   const Epilogue epilogue_;
-  const InterleavedPlan walks_;  // decided on the calling thread
+  const PhasePlan& plan_;
   const Tiling tiling_;
   const int64_t padded_;
   TaskRows partials_;      // per task: partial sums (float32: sums, squares, pivots; float64: highs, lows, squares)
@@ -222,17 +221,18 @@ class InterleavedTrainingForward {
 };
 
 template <typename T, typename Epilogue>
-void trainingForward(const Geometry& g, const T* input, T* output, const ForwardPlan<T>& plan) {
+void trainingForward(const Geometry& g, const T* input, T* output, const ForwardChannels<T>& in) {
   const Epilogue epilogue{};
-  if (interleavedTraversal<T>(g)) {
-    InterleavedTrainingForward<T, Epilogue>(g, input, output, plan, epilogue).run();
+  const PhasePlan plan = planPhaseNow<T>(g, Phase::TrainingForward, 2);
+  if (plan.interleaved) {
+    InterleavedTrainingForward<T, Epilogue>(g, input, output, in, plan, epilogue).run();
   } else {
-    const bool streaming = streamsStoresNow<T>(g, Phase::TrainingForward, 2);
+    const bool streaming = plan.streaming;
     auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) planarTrainingForward(g, input, output, plan, c, streaming, epilogue);
+      for (int64_t c = begin; c < end; ++c) planarTrainingForward(g, input, output, in, c, streaming, epilogue);
       if (streaming) vec::streamFence();
     };
-    parallelOver(g.channels, g.perChannel(), body);
+    parallelOver(plan.split, body);
   }
 }
 
@@ -242,9 +242,8 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
 // Eval of float32 with S < lanes in floats, tiled by evalTiling, each block's coefficients laid out once.
 template <typename T, typename Epilogue>
 void affineInterleavedInFloats(const Geometry& g, const T* input, T* output, const FloatRows& rows,
-                               const Epilogue& epilogue) {
-  const InterleavedPlan walks = planInterleaved<T>(g, Phase::EvalForward, 2, currentThreadCount());
-  const Tiling tiling = walks.tiling;
+                               const PhasePlan& plan, const Epilogue& epilogue) {
+  const Tiling tiling = plan.tiling;
   FloatCoefficients** blocks = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)];
   for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) {
     const int64_t c0 = cb * tiling.channels;
@@ -255,11 +254,11 @@ void affineInterleavedInFloats(const Geometry& g, const T* input, T* output, con
     for (int64_t task = begin; task < end; ++task) {
       const int64_t rb = task / tiling.channelBlocks, cb = task % tiling.channelBlocks;
       blockInFloats(NormalizePass<T, NoGradientMask, Epilogue>{input, output, {}, epilogue}, g,
-                    tiling.block(g, cb, rb), *blocks[cb], walks.elementwiseOf(cb), walks.streaming);
+                    tiling.block(g, cb, rb), *blocks[cb], plan.elementwiseOf(cb), plan.streaming);
     }
     vec::streamFence();
   };
-  parallelOver(tiling.channelBlocks * tiling.rowBlocks, tiling.channels * tiling.rows * g.spatial, run);
+  parallelOver(plan.split, run);  // the tasks of taskSplit, rows first
   for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) delete blocks[cb];
   delete[] blocks;
 }
@@ -273,10 +272,11 @@ bool evalInFloats(const Geometry& g, const T* input, T* output, const EvalChanne
   float* storage = new float[static_cast<size_t>(4 * count)];
   const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
   const bool inFloats = evalFloatRows(channels, count, rows);
-  if (inFloats && evalAcrossChannels<T>(g)) {
-    affineInterleavedInFloats(g, input, output, rows, epilogue);
+  const PhasePlan plan = planPhaseNow<T>(g, Phase::EvalForward, 2);
+  if (inFloats && plan.interleaved) {
+    affineInterleavedInFloats(g, input, output, rows, plan, epilogue);
   } else if (inFloats) {
-    normalizeFlatInFloats(g, input, output, rows, streamsStoresNow<T>(g, Phase::EvalForward, 2), epilogue);
+    normalizeFlatInFloats(g, input, output, rows, plan, epilogue);
   }
   delete[] storage;
   return inFloats;
@@ -287,8 +287,9 @@ bool evalInFloats(const Geometry& g, const T* input, T* output, const EvalChanne
 template <typename T, typename Epilogue>
 void affineForward(const Geometry& g, const T* input, T* output, const ChannelAffine* channels) {
   const Epilogue epilogue{};
-  if (evalAcrossChannels<T>(g)) {
-    const Tiling tiling = reductionTiling<T>(g);
+  const PhasePlan plan = planPhaseNow<T>(g, Phase::EvalForward, 2, false);
+  if (plan.interleaved) {
+    const Tiling tiling = plan.tiling;
     forEachTask(g, tiling, [&](int64_t cb, int64_t rb) {
       const Block block = tiling.block(g, cb, rb);
       Scratch scratch(3, paddedLength<T>(block.positions));
@@ -302,7 +303,7 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
     });
     return;
   }
-  const bool streaming = streamsStoresNow<T>(g, Phase::EvalForward, 2);
+  const bool streaming = plan.streaming;
   // Planar: one (batch item, channel) row at a time.
   PreparedAffine* prepared = new PreparedAffine[static_cast<size_t>(g.channels)];
   for (int64_t c = 0; c < g.channels; ++c) prepared[c] = prepareAffine<T>(channels[c]);
@@ -313,7 +314,7 @@ void affineForward(const Geometry& g, const T* input, T* output, const ChannelAf
     }
     if (streaming) vec::streamFence();
   };
-  parallelOver(g.batch * g.channels, g.spatial, body);
+  parallelOver(plan.split, body);
   delete[] prepared;
 }
 

@@ -124,11 +124,6 @@ bool streamsStores(const Geometry& g, Phase phase, int tensors, int threads) {
   if (phase == Phase::EvalForward) return bytes > cacheSizes().lastLevelBytes + threads * cacheSizes().l2Bytes;
   return bytes > passCacheBytes();
 }
-// streamsStores for a pass about to run on the calling thread's current thread count.
-template <typename T>
-bool streamsStoresNow(const Geometry& g, Phase phase, int tensors) {
-  return streamsStores<T>(g, phase, tensors, currentThreadCount());
-}
 template <typename T>
 bool staysInCache(const Geometry& g) {
   return g.elements() * static_cast<int64_t>(sizeof(T)) < cachedBytes();
@@ -254,15 +249,37 @@ inline int64_t parallelRanges(int64_t count, int64_t elementsPerItem, int thread
   return maxInt64(1, minInt64(threads, count / grainOf(elementsPerItem)));
 }
 
-// The interleaved traversal of one phase of a call, decided once on the calling thread before any task
-// runs: the drivers switch on its fields and describe() serializes it, so kernelPlan reports the walks
-// the drivers take. Every channel block but the last has the same width and walks alike; the last may
-// be narrower and walk otherwise.
-struct InterleavedPlan {
-  Tiling tiling;
+// How a pass is split over the threads: parallelOver(items, itemElements), in ranges of at least
+// grainOf(itemElements) items.
+struct ParallelSplit {
+  int64_t items = 0;
+  int64_t itemElements = 1;
+};
+// Every (channel block, row block) task of an interleaved tiling (forEachTask).
+inline ParallelSplit taskSplit(const Geometry& g, const Tiling& t) {
+  return {t.channelBlocks * t.rowBlocks, t.channels * t.rows * g.spatial};
+}
+// Every channel block with all its rows (forEachChannelBlock).
+inline ParallelSplit channelBlockSplit(const Geometry& g, const Tiling& t) {
+  return {t.channelBlocks, t.channels * g.perChannel()};
+}
+
+// The plan of one phase of a call (oneDNN's jit_bnorm_conf_t): every decision the drivers take from the
+// geometry and the thread count, made once by planPhase on the calling thread before any task runs. The
+// drivers (forward.h, backward.h, split.h) switch on its fields and describe() serializes it, so
+// kernelPlan reports the plan the drivers run; a driver that decided anything again from the geometry
+// could run a walk kernelPlan does not name, and the walk-coverage test would miss it.
+// Interleaved: every channel block but the last has the same width and walks alike; the last may be
+// narrower and walk otherwise.
+struct PhasePlan {
+  bool interleaved = false;
+  bool inFloats = false;               // the elementwise pass in float arithmetic (float_passes.h)
+  Walk planarWalk = Walk::PlanarRows;  // planar: planar-rows, or flat-joined (eval in floats)
+  Tiling tiling;                       // interleaved: the blocks
   Walk reduction[2] = {Walk::AccumulatorRows, Walk::AccumulatorRows};  // statistics or sums: full, last block
   Walk elementwise[2] = {Walk::RowGroups, Walk::RowGroups};            // normalization or grad_input
-  bool streaming = false;                                              // streamsStores for the call
+  bool streaming = false;  // the elementwise pass's output in non-temporal stores (streamsStores)
+  ParallelSplit split;     // the elementwise pass's parallel split
 
   Walk reductionOf(int64_t channelBlock) const { return reduction[channelBlock + 1 == tiling.channelBlocks ? 1 : 0]; }
   Walk elementwiseOf(int64_t channelBlock) const {
@@ -271,19 +288,44 @@ struct InterleavedPlan {
 };
 
 // The plan of a phase whose elementwise pass touches `tensors` tensors (see streamsStores), on `threads`
-// threads. Eval forward has no reduction; its float tiling is evalTiling's.
+// threads. `inFloats`: the float passes where T takes them; false for the double passes (evaluation
+// falls back to them where a channel's coefficients leave float range). Eval forward has no reduction;
+// it walks across channels only where rows are shorter than a chunk (evalAcrossChannels), tiled by
+// evalTiling in floats.
 template <typename T>
-InterleavedPlan planInterleaved(const Geometry& g, Phase phase, int tensors, int threads) {
-  InterleavedPlan plan;
-  plan.tiling = phase == Phase::EvalForward && kFloatArithmetic<T> ? evalTiling(g) : reductionTiling<T>(g);
+PhasePlan planPhase(const Geometry& g, Phase phase, int tensors, int threads, bool inFloats = kFloatArithmetic<T>) {
+  PhasePlan plan;
+  const bool eval = phase == Phase::EvalForward;
+  plan.inFloats = inFloats && kFloatArithmetic<T>;
+  plan.streaming = streamsStores<T>(g, phase, tensors, threads);
+  plan.interleaved = eval ? evalAcrossChannels<T>(g) : interleavedTraversal<T>(g);
+  if (!plan.interleaved) {
+    if (!eval) {
+      plan.split = {g.channels, g.perChannel()};
+    } else if (plan.inFloats) {
+      plan.planarWalk = Walk::FlatJoined;
+      plan.split = {(g.elements() + Floats::lanes - 1) / Floats::lanes, Floats::lanes};
+    } else {
+      plan.split = {g.batch * g.channels, g.spatial};
+    }
+    return plan;
+  }
+  plan.tiling = eval && plan.inFloats ? evalTiling(g) : reductionTiling<T>(g);
   const Block blocks[2] = {plan.tiling.block(g, 0, 0), plan.tiling.block(g, plan.tiling.channelBlocks - 1, 0)};
   for (int k = 0; k < 2; ++k) {
     if (phase == Phase::TrainingForward) plan.reduction[k] = statisticsWalk<T>(blocks[k]);
     if (phase == Phase::Backward) plan.reduction[k] = gradientSumsWalk<T>(g, blocks[k]);
-    plan.elementwise[k] = kFloatArithmetic<T> ? floatBlockWalk<T>(g, blocks[k]) : Walk::RowGroups;
+    plan.elementwise[k] = plan.inFloats ? floatBlockWalk<T>(g, blocks[k]) : Walk::RowGroups;
   }
-  plan.streaming = streamsStores<T>(g, phase, tensors, threads);
+  // A reduction whose channel blocks take all rows runs every phase of a block in one task.
+  plan.split = eval || plan.tiling.rowBlocks > 1 ? taskSplit(g, plan.tiling) : channelBlockSplit(g, plan.tiling);
   return plan;
+}
+
+// planPhase for a pass about to run on the calling thread's current thread count.
+template <typename T>
+PhasePlan planPhaseNow(const Geometry& g, Phase phase, int tensors, bool inFloats = kFloatArithmetic<T>) {
+  return planPhase<T>(g, phase, tensors, currentThreadCount(), inFloats);
 }
 
 template <typename F>
@@ -291,4 +333,8 @@ void parallelOver(int64_t count, int64_t elementsPerItem, F& body) {
   const int64_t grain = grainOf(elementsPerItem);
   parallelFor(
       count, grain, [](void* context, int64_t begin, int64_t end) { (*static_cast<F*>(context))(begin, end); }, &body);
+}
+template <typename F>
+void parallelOver(const ParallelSplit& split, F& body) {
+  parallelOver(split.items, split.itemElements, body);
 }

@@ -7,7 +7,8 @@
 
 template <typename T>
 bool splitStatistics(const Geometry& g, const T* input, double* mean, double* varSum) {
-  if (interleavedTraversal<T>(g)) return false;
+  const PhasePlan plan = planPhaseNow<T>(g, Phase::TrainingForward, 2);
+  if (plan.interleaved) return false;
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const ChannelStats stats = planarStats(g, input, c);
@@ -15,14 +16,15 @@ bool splitStatistics(const Geometry& g, const T* input, double* mean, double* va
       varSum[c] = stats.varSum;
     }
   };
-  parallelOver(g.channels, g.perChannel(), body);
+  parallelOver(plan.split, body);
   return true;
 }
 
 template <typename T, typename GradientMask>
 bool splitGradientSums(const Geometry& g, const T* input, const T* gradOutput, const double* center, double* sumDy,
                        double* dotp) {
-  if (interleavedTraversal<T>(g)) return false;
+  const PhasePlan plan = planPhaseNow<T>(g, Phase::Backward, 3);
+  if (plan.interleaved) return false;
   const GradientMask mask{};
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
@@ -31,7 +33,7 @@ bool splitGradientSums(const Geometry& g, const T* input, const T* gradOutput, c
       dotp[c] = sums.dotp;
     }
   };
-  parallelOver(g.channels, g.perChannel(), body);
+  parallelOver(plan.split, body);
   return true;
 }
 
@@ -58,8 +60,9 @@ void gradInputChannel(const Geometry& g, const T* input, const T* gradOutput, T*
 
 template <typename T, typename GradientMask>
 bool splitGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const GradientAffine* coefficients) {
-  if (interleavedTraversal<T>(g)) return false;
-  const bool streaming = streamsStoresNow<T>(g, Phase::Backward, 3);
+  const PhasePlan plan = planPhaseNow<T>(g, Phase::Backward, 3);
+  if (plan.interleaved) return false;
+  const bool streaming = plan.streaming;
   const GradientMask mask{};
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
@@ -67,6 +70,6 @@ bool splitGradInput(const Geometry& g, const T* input, const T* gradOutput, T* g
     }
     if (streaming) vec::streamFence();
   };
-  parallelOver(g.channels, g.perChannel(), body);
+  parallelOver(plan.split, body);
   return true;
 }

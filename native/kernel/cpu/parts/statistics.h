@@ -191,7 +191,7 @@ void shiftedPartialsHeld(const T* input, const Block& block, const double* pivot
 // Per-position partial sums over one block's rows, written to rows of `positions` doubles.
 // float32: sums and squares of x - pivot (pivot per position). float64: compensated sums (high, low),
 // then squares about the double-double mean.
-// `walk`: the block's statistics walk (column groups or accumulator rows) from the call's InterleavedPlan.
+// `walk`: the block's statistics walk (column groups or accumulator rows) from the call's PhasePlan.
 template <typename T>
 void shiftedPartials(const T* input, const Block& block, Walk walk, const double* pivots, double* sums,
                      double* squares) {
