@@ -40,6 +40,7 @@ namespace {
 // The kernels by concern, in dependency order; each part is a fragment of this translation unit.
 #include "kernel/cpu/parts/elements.h"
 #include "kernel/cpu/parts/hooks.h"
+#include "kernel/cpu/parts/tuning.h"
 #include "kernel/cpu/parts/rows.h"
 #include "kernel/cpu/parts/planner.h"
 #include "kernel/cpu/parts/tasks.h"

@@ -1,17 +1,18 @@
 // Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces (one
 // translation unit per ISA, so that everything inlines); not a header of its own.
-// The walks of the interleaved elementwise passes over a block: by chunk positions, four rows per load
+// The walks of the interleaved elementwise passes over a block: by chunk positions, a few rows per load
 // of the coefficients (the double passes), and as one flat stream (forStreamedRows, also the float
 // passes' streamed-rows walk); the double normalization of a block.
 
 // y = (x - center) * scale + shift over a block, coefficients per position in three scratch rows.
-// Walks a block a position (chunk) at a time, four rows per visit: coefficientsAt(at) loads what the
-// rows share, then row(offset, valid, coefficients) handles the chunk of each row at `offset`.
+// Walks a block a position (chunk) at a time, kRowsPerCoefficientLoad rows per visit: coefficientsAt(at)
+// loads what the rows share, then row(offset, valid, coefficients) handles the chunk of each row at
+// `offset`.
 template <typename T, typename Load, typename Row>
 void forBlockChunks(const Block& block, Load&& coefficientsAt, Row&& row) {
   constexpr int lanes = Chunk<T>::lanes;
-  for (int64_t b = block.b0; b < block.b1; b += 4) {
-    const int rows = static_cast<int>(minInt64(4, block.b1 - b));
+  for (int64_t b = block.b0; b < block.b1; b += kRowsPerCoefficientLoad) {
+    const int rows = static_cast<int>(minInt64(kRowsPerCoefficientLoad, block.b1 - b));
     for (int64_t at = 0; at < block.positions; at += lanes) {
       const int valid = static_cast<int>(minInt64(lanes, block.positions - at));
       const auto coefficients = coefficientsAt(at);

@@ -290,7 +290,7 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
   const FloatCoefficients::Rows coefficients = coefficientsOf.rows();
   switch (walk) {
     case Walk::StreamedRows:
-      forStreamedRows<typename Pass::Value, 4>(
+      forStreamedRows<typename Pass::Value, kRowsPerCoefficientLoad>(
           block, pass.destination(), g.elements(), [&](int64_t at) { return coefficients.at(at); },
           [&](int64_t offset) { pass.prefetchInputs(offset); },
           [&](int64_t offset, int valid, const FloatLanes& lanes, bool stream) {
@@ -303,7 +303,7 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
       });
       return;
     case Walk::RowGroups:
-      rowGroupsInFloats<4>(pass, block, coefficients);
+      rowGroupsInFloats<kRowsPerCoefficientLoad>(pass, block, coefficients);
       return;
     default:  // Walk::SingleRows
       rowGroupsInFloats<1>(pass, block, coefficients);

@@ -1,9 +1,10 @@
 // Part of batch_norm_kernel.cc, included there inside its per-ISA and anonymous namespaces (one
 // translation unit per ISA, so that everything inlines); not a header of its own.
-// The planner: where the thresholds live (the walks' own tuning constants, such as kAccumulatedRows and
-// kStreamedRowsAhead in rows.h, stay beside the loops they tune). A phase asks it which traversal a tensor takes, how
-// an interleaved traversal is tiled and which walk each block takes; describe() reports the same answers
-// to JS (kernelPlan), so tests and `npm run bench` name the walks they cover.
+// The planner: the only code that turns the tuning constants and cache sizes of tuning.h into decisions.
+// planPhase answers, once per phase of a call, which traversal a tensor takes, how an interleaved
+// traversal is tiled, which walk each block takes, whether outputs are streamed and how the work is
+// split; the drivers run that PhasePlan and describe() reports it to JS (kernelPlan), so tests and
+// `npm run bench` name the walks they cover.
 //
 // A tensor is (N, C, S) with S the values of a channel per batch item (channels-last: S = 1 and C
 // positions per row). Planar: one channel at a time, its N rows of S values. Interleaved: blocks of
@@ -29,42 +30,6 @@
 // the output is then streamed does depend on it (streamsStores).
 // Why each walk exists, with the figure that justified it, is beside its predicate below; README
 // "Performance" lists them with their bench rows.
-
-// Values per channel and batch item from which a channel is walked on its own (planar): shorter rows pay a
-// fresh run per row for the prefetchers, and a head and a tail, whatever the vector width (measured with
-// AVX2, (256, 256, 7, 7): planar 4x slower in training forward, 2.5x in backward). Longer rows gain from
-// it (interleaved A/B, both orders, against the interleaved walk: (8, 32, 128, 128) training forward
-// 4.7x and 5.3x, backward 2.6x and 3.1x; (32, 64, 56, 56) 2.3x and 2.0x).
-constexpr int64_t kPlanarMinSpatial = 64;
-// Work units smaller than this many elements stay on one thread.
-constexpr int64_t kMinElementsPerTask = 1 << 15;
-// At most this many positions (channels x S) per row of an interleaved block, bounding the scratch rows.
-constexpr int64_t kMaxBlockPositions = 1024;
-// Chunks of statistics accumulators (three registers per part: pivot, sum, square) the registers hold.
-constexpr int kHeldStatChunks = Floats::lanes >= 16 ? 4 : 2;
-// Chunks of float coefficients (four registers each) the registers hold beside a pass's values.
-constexpr int kHeldFloatChunks = Floats::lanes >= 16 ? 4 : 2;
-// Rows of at most this many bytes are walked in column groups by the elementwise passes when they stay
-// in cache.
-constexpr int64_t kColumnRowBytes = 1024;
-// The least a column group must read of each row to beat the accumulator rows (narrower groups read
-// every row in strided pieces: AVX2, (4096, 256) eval 3x a copy so).
-constexpr int64_t kMinGroupBytes = 256;
-
-// Sizes from the caches found at load (kernel/cache_sizes.h; the fallback reproduces the Zen 4 machine
-// these were measured on: 1 MB L2, 32 MB L3 per core complex).
-// Interleaved blocks aim at this many bytes of input, so that the passes over a block hit the L2 cache.
-inline int64_t blockBytes() { return cacheSizes().l2Bytes / 4; }
-// Outputs of at least this many bytes are large: one core's passes over them run from memory rather than
-// from its share of the last-level cache, and their stores are streamed (see streamsStores).
-inline int64_t streamBytes() { return cacheSizes().lastLevelBytes / 4; }
-// Tensors below this size are taken to come from the last-level cache between calls.
-inline int64_t cachedBytes() { return cacheSizes().lastLevelBytes / 2; }
-// The most bytes a pass's tensors together may take and still be taken to stay in the last-level cache:
-// all of it but an eighth, left to everything else there (code, stacks, the runtime's heap) and to
-// replacement that is not exactly least-recently-used. (8, 32, 128, 128), input and output exactly the
-// 32 MB cache, trained 1.1x-1.4x slower on 2 threads with its output stored through the cache.
-inline int64_t passCacheBytes() { return cacheSizes().lastLevelBytes - cacheSizes().lastLevelBytes / 8; }
 
 enum class Walk { PlanarRows, FlatJoined, ColumnGroups, AccumulatorRows, StreamedRows, RowGroups, SingleRows };
 

@@ -2,9 +2,6 @@
 // translation unit per ISA, so that everything inlines); not a header of its own.
 // Chunks of a row, loads and stores with tails, prefetch, compensated sums, scratch and the tiling of the interleaved traversal.
 
-// Rows of an interleaved block that share each load and store of the per-position accumulators.
-constexpr int kAccumulatedRows = 4;
-
 inline int clampInt(int64_t value, int low, int high) {
   return static_cast<int>(value < low ? low : value > high ? high : value);
 }
@@ -63,9 +60,6 @@ inline Doubles keepValid(Doubles v, int p, int count) {
   return keepFirst(v, clampInt(count - p * Doubles::lanes, 0, Doubles::lanes));
 }
 
-constexpr int64_t kLineBytes = 64;
-// How far ahead of a row's reduction its lines are requested.
-constexpr int64_t kPrefetchBytes = 2048;
 inline void prefetch(const void* p) {
 #if defined(__GNUC__) || defined(__clang__)
   __builtin_prefetch(p);
@@ -73,10 +67,6 @@ inline void prefetch(const void* p) {
   (void)p;
 #endif
 }
-
-// How many rows ahead the walks that interleave rows (a chunk of each of a few rows in turn) request
-// their inputs: such runs are ones the hardware prefetchers follow poorly.
-constexpr int64_t kStreamedRowsAhead = 8;
 
 // Each row of a planar reduction is a fresh run for the hardware prefetchers: its first lines are
 // requested up front, and the loop stays kPrefetchBytes ahead inside it.
