@@ -36,7 +36,13 @@ inline int64_t blockBytes() { return cacheSizes().l2Bytes / 4; }
 // Outputs of at least this many bytes are large: one core's passes over them run from memory rather than
 // from its share of the last-level cache, and their stores are streamed (see streamsStores).
 inline int64_t streamBytes() { return cacheSizes().lastLevelBytes / 4; }
-// Tensors below this size are taken to come from the last-level cache between calls.
+// Tensors below this size are taken to come from the last-level cache between calls, for the
+// elementwise walks (floatBlockWalk). The reduction walks (statisticsWalk, gradientSumsWalk) take column
+// groups only below streamBytes(): a group reads every row in strided pieces, which the prefetchers follow
+// worse. One limit for both was measured both ways (interleaved A/B against these two, both orders,
+// AVX-512, one thread): LLC/2 for the reductions too made (12288, 256) backward 1.27x-1.29x slower; LLC/4
+// for the elementwise walks too made (1024, 64, 7, 7) backward 1.45x-1.47x and training forward
+// 1.32x-1.33x slower, (3072, 1030) evaluation 1.13x-1.19x slower.
 inline int64_t cachedBytes() { return cacheSizes().lastLevelBytes / 2; }
 // The most bytes a pass's tensors together may take and still be taken to stay in the last-level cache:
 // all of it but an eighth, left to everything else there (code, stacks, the runtime's heap) and to
