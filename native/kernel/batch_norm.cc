@@ -3,10 +3,13 @@
 // kernel/channel_coefficients.h. Compiled once, without ISA-specific flags.
 #include "kernel/batch_norm.h"
 
+#include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "kernel/dispatch.h"
+#include "vec/float_precision.h"
 
 namespace batchnorm {
 namespace {

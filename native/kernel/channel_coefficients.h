@@ -1,7 +1,10 @@
 // A channel's coefficients from its statistics or gradient sums, as PyTorch's Normalization.cpp computes
 // them: shared by the operator (batch_norm.cc), the scalar oracle and the kernels (which build the same
 // values for many channels at once in vector registers where they can, and fall back to these). A fragment, included inside each user's anonymous namespace so that
-// no inline function compiled with one ISA's flags is shared with another translation unit.
+// no inline function compiled with one ISA's flags is shared with another translation unit. The
+// arithmetic is kernel/channel_math.h's, written once for one channel and for a vector of channels.
+
+#include "kernel/channel_math.h"
 
 // PyTorch evaluates x * alpha + (bias - mean * alpha). Centering first keeps float32 outputs accurate
 // when |mean| >> std; the two forms agree in real arithmetic. meanLow, the low part of a double-double
@@ -23,7 +26,7 @@ inline ChannelAffine affineFor(double mean, double meanLow, double alpha, double
 // Evaluation: the running statistics, alpha = weight / sqrt(runningVar + eps).
 template <typename T>
 ChannelAffine evalAffine(const EvalChannels<T>& in, int64_t c) {
-  const double invstd = 1 / std::sqrt(static_cast<double>(in.runningVar[c]) + in.eps);
+  const double invstd = invStdOf(static_cast<double>(in.runningVar[c]), in.eps);
   const double weight = in.weight != nullptr ? static_cast<double>(in.weight[c]) : 1;
   const double bias = in.bias != nullptr ? static_cast<double>(in.bias[c]) : 0;
   return affineFor(static_cast<double>(in.runningMean[c]), 0, invstd * weight, bias);
@@ -33,7 +36,7 @@ ChannelAffine evalAffine(const EvalChannels<T>& in, int64_t c) {
 // eps = 0 normalizes to the bias instead of NaN.
 inline double invStd(double variance, double eps) {
   if (variance == 0 && eps == 0) return 0;
-  return 1 / std::sqrt(variance + eps);
+  return invStdOf(variance, eps);
 }
 
 // Training: saves the batch statistics of channel c and updates its running ones.
@@ -44,11 +47,12 @@ void recordStatistics(const ForwardChannels<T>& in, int64_t c, double mean, doub
   in.saveInvstd[c] = static_cast<T>(invstd);
   const double keep = 1 - in.momentum;
   if (in.runningMean != nullptr) {
-    in.runningMean[c] = static_cast<T>(in.momentum * mean + keep * static_cast<double>(in.runningMean[c]));
+    in.runningMean[c] = static_cast<T>(runningUpdate(in.momentum, keep, mean, static_cast<double>(in.runningMean[c])));
   }
   if (in.runningVar != nullptr) {
     const double unbiasedVar = varSum / (in.count - 1);
-    in.runningVar[c] = static_cast<T>(in.momentum * unbiasedVar + keep * static_cast<double>(in.runningVar[c]));
+    in.runningVar[c] =
+        static_cast<T>(runningUpdate(in.momentum, keep, unbiasedVar, static_cast<double>(in.runningVar[c])));
   }
 }
 
@@ -77,8 +81,8 @@ GradientAffine finishGradients(const BackwardChannels<T>& in, int64_t c, double 
   g.center = in.center[c];
   g.scale = invstd * (in.weight != nullptr ? static_cast<double>(in.weight[c]) : 1);
   if (in.readsInput) {
-    g.gradMean = sumDy / in.count;
-    g.projection = dotp * invstd * invstd / in.count;
+    g.gradMean = gradMeanOf(sumDy, in.count);
+    g.projection = projectionOf(dotp, invstd, in.count);
   }
   return g;
 }

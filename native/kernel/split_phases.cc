@@ -1,12 +1,15 @@
 #include "kernel/split_phases.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "kernel/dispatch.h"
+#include "vec/float_precision.h"
 #include "kernel/thread_pool.h"
 
 namespace batchnorm {

@@ -1,9 +1,12 @@
 // The portable scalar oracle: the simplest loops that implement the kernel contract, one channel at a
 // time on one thread, in double. Every vectorized path is tested against it; it is not used for speed.
+#include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 
 #include "kernel/dispatch.h"
+#include "vec/float_precision.h"
 
 namespace batchnorm::cpu::reference {
 namespace {

@@ -5,47 +5,12 @@
 // the shifted sums, backward's gradients and coefficients from the gradient sums.
 //
 // Each is the scalar chain (kernel/channel_coefficients.h, then NormalizeInFloats or GradientInFloats
-// ::coefficients) operation for operation in the same order, so the results are theirs bit for bit
-// (scripts/compare-builds.js checked it against the scalar build on every path). One channel at a time
-// that chain cost about 90 instructions a channel in eval and 250 in backward (callgrind, (2, 1024)):
-// most of a call on an (N, C) tensor with a small batch. The scalar code rounds the scale toward zero to
-// float with a conversion and a correction step; on float's normal range, which the range checks
-// guarantee, that is truncatedToFloat. Where a channel fails the checks, the caller computes the whole
-// call (eval) or block (training, backward) in double, as the scalar chain would.
-
-// inFloatRange (float_passes.h) in every lane: zero, or a magnitude in [2^-90, 2^90].
-BATCHNORM_ALWAYS_INLINE inline bool allInFloatRange(Doubles x) {
-  return allAbsWithin(replaceZeros(x, x, 0x1p-90), 0x1p-90, 0x1p90);
-}
-
-// NormalizeInFloats::coefficients of one Doubles of channels.
-BATCHNORM_ALWAYS_INLINE inline bool normalizeCoefficients(Doubles center, Doubles scale, Doubles shift, Doubles (&k)[4]) {
-  const Doubles centerInFloats = roundedToFloat(center);
-  const Doubles scaleHigh = truncatedToFloat(scale);
-  const Doubles shiftInFloats = shift - (center - centerInFloats) * scale;
-  k[NormalizeInFloats::kCenter] = centerInFloats;
-  k[NormalizeInFloats::kScaleHigh] = scaleHigh;
-  // The low part is 0 only where the scale is a float; its smallest subnormal keeps an infinite x from
-  // meeting Inf - Inf (see NormalizeInFloats). Nonzero, it is at least 2^-142, so it stays nonzero in float.
-  k[NormalizeInFloats::kScaleLow] = replaceZeros(scale - scaleHigh, scale, 0x1p-149);
-  k[NormalizeInFloats::kShift] = shiftInFloats;
-  return allAbsWithin(scale, 0x1p-90, 0x1p90) && allAbsWithin(center, 0, FLT_MAX) &&
-         allAbsWithin(roundedToFloat(shiftInFloats), 0, FLT_MAX);
-}
-
-// GradientInFloats::coefficients of one Doubles of channels.
-BATCHNORM_ALWAYS_INLINE inline bool gradientCoefficients(Doubles center, Doubles gradMean, Doubles projection,
-                                                         Doubles scale, Doubles (&k)[4]) {
-  const Doubles xScale = Doubles::broadcast(-1.0) * projection * scale;  // -projection, exactly, then * scale
-  const Doubles centerInFloats = roundedToFloat(center);
-  const Doubles constant = ((center - centerInFloats) * projection - gradMean) * scale;
-  k[GradientInFloats::kCenter] = centerInFloats;
-  k[GradientInFloats::kXScale] = xScale;
-  k[GradientInFloats::kDyScale] = scale;
-  k[GradientInFloats::kConstant] = constant;
-  return allInFloatRange(scale) && allInFloatRange(xScale) && allAbsWithin(center, 0, FLT_MAX) &&
-         allInFloatRange(constant);
-}
+// ::coefficients) on a vector of channels: both call the lane templates of kernel/channel_math.h, so the
+// results are theirs bit for bit by construction. One channel at a time that chain cost about 90
+// instructions a channel in eval and 250 in backward (callgrind, (2, 1024)): most of a call on an (N, C)
+// tensor with a small batch. Where a channel needs one of the scalar chain's special cases (checked by
+// the callers) or fails the float range checks, the caller computes the whole call (eval) or block
+// (training, backward) in double, as the scalar chain would.
 
 // Floats::lanes channels from c on, through `step(c, count)`, until a step returns false.
 template <typename Step>
@@ -102,7 +67,7 @@ BATCHNORM_ALWAYS_INLINE inline void storeRows(const Doubles (&k)[4][2], const Fl
 // or false when a channel needs the double path.
 template <typename T>
 bool evalFloatRows(const EvalChannels<T>& in, int64_t channels, const FloatRows& rows) {
-  const Doubles epsilon = Doubles::broadcast(in.eps), zero = Doubles::zero(), one = Doubles::broadcast(1.0);
+  const Doubles epsilon = Doubles::broadcast(in.eps), zero = Doubles::zero();
   return forChannelSteps(channels, [&](int64_t c, int count) {
     Doubles mean[2], var[2], weight[2], bias[2];
     loadStep(in.runningMean + c, count, 0.0, 0.0, mean);
@@ -112,10 +77,10 @@ bool evalFloatRows(const EvalChannels<T>& in, int64_t channels, const FloatRows&
     Doubles k[4][2];
     bool inFloats = true;
     for (int h = 0; h < 2; ++h) {
-      const Doubles scale = one / sqrt(var[h] + epsilon) * weight[h];
+      const Doubles scale = invStdOf(var[h], epsilon) * weight[h];
       // affineFor with meanLow = 0: bias - 0 * scale, which keeps the sign of a zero bias as there.
       Doubles half[4];
-      inFloats = normalizeCoefficients(mean[h], scale, bias[h] - zero * scale, half) && inFloats;
+      inFloats = normalizeInFloats(mean[h], scale, bias[h] - zero * scale, half) && inFloats;
       for (int i = 0; i < 4; ++i) k[i][h] = half[i];
     }
     if (inFloats) storeRows(k, rows, c, count);
@@ -145,9 +110,9 @@ bool gradientFloatRows(const BackwardChannels<T>& in, int64_t first, int64_t cha
       gradWeight[h] = product[h] * invstd[h];
       const Doubles scale = invstd[h] * weight[h];
       Doubles half[4];
-      inFloats = (in.readsInput ? gradientCoefficients(center[h], sum[h] / count,
-                                                          product[h] * invstd[h] * invstd[h] / count, scale, half)
-                                  : normalizeCoefficients(zero, scale, zero, half)) &&
+      inFloats = (in.readsInput ? gradientInFloats(center[h], gradMeanOf(sum[h], count),
+                                                   projectionOf(product[h], invstd[h], count), scale, half)
+                                : normalizeInFloats(zero, scale, zero, half)) &&
                  inFloats;
       for (int i = 0; i < 4; ++i) k[i][h] = half[i];
     }
@@ -168,7 +133,7 @@ template <typename T>
 bool statisticsFloatRows(const ForwardChannels<T>& in, int64_t first, int64_t channels, const double* sum,
                          const double* squares, const double* pivot, double* const (&stats)[3], const FloatRows& rows) {
   const Doubles count = Doubles::broadcast(in.count), unbiasedCount = Doubles::broadcast(in.count - 1);
-  const Doubles epsilon = Doubles::broadcast(in.eps), one = Doubles::broadcast(1.0);
+  const Doubles epsilon = Doubles::broadcast(in.eps);
   const Doubles momentum = Doubles::broadcast(in.momentum), keep = Doubles::broadcast(1 - in.momentum);
   bool inFloats = true;
   forChannelSteps(channels, [&](int64_t c, int n) {
@@ -183,17 +148,16 @@ bool statisticsFloatRows(const ForwardChannels<T>& in, int64_t first, int64_t ch
     loadStep(in.runningVar != nullptr ? in.runningVar + at : nullptr, n, 0.0, 0.0, runningVar);
     Doubles k[4][2], mean[2], meanLow[2], varSum[2], invstd[2];
     for (int h = 0; h < 2; ++h) {
-      const Doubles offset = sums[h] / count;
-      mean[h] = pivots[h] + offset;
-      const Doubles pivotPart = mean[h] - offset;
-      meanLow[h] = (pivots[h] - pivotPart) + (offset - (mean[h] - pivotPart));
-      varSum[h] = positivePart(squareSums[h] - sums[h] * offset);
-      invstd[h] = one / sqrt(varSum[h] / count + epsilon);
-      runningMean[h] = momentum * mean[h] + keep * runningMean[h];
-      runningVar[h] = momentum * (varSum[h] / unbiasedCount) + keep * runningVar[h];
+      const ShiftedStatistics<Doubles> shifted = statisticsFromShiftedSums(pivots[h], sums[h], squareSums[h], count);
+      mean[h] = shifted.mean;
+      meanLow[h] = shifted.meanLow;
+      varSum[h] = shifted.varSum;
+      invstd[h] = invStdOf(varSum[h] / count, epsilon);
+      runningMean[h] = runningUpdate(momentum, keep, mean[h], runningMean[h]);
+      runningVar[h] = runningUpdate(momentum, keep, varSum[h] / unbiasedCount, runningVar[h]);
       const Doubles scale = invstd[h] * weight[h];
       Doubles half[4];
-      inFloats = normalizeCoefficients(mean[h], scale, bias[h] - meanLow[h] * scale, half) && inFloats;
+      inFloats = normalizeInFloats(mean[h], scale, bias[h] - meanLow[h] * scale, half) && inFloats;
       for (int i = 0; i < 4; ++i) k[i][h] = half[i];
     }
     storeStep(mean, in.saveMean + at, n);

@@ -16,13 +16,6 @@ struct FloatChannel {
   float k[4] = {0, 0, 0, 0};
 };
 
-// Coefficients outside this magnitude range (other than zero) keep the double path: far from float's
-// range ends, no product of them with a float32 value underflows into subnormals or overflows early.
-inline bool inFloatRange(double value) {
-  const double magnitude = std::fabs(value);
-  return magnitude == 0 || (magnitude >= 0x1p-90 && magnitude <= 0x1p90);
-}
-
 // y = (x - center) * scale + shift as d = x - c_f, y = fma(d, s_hi, fma(d, s_lo, t_f)), with s = s_hi + s_lo
 // and the center's rounding c - c_f folded into t_f.
 // Bound: |y - exact| <= u (|x - center| |scale| + 2 |shift| + |y|): d, t_f and the outer fma round once
@@ -31,25 +24,14 @@ inline bool inFloatRange(double value) {
 // Inf - Inf; a zero s_lo becomes the smallest subnormal of that sign for the same reason (it moves y by
 // less than a tie-break).
 struct NormalizeInFloats {
-  enum : int { kCenter, kScaleHigh, kScaleLow, kShift };
+  enum : int { kCenter, kScaleHigh, kScaleLow, kShift };  // normalizeInFloats' k[] (kernel/channel_math.h)
 
   static bool coefficients(const ChannelAffine& affine, FloatChannel& out) {
-    if (affine.scale == 0 || !inFloatRange(affine.scale) || !(std::fabs(affine.center) <= FLT_MAX)) return false;
-    const float center = static_cast<float>(affine.center);
-    float scaleHigh = static_cast<float>(affine.scale);
-    if (std::fabs(static_cast<double>(scaleHigh)) > std::fabs(affine.scale)) {
-      // One step toward zero: the next smaller magnitude of a finite nonzero float is its bit pattern
-      // minus one, whatever its sign.
-      uint32_t bits;
-      std::memcpy(&bits, &scaleHigh, sizeof bits);
-      --bits;
-      std::memcpy(&scaleHigh, &bits, sizeof bits);
-    }
-    float scaleLow = static_cast<float>(affine.scale - static_cast<double>(scaleHigh));
-    if (scaleLow == 0.0f) scaleLow = std::copysign(FLT_TRUE_MIN, scaleHigh);
-    const float shift = static_cast<float>(affine.shift - (affine.center - static_cast<double>(center)) * affine.scale);
-    out = FloatChannel{{center, scaleHigh, scaleLow, shift}};
-    return std::isfinite(center) && std::isfinite(shift);
+    double k[4];
+    if (!normalizeInFloats(affine.center, affine.scale, affine.shift, k)) return false;
+    out = FloatChannel{{static_cast<float>(k[0]), static_cast<float>(k[1]), static_cast<float>(k[2]),
+                        static_cast<float>(k[3])}};
+    return true;
   }
 };
 
@@ -85,16 +67,14 @@ struct NormalizePass {
 // projection scale|), the inner fma once about dy scale + constant, the outer once about dx. (The folded
 // dx = dy a + x b + c would add u |x projection scale|, unbounded as |mean| / std grows.)
 struct GradientInFloats {
-  enum : int { kCenter, kXScale, kDyScale, kConstant };
+  enum : int { kCenter, kXScale, kDyScale, kConstant };  // gradientInFloats' k[] (kernel/channel_math.h)
 
   static bool coefficients(const GradientAffine& coef, FloatChannel& out) {
-    const double xScale = -coef.projection * coef.scale;
-    if (!inFloatRange(coef.scale) || !inFloatRange(xScale) || !(std::fabs(coef.center) <= FLT_MAX)) return false;
-    const float center = static_cast<float>(coef.center);
-    const double constant = ((coef.center - static_cast<double>(center)) * coef.projection - coef.gradMean) * coef.scale;
-    if (!inFloatRange(constant)) return false;
-    out = FloatChannel{{center, static_cast<float>(xScale), static_cast<float>(coef.scale), static_cast<float>(constant)}};
-    return std::isfinite(center);
+    double k[4];
+    if (!gradientInFloats(coef.center, coef.gradMean, coef.projection, coef.scale, k)) return false;
+    out = FloatChannel{{static_cast<float>(k[0]), static_cast<float>(k[1]), static_cast<float>(k[2]),
+                        static_cast<float>(k[3])}};
+    return true;
   }
 };
 

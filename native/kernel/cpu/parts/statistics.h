@@ -40,14 +40,12 @@ ChannelStats exactChannelStats(const Geometry& g, const T* input, int64_t c) {
 template <typename T>
 ChannelStats fromShiftedSums(const Geometry& g, const T* input, int64_t c, double pivot, double sum, double squares) {
   if (!std::isfinite(sum) || !std::isfinite(squares)) return exactChannelStats(g, input, c);
-  const double count = static_cast<double>(g.perChannel());
-  const double offset = sum / count;
+  const ShiftedStatistics<double> shifted =
+      statisticsFromShiftedSums(pivot, sum, squares, static_cast<double>(g.perChannel()));
   ChannelStats stats;
-  stats.mean = pivot + offset;
-  const double pivotPart = stats.mean - offset;
-  stats.meanLow = (pivot - pivotPart) + (offset - (stats.mean - pivotPart));
-  const double varSum = squares - sum * offset;
-  stats.varSum = varSum > 0 ? varSum : 0;
+  stats.mean = shifted.mean;
+  stats.meanLow = shifted.meanLow;
+  stats.varSum = shifted.varSum;
   return stats;
 }
 
