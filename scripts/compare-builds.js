@@ -10,6 +10,9 @@
 
 const path = require('node:path');
 
+// The named builders of the native argument lists (built by npm install / npm run build:ts).
+const { forwardArguments, backwardArguments } = require('../dist/native-arguments.js');
+
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
   const index = args.indexOf(name);
@@ -59,15 +62,25 @@ function randomCall() {
 function outputs(addon, c) {
   const { batch: N, channels: C, spatial: S } = c;
   const evalOut = new Float32Array(N * C * S);
-  addon.forward(c.x, evalOut, N, C, S, c.weight, c.bias, c.runningMean, c.runningVar, null, null, false, 0.1, c.eps);
+  const shape = { batch: N, channels: C, spatial: S };
+  addon.forward(...forwardArguments({
+    input: c.x, output: evalOut, ...shape, weight: c.weight, bias: c.bias, runningMean: c.runningMean,
+    runningVar: c.runningVar, saveMean: null, saveInvstd: null, training: false, momentum: 0.1, eps: c.eps,
+  }));
   const trainOut = new Float32Array(N * C * S), saveMean = new Float32Array(C), saveInvstd = new Float32Array(C);
   const runningMean = c.tracked ? c.runningMean.slice() : null, runningVar = c.tracked ? c.runningVar.slice() : null;
-  addon.forward(c.x, trainOut, N, C, S, c.weight, c.bias, runningMean, runningVar, saveMean, saveInvstd, true, c.momentum, c.eps);
+  addon.forward(...forwardArguments({
+    input: c.x, output: trainOut, ...shape, weight: c.weight, bias: c.bias, runningMean, runningVar, saveMean,
+    saveInvstd, training: true, momentum: c.momentum, eps: c.eps,
+  }));
   const [wantInput, wantWeight, wantBias] = c.mask;
   const gradInput = wantInput ? new Float32Array(N * C * S) : null;
   const gradWeight = wantWeight ? new Float32Array(C) : null, gradBias = wantBias ? new Float32Array(C) : null;
-  addon.backward(c.dy, c.x, N, C, S, c.weight, c.runningMean, c.runningVar, c.training ? c.saveMean : null,
-    c.training ? c.saveInvstd : null, gradInput, gradWeight, gradBias, c.training, c.eps);
+  addon.backward(...backwardArguments({
+    gradOutput: c.dy, input: c.x, ...shape, weight: c.weight, runningMean: c.runningMean, runningVar: c.runningVar,
+    saveMean: c.training ? c.saveMean : null, saveInvstd: c.training ? c.saveInvstd : null, gradInput, gradWeight,
+    gradBias, training: c.training, eps: c.eps,
+  }));
   return { evalOut, trainOut, saveMean, saveInvstd, runningMean, runningVar, gradInput, gradWeight, gradBias };
 }
 
