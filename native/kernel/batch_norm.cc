@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernel/dispatch.h"
+#include "vec/always_inline.h"
 #include "vec/float_precision.h"
 
 namespace batchnorm {

@@ -8,39 +8,40 @@
 // The ops a lane type has: + - * /, sqrt, positivePart, roundedToFloat, truncatedToFloat, allAbsWithin,
 // replaceZeros (vec/vec.h lists them for Doubles; the double ones are below) and lane<L>(value).
 // Special values (a non-finite statistic, eps = 0 with a zero variance) take the scalar chain's own
-// branches in kernel/channel_coefficients.h; the vector callers check for them and fall back.
+// branches in kernel/channel_coefficients.h; the vector callers check for them and fall back. Always
+// inlined: the vector chain keeps its values in registers across these steps.
 
 // A lane of L holding `value` in every element.
 template <typename L>
-L lane(double value) {
+BATCHNORM_ALWAYS_INLINE inline L lane(double value) {
   return L::broadcast(value);
 }
 template <>
-inline double lane<double>(double value) {
+BATCHNORM_ALWAYS_INLINE inline double lane<double>(double value) {
   return value;
 }
 
 // The double lane's ops, as vec/vec.h defines them for Doubles.
-inline double sqrt(double x) { return std::sqrt(x); }
-inline double positivePart(double x) { return x > 0 ? x : 0; }
-inline double roundedToFloat(double x) { return static_cast<double>(static_cast<float>(x)); }
+BATCHNORM_ALWAYS_INLINE inline double sqrt(double x) { return std::sqrt(x); }
+BATCHNORM_ALWAYS_INLINE inline double positivePart(double x) { return x > 0 ? x : 0; }
+BATCHNORM_ALWAYS_INLINE inline double roundedToFloat(double x) { return static_cast<double>(static_cast<float>(x)); }
 // Toward zero to float precision (valid on float's normal range): the top 23 stored mantissa bits kept.
-inline double truncatedToFloat(double x) {
+BATCHNORM_ALWAYS_INLINE inline double truncatedToFloat(double x) {
   uint64_t bits;
   std::memcpy(&bits, &x, sizeof bits);
   bits &= vec::kFloatPrecisionBits;
   std::memcpy(&x, &bits, sizeof bits);
   return x;
 }
-inline bool allAbsWithin(double x, double low, double high) { return std::fabs(x) >= low && std::fabs(x) <= high; }
-inline double replaceZeros(double x, double sign, double magnitude) {
+BATCHNORM_ALWAYS_INLINE inline bool allAbsWithin(double x, double low, double high) { return std::fabs(x) >= low && std::fabs(x) <= high; }
+BATCHNORM_ALWAYS_INLINE inline double replaceZeros(double x, double sign, double magnitude) {
   return x == 0 ? std::copysign(magnitude, sign) : x;
 }
 
 // Zero, or a magnitude in [2^-90, 2^90]: far from float's range ends, no product of such a coefficient
 // with a float32 value underflows into subnormals or overflows early.
 template <typename L>
-bool allInFloatRange(L x) {
+BATCHNORM_ALWAYS_INLINE inline bool allInFloatRange(L x) {
   return allAbsWithin(replaceZeros(x, x, 0x1p-90), 0x1p-90, 0x1p90);
 }
 
@@ -49,7 +50,7 @@ bool allInFloatRange(L x) {
 
 // 1 / sqrt(variance + eps); eps > 0 (invStd in channel_coefficients.h has the eps = 0 case).
 template <typename L>
-L invStdOf(L variance, L eps) {
+BATCHNORM_ALWAYS_INLINE inline L invStdOf(L variance, L eps) {
   return lane<L>(1.0) / sqrt(variance + eps);
 }
 
@@ -60,7 +61,7 @@ struct ShiftedStatistics {
   L mean, meanLow, varSum;
 };
 template <typename L>
-ShiftedStatistics<L> statisticsFromShiftedSums(L pivot, L sum, L squares, L count) {
+BATCHNORM_ALWAYS_INLINE inline ShiftedStatistics<L> statisticsFromShiftedSums(L pivot, L sum, L squares, L count) {
   const L offset = sum / count;
   ShiftedStatistics<L> stats;
   stats.mean = pivot + offset;
@@ -72,17 +73,17 @@ ShiftedStatistics<L> statisticsFromShiftedSums(L pivot, L sum, L squares, L coun
 
 // momentum * value + (1 - momentum) * running, with keep = 1 - momentum.
 template <typename L>
-L runningUpdate(L momentum, L keep, L value, L running) {
+BATCHNORM_ALWAYS_INLINE inline L runningUpdate(L momentum, L keep, L value, L running) {
   return momentum * value + keep * running;
 }
 
 // dx = (dy - gradMean - (x - center) * projection) * scale from the gradient sums of a training backward.
 template <typename L>
-L gradMeanOf(L sumDy, L count) {
+BATCHNORM_ALWAYS_INLINE inline L gradMeanOf(L sumDy, L count) {
   return sumDy / count;
 }
 template <typename L>
-L projectionOf(L dotp, L invstd, L count) {
+BATCHNORM_ALWAYS_INLINE inline L projectionOf(L dotp, L invstd, L count) {
   return dotp * invstd * invstd / count;
 }
 
@@ -93,7 +94,7 @@ L projectionOf(L dotp, L invstd, L count) {
 
 // NormalizeInFloats: center, scale split into a high part toward zero and a low part, shift.
 template <typename L>
-bool normalizeInFloats(L center, L scale, L shift, L (&k)[4]) {
+BATCHNORM_ALWAYS_INLINE inline bool normalizeInFloats(L center, L scale, L shift, L (&k)[4]) {
   const L centerInFloats = roundedToFloat(center);
   const L scaleHigh = truncatedToFloat(scale);
   k[0] = centerInFloats;
@@ -108,7 +109,7 @@ bool normalizeInFloats(L center, L scale, L shift, L (&k)[4]) {
 
 // GradientInFloats: center, x's scale (-projection * scale), dy's scale, constant.
 template <typename L>
-bool gradientInFloats(L center, L gradMean, L projection, L scale, L (&k)[4]) {
+BATCHNORM_ALWAYS_INLINE inline bool gradientInFloats(L center, L gradMean, L projection, L scale, L (&k)[4]) {
   const L xScale = lane<L>(-1.0) * projection * scale;  // -projection, exactly, then * scale
   const L centerInFloats = roundedToFloat(center);
   k[0] = centerInFloats;

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernel/dispatch.h"
+#include "vec/always_inline.h"
 #include "vec/float_precision.h"
 
 namespace batchnorm::cpu::reference {
