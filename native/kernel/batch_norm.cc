@@ -74,7 +74,7 @@ void batchNormBackward(const Geometry& geometry, const BackwardArgs<T>& args) {
       invstd[c] = static_cast<double>(args.saveInvstd[c]);
     } else {
       center[c] = static_cast<double>(args.runningMean[c]);
-      invstd[c] = 1 / std::sqrt(static_cast<double>(args.runningVar[c]) + args.eps);
+      invstd[c] = invStdOf(static_cast<double>(args.runningVar[c]), args.eps);
     }
   }
   BackwardChannels<T> in;
