@@ -198,7 +198,8 @@ interface PreparedCall<Args, Result> {
 }
 
 function prepareForward(input: unknown, options: unknown): PreparedCall<ForwardArgs, BatchNormResult> {
-  return prepareCheckedForward(checkTensor(input, 'input'), options);
+  const x = checkTensor(input, 'input');
+  return prepareForwardCall(x, checkForwardCall(x, options));
 }
 
 /**
@@ -212,9 +213,26 @@ interface ModuleArrays {
 }
 const MODULE_BACKWARD: ModuleArrays = Object.freeze({ savedStats: null });
 
-/** A forward call for an input already checked (the modules check theirs with their own rules). */
-function prepareCheckedForward(x: CheckedTensor, options: unknown, module?: ModuleArrays): PreparedCall<ForwardArgs, BatchNormResult> {
-  const opts = module !== undefined ? (options as Record<(typeof FORWARD_KEYS)[number], unknown>) : checkOptions(options, 'options', FORWARD_KEYS);
+/**
+ * A forward call's options, valid: checked once by checkForwardCall for a functional call, or valid by
+ * construction on a module's call (its own eps and momentum, checked when it was made, and its private
+ * per-channel arrays of the input's dtype and channel count, lib/norm-base.ts). `out` is the caller's in
+ * both, checked by prepareForwardCall. The native call checks everything again, as a safety net.
+ */
+export interface ForwardCall {
+  training: boolean;
+  momentum: number;
+  eps: number;
+  weight: FloatArray | null;
+  bias: FloatArray | null;
+  runningMean: FloatArray | null;
+  runningVar: FloatArray | null;
+  out: unknown;
+}
+
+/** A functional forward's options, checked. */
+function checkForwardCall(x: CheckedTensor, options: unknown): ForwardCall {
+  const opts = checkOptions(options, 'options', FORWARD_KEYS);
   const training = checkBoolean(opts.training, 'options.training', false);
   const momentum = checkFiniteNumber(opts.momentum, 'options.momentum', DEFAULT_MOMENTUM);
   const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
@@ -226,12 +244,18 @@ function prepareCheckedForward(x: CheckedTensor, options: unknown, module?: Modu
     if (runningMean === null) throw missingRunningStat('runningMean');
     if (runningVar === null) throw missingRunningStat('runningVar');
   }
+  return { training, momentum, eps, weight, bias, runningMean, runningVar, out: opts.out };
+}
+
+/** A forward call for an input already checked (the modules check theirs with their own rules). */
+function prepareForwardCall(x: CheckedTensor, call: ForwardCall, module?: ModuleArrays): PreparedCall<ForwardArgs, BatchNormResult> {
+  const { training, momentum, eps, weight, bias, runningMean, runningVar } = call;
   let out: FloatArray | null = null;
-  if (opts.out !== undefined) {
-    checkSameDtype(opts.out, 'options.out', x.data);
-    const length = elementCount(opts.out);
+  if (call.out !== undefined) {
+    checkSameDtype(call.out, 'options.out', x.data);
+    const length = elementCount(call.out);
     if (length !== x.elements) throw new RangeError(`options.out should contain ${x.elements} elements not ${length}`);
-    out = opts.out;
+    out = call.out;
   }
   if (training) checkNotInPlaceForTraining(x, out);
   const input = { name: 'input.data', array: x.data, written: false };
@@ -325,7 +349,9 @@ export async function batchNormBackwardAsync<A extends FloatArray>(
 }
 
 function prepareBackward(gradOutput: unknown, input: unknown, options: unknown): PreparedCall<BackwardArgs, BatchNormBackwardResult> {
-  return prepareCheckedBackward(checkTensor(gradOutput, 'gradOutput'), checkTensor(input, 'input'), options);
+  const dy = checkTensor(gradOutput, 'gradOutput');
+  const x = checkTensor(input, 'input');
+  return prepareBackwardCall(dy, x, options);
 }
 
 /** The statistics a backward reads: the saved batch statistics in training, else the running ones. */
@@ -366,8 +392,39 @@ function backwardDestination(
   return value as FloatArray;
 }
 
-/** A backward call for tensors already checked. */
-function prepareCheckedBackward(
+/**
+ * A backward call's options, valid: checked once by checkBackwardCall for a functional call, or valid by
+ * construction on a module's call (see ForwardCall). `out` is the caller's in both, checked by
+ * prepareBackwardCall.
+ */
+export interface BackwardCall {
+  training: boolean;
+  eps: number;
+  outputMask: readonly [boolean, boolean, boolean];
+  weight: FloatArray | null;
+  runningMean: FloatArray | null;
+  runningVar: FloatArray | null;
+  saveMean: FloatArray | null;
+  saveInvstd: FloatArray | null;
+  out: unknown;
+}
+
+/** A functional backward's options, checked. */
+function checkBackwardCall(x: CheckedTensor, options: unknown): BackwardCall {
+  const opts = checkOptions(options, 'options', BACKWARD_KEYS, true);
+  const training = checkBoolean(opts.training, 'options.training', undefined);
+  const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
+  const outputMask = checkOutputMask(opts.outputMask);
+  const weight = checkChannelArray(opts.weight, 'weight', x);
+  const { runningMean, runningVar, saveMean, saveInvstd } = checkBackwardStatistics(opts, x, training);
+  return { training, eps, outputMask, weight, runningMean, runningVar, saveMean, saveInvstd, out: opts.out };
+}
+
+/**
+ * A backward call for tensors already checked: a functional call's options are checked here (after the
+ * tensors, whose errors come first), a module's (`module` given) are a BackwardCall already.
+ */
+function prepareBackwardCall(
   gradOutput: CheckedTensor,
   x: CheckedTensor,
   options: unknown,
@@ -383,13 +440,10 @@ function prepareCheckedBackward(
   // PyTorch accepts a gradient in either layout and returns grad_input in the input's: the gradient
   // is permuted into the input's layout (a copy of gradOutput).
   if (dy.memoryFormat !== x.memoryFormat) dy = checkTensor(permuteTo(dy, x.memoryFormat), 'gradOutput');
-  const opts = module !== undefined ? (options as Record<(typeof BACKWARD_KEYS)[number], unknown>) : checkOptions(options, 'options', BACKWARD_KEYS, true);
-  const training = checkBoolean(opts.training, 'options.training', undefined);
-  const eps = checkEps(opts.eps, 'options.eps', DEFAULT_EPS);
-  const [wantInput, wantWeight, wantBias] = checkOutputMask(opts.outputMask);
-  const weight = checkChannelArray(opts.weight, 'weight', x);
-  const { runningMean, runningVar, saveMean, saveInvstd } = checkBackwardStatistics(opts, x, training);
-  const outs = checkOptions(opts.out, 'options.out', BACKWARD_OUT_KEYS);
+  const call = module !== undefined ? (options as BackwardCall) : checkBackwardCall(x, options);
+  const { training, eps, weight, runningMean, runningVar, saveMean, saveInvstd } = call;
+  const [wantInput, wantWeight, wantBias] = call.outputMask;
+  const outs = checkOptions(call.out, 'options.out', BACKWARD_OUT_KEYS);
   const gradInput = backwardDestination(outs.gradInput, 'gradInput', wantInput, x, x.elements);
   const gradWeight = backwardDestination(outs.gradWeight, 'gradWeight', wantWeight, x, x.channels);
   const gradBias = backwardDestination(outs.gradBias, 'gradBias', wantBias, x, x.channels);
@@ -452,36 +506,33 @@ function prepareCheckedBackward(
   };
 }
 
-/** Every option present as an own property (undefined where unused). */
-type Complete<T> = { [K in keyof Required<T>]: T[K] };
-
 /**
- * The calls of the modules (lib/norm-base.ts), on tensors they have checked already: the same
- * preparation, without checking the tensors twice.
+ * The calls of the modules (lib/norm-base.ts): the same preparation, without checking again the tensors
+ * the module checked or the options it builds from its own state (a ForwardCall or BackwardCall).
  */
 export const checkedCalls = {
-  forward(x: CheckedTensor, options: Complete<BatchNormOptions>, savedStats: [FloatArray, FloatArray] | null): BatchNormResult {
-    const call = prepareCheckedForward(x, options, { savedStats });
+  forward(x: CheckedTensor, options: ForwardCall, savedStats: [FloatArray, FloatArray] | null): BatchNormResult {
+    const call = prepareForwardCall(x, options, { savedStats });
     native().forward(...call.args);
     return call.result;
   },
   async forwardAsync(
     x: CheckedTensor,
-    options: Complete<BatchNormOptions>,
+    options: ForwardCall,
     savedStats: [FloatArray, FloatArray] | null,
   ): Promise<BatchNormResult> {
-    const call = prepareCheckedForward(x, options, { savedStats });
+    const call = prepareForwardCall(x, options, { savedStats });
     const staged = protectAsyncArrays(call.callerArrays);
     await native().forwardAsync(...call.args, staged);
     return call.result;
   },
-  backward(dy: CheckedTensor, x: CheckedTensor, options: Complete<BatchNormBackwardOptions>): BatchNormBackwardResult {
-    const call = prepareCheckedBackward(dy, x, options, MODULE_BACKWARD);
+  backward(dy: CheckedTensor, x: CheckedTensor, options: BackwardCall): BatchNormBackwardResult {
+    const call = prepareBackwardCall(dy, x, options, MODULE_BACKWARD);
     native().backward(...call.args);
     return call.result;
   },
-  async backwardAsync(dy: CheckedTensor, x: CheckedTensor, options: Complete<BatchNormBackwardOptions>): Promise<BatchNormBackwardResult> {
-    const call = prepareCheckedBackward(dy, x, options, MODULE_BACKWARD);
+  async backwardAsync(dy: CheckedTensor, x: CheckedTensor, options: BackwardCall): Promise<BatchNormBackwardResult> {
+    const call = prepareBackwardCall(dy, x, options, MODULE_BACKWARD);
     const staged = protectAsyncArrays(call.callerArrays);
     await native().backwardAsync(...call.args, staged);
     return call.result;
