@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import bn from '../dist/index.js';
 import { benchTensors, measure as measureFor, median, randomArray, torchTimes } from './timing.mjs';
 import nativeModule from '../dist/native.js';
+import nativeArguments from '../dist/native-arguments.js';
 import { readSafetensors } from '../dist/safetensors.js';
 
 const args = process.argv.slice(2);
@@ -185,16 +186,21 @@ async function asyncCase(shape, op) {
     const options = { weight, saveMean, saveInvstd, training: true, out: { gradInput: out } };
     sync = () => bn.batchNormBackward(dy, x, options);
     viaLib = () => bn.batchNormBackwardAsync(dy, x, options);
-    nativeArgs = [dy.data, x.data, shape[0], channels, length / shape[0] / channels, weight, null, null, saveMean, saveInvstd,
-      out, null, null, true, 1e-5];
+    nativeArgs = nativeArguments.backwardArguments({
+      gradOutput: dy.data, input: x.data, batch: shape[0], channels, spatial: length / shape[0] / channels, weight,
+      runningMean: null, runningVar: null, saveMean, saveInvstd, gradInput: out, gradWeight: null, gradBias: null,
+      training: true, eps: 1e-5,
+    });
     nativeAsync = (mask) => native.backwardAsync(...nativeArgs, mask);
   } else {
     const options = { weight, bias, runningMean, runningVar, training, out };
     sync = () => bn.batchNorm(x, options);
     viaLib = () => bn.batchNormAsync(x, options);
     const save = training ? [new Float32Array(channels), new Float32Array(channels)] : [null, null];
-    nativeArgs = [x.data, out, shape[0], channels, length / shape[0] / channels, weight, bias, runningMean, runningVar,
-      ...save, training, 0.1, 1e-5];
+    nativeArgs = nativeArguments.forwardArguments({
+      input: x.data, output: out, batch: shape[0], channels, spatial: length / shape[0] / channels, weight, bias,
+      runningMean, runningVar, saveMean: save[0], saveInvstd: save[1], training, momentum: 0.1, eps: 1e-5,
+    });
     nativeAsync = (mask) => native.forwardAsync(...nativeArgs, mask);
   }
   const everyArgument = 0x1fff;

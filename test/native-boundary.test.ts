@@ -29,12 +29,16 @@ import {
 
 const f32 = (n: number) => new Float32Array(n);
 
-function forwardArgs(overrides: Record<number, unknown> = {}): unknown[] {
-  // input, output, batch, channels, spatial, weight, bias, runningMean, runningVar, saveMean, saveInvstd,
-  // training, momentum, eps
-  const args: unknown[] = [f32(12), f32(12), 2, 3, 2, null, null, f32(3), f32(3), f32(3), f32(3), true, 0.1, 1e-5];
-  for (const [index, value] of Object.entries(overrides)) args[Number(index)] = value;
-  return args;
+type ForwardOverrides = Partial<Record<(typeof FORWARD_ARGUMENTS)[number], unknown>>;
+type BackwardOverrides = Partial<Record<(typeof BACKWARD_ARGUMENTS)[number], unknown>>;
+
+/** A valid training forward of a (2, 3, 2) tensor, with `overrides` by name (the builder places them). */
+function forwardArgs(overrides: ForwardOverrides = {}): unknown[] {
+  const valid = {
+    input: f32(12), output: f32(12), batch: 2, channels: 3, spatial: 2, weight: null, bias: null,
+    runningMean: f32(3), runningVar: f32(3), saveMean: f32(3), saveInvstd: f32(3), training: true, momentum: 0.1, eps: 1e-5,
+  };
+  return forwardArguments({ ...valid, ...overrides } as Parameters<typeof forwardArguments>[0]);
 }
 
 function callForward(args: unknown[]): void {
@@ -42,22 +46,22 @@ function callForward(args: unknown[]): void {
 }
 
 describe('native forward re-checks', () => {
-  it.each<[string, Record<number, unknown>, typeof TypeError | typeof RangeError, string]>([
-    ['integer input', { 0: new Int32Array(12) }, TypeError, 'input must be a Float32Array or Float64Array'],
-    ['missing output', { 1: undefined }, TypeError, 'output must be a Float32Array or Float64Array'],
-    ['output dtype', { 1: new Float64Array(12) }, TypeError, 'output must be a Float32Array like the input'],
-    ['short output', { 1: f32(11) }, RangeError, 'output should contain 12 elements not 11'],
-    ['sizes larger than the data', { 2: 1000 }, RangeError, 'input should contain 6000 elements not 12'],
-    ['negative size', { 3: -3 }, RangeError, 'channels must be a non-negative safe integer'],
-    ['fractional size', { 4: 1.5 }, RangeError, 'spatial must be a non-negative safe integer'],
-    ['NaN size', { 2: NaN }, RangeError, 'batch must be a non-negative safe integer'],
-    ['overflowing sizes', { 2: 2 ** 40, 3: 2 ** 20, 4: 2 ** 20 }, RangeError, 'tensor has too many elements'],
-    ['string size', { 2: '2' }, TypeError, 'batch must be a number'],
-    ['short saveMean', { 9: f32(2) }, RangeError, 'saveMean should contain 3 elements not 2'],
-    ['missing saveInvstd when training', { 10: null }, TypeError, 'saveInvstd must be a Float32Array'],
-    ['missing running stats in evaluation', { 7: null, 11: false }, TypeError, 'runningMean must be a Float32Array'],
-    ['training not boolean', { 11: 1 }, TypeError, 'training must be a boolean'],
-    ['eps not a number', { 13: null }, TypeError, 'eps must be a number'],
+  it.each<[string, ForwardOverrides, typeof TypeError | typeof RangeError, string]>([
+    ['integer input', { input: new Int32Array(12) }, TypeError, 'input must be a Float32Array or Float64Array'],
+    ['missing output', { output: undefined }, TypeError, 'output must be a Float32Array or Float64Array'],
+    ['output dtype', { output: new Float64Array(12) }, TypeError, 'output must be a Float32Array like the input'],
+    ['short output', { output: f32(11) }, RangeError, 'output should contain 12 elements not 11'],
+    ['sizes larger than the data', { batch: 1000 }, RangeError, 'input should contain 6000 elements not 12'],
+    ['negative size', { channels: -3 }, RangeError, 'channels must be a non-negative safe integer'],
+    ['fractional size', { spatial: 1.5 }, RangeError, 'spatial must be a non-negative safe integer'],
+    ['NaN size', { batch: NaN }, RangeError, 'batch must be a non-negative safe integer'],
+    ['overflowing sizes', { batch: 2 ** 40, channels: 2 ** 20, spatial: 2 ** 20 }, RangeError, 'tensor has too many elements'],
+    ['string size', { batch: '2' }, TypeError, 'batch must be a number'],
+    ['short saveMean', { saveMean: f32(2) }, RangeError, 'saveMean should contain 3 elements not 2'],
+    ['missing saveInvstd when training', { saveInvstd: null }, TypeError, 'saveInvstd must be a Float32Array'],
+    ['missing running stats in evaluation', { runningMean: null, training: false }, TypeError, 'runningMean must be a Float32Array'],
+    ['training not boolean', { training: 1 }, TypeError, 'training must be a boolean'],
+    ['eps not a number', { eps: null }, TypeError, 'eps must be a number'],
   ])('%s', (_label, overrides, errorType, message) => {
     const args = forwardArgs(overrides);
     expect(() => callForward(args)).toThrow(errorType);
@@ -66,16 +70,16 @@ describe('native forward re-checks', () => {
 
   it('rejects partial overlap of output and input but allows exact aliasing', () => {
     const buffer = new Float32Array(16);
-    expect(() => callForward(forwardArgs({ 0: buffer.subarray(0, 12), 1: buffer.subarray(2, 14) }))).toThrow(
+    expect(() => callForward(forwardArgs({ input: buffer.subarray(0, 12), output: buffer.subarray(2, 14) }))).toThrow(
       'input must not overlap output',
     );
     const same = buffer.subarray(0, 12);
-    expect(() => callForward(forwardArgs({ 0: same, 1: same }))).not.toThrow();
+    expect(() => callForward(forwardArgs({ input: same, output: same }))).not.toThrow();
   });
 
   it('rejects a written array that overlaps another argument', () => {
     const buffer = new Float32Array(24);
-    expect(() => callForward(forwardArgs({ 1: buffer.subarray(0, 12), 9: buffer.subarray(10, 13) }))).toThrow(
+    expect(() => callForward(forwardArgs({ output: buffer.subarray(0, 12), saveMean: buffer.subarray(10, 13) }))).toThrow(
       RangeError,
     );
   });
@@ -83,29 +87,34 @@ describe('native forward re-checks', () => {
   it('rejects a detached buffer', () => {
     const input = f32(12);
     structuredClone(input.buffer, { transfer: [input.buffer] });
-    expect(() => callForward(forwardArgs({ 0: input }))).toThrow('input should contain 12 elements not 0');
+    expect(() => callForward(forwardArgs({ input }))).toThrow('input should contain 12 elements not 0');
   });
 });
 
 describe('native backward re-checks', () => {
-  // gradOutput, input, batch, channels, spatial, weight, runningMean, runningVar, saveMean, saveInvstd,
-  // gradInput, gradWeight, gradBias, training, eps
-  const base = (): unknown[] => [f32(6), f32(6), 2, 3, 1, null, null, null, f32(3), f32(3), f32(6), f32(3), f32(3), true, 1e-5];
+  /** A valid training backward of a (2, 3, 1) tensor, with `overrides` by name. */
+  const base = (overrides: BackwardOverrides = {}): unknown[] => {
+    const valid = {
+      gradOutput: f32(6), input: f32(6), batch: 2, channels: 3, spatial: 1, weight: null, runningMean: null,
+      runningVar: null, saveMean: f32(3), saveInvstd: f32(3), gradInput: f32(6), gradWeight: f32(3), gradBias: f32(3),
+      training: true, eps: 1e-5,
+    };
+    return backwardArguments({ ...valid, ...overrides } as Parameters<typeof backwardArguments>[0]);
+  };
   const call = (args: unknown[]) => (native().backward as (...a: unknown[]) => void)(...args);
 
   it('accepts a valid call', () => {
     expect(() => call(base())).not.toThrow();
   });
 
-  it.each<[string, number, unknown, string]>([
-    ['gradOutput dtype', 0, new Float64Array(6), 'gradOutput must be a Float32Array like the input'],
-    ['short gradInput', 10, f32(5), 'gradInput should contain 6 elements not 5'],
-    ['missing saveMean', 8, null, 'saveMean must be a Float32Array'],
-    ['gradWeight aliasing saveMean', 11, 'alias', 'must not overlap'],
-  ])('%s', (_label, index, value, message) => {
-    const args = base();
-    args[index] = value === 'alias' ? args[8] : value;
-    expect(() => call(args)).toThrow(message);
+  const saveMean = f32(3);
+  it.each<[string, BackwardOverrides, string]>([
+    ['gradOutput dtype', { gradOutput: new Float64Array(6) }, 'gradOutput must be a Float32Array like the input'],
+    ['short gradInput', { gradInput: f32(5) }, 'gradInput should contain 6 elements not 5'],
+    ['missing saveMean', { saveMean: null }, 'saveMean must be a Float32Array'],
+    ['gradWeight aliasing saveMean', { saveMean, gradWeight: saveMean }, 'must not overlap'],
+  ])('%s', (_label, overrides, message) => {
+    expect(() => call(base(overrides))).toThrow(message);
   });
 });
 
