@@ -1,5 +1,6 @@
 // The positional arguments of the native forward(), backward() and split phases (binding.d.ts), by name:
-// the same lists as native/binding/argument_names.h, which test/native-boundary.test.ts checks against these.
+// the one source of native/binding/argument_names.h, which scripts/write-argument-names.js writes from these
+// lists (test/native-boundary.test.ts checks the header, binding.d.ts and the builders against them).
 import type { NativeBinding } from '../binding';
 
 type ForwardArgs = Parameters<NativeBinding['forward']>;

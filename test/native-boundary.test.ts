@@ -120,6 +120,22 @@ describe('native backward re-checks', () => {
 
 describe('argument positions shared by lib/ and native/', () => {
   const root = path.join(__dirname, '..');
+  it('native/binding/argument_names.h is the header scripts/write-argument-names.js writes from these lists', () => {
+    const { header, file } = require('../scripts/write-argument-names.js') as {
+      header: (lists: Record<string, readonly string[]>) => string;
+      file: string;
+    };
+    const lists = {
+      FORWARD_ARGUMENTS,
+      BACKWARD_ARGUMENTS,
+      SHARD_STATISTICS_ARGUMENTS,
+      NORMALIZE_WITH_ARGUMENTS,
+      SHARD_GRADIENT_SUMS_ARGUMENTS,
+      GRAD_INPUT_WITH_ARGUMENTS,
+    };
+    expect(readFileSync(file, 'utf8')).toBe(header(lists));
+  });
+
   /** The member names of `struct <name>`'s enum in native/binding/argument_names.h, in order. */
   function enumNames(name: string): string[] {
     const header = readFileSync(path.join(root, 'native/binding/argument_names.h'), 'utf8');

@@ -1,6 +1,6 @@
 // The positions of the arguments of forward(), backward() and the split phases (binding.d.ts), by name.
-// lib/native-arguments.ts holds the same lists; test/native-boundary.test.ts reads this file and checks that they agree, so
-// neither side can reorder an argument alone.
+// Written by scripts/write-argument-names.js from the lists of lib/native-arguments.ts: edit those and
+// run it, never this file (test/native-boundary.test.ts checks that the two agree).
 #pragma once
 
 #include <cstddef>
