@@ -382,8 +382,9 @@ int main() {
     checkThreads<float>(pool, g, static_cast<uint32_t>(++index));
     checkThreads<double>(pool, g, static_cast<uint32_t>(++index));
   }
-  {
-    const batchnorm::ScopedPool scope(pool, 1);
+  // On one thread, and on two: the store type and the split of the work depend on the thread count.
+  for (int threads : {1, 2}) {
+    const batchnorm::ScopedPool scope(pool, threads);
     checkAllHooks(geometries, static_cast<uint32_t>(++index));
   }
   batchnorm::releasePool(pool);
