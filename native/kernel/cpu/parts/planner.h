@@ -15,7 +15,7 @@
 // | every phase                    | S >= kPlanarMinSpatial                             | planar-rows      |
 // | eval forward, float32 in floats| S >= lanes                                         | flat-joined      |
 // | statistics (float32)           | rows of whole chunks in one held group, or any     | column-groups    |
-// |                                | width of whole chunks in a tensor that stays cached|                  |
+// |                                | width of whole chunks in a tensor not large        |                  |
 // | statistics (float64), sums     | otherwise                                          | accumulator-rows |
 // | gradient sums                  | rows of whole chunks in one held group, or wider   | column-groups    |
 // |                                | ones (groups of >= kMinGroupBytes) when not large  |                  |
@@ -27,7 +27,8 @@
 // | normalize, grad_input (double) | interleaved                                        | row-groups       |
 //
 // "Large": at least streamBytes() (largeOutput), a size class independent of the thread count. Whether
-// the output is then streamed does depend on it (streamsStores).
+// the output is then streamed does depend on it (streamsStores). "Stays in cache": below cachedBytes()
+// (tuning.h says why the reductions and the elementwise walks keep these two limits).
 // Why each walk exists, with the figure that justified it, is beside its predicate below; README
 // "Performance" lists them with their bench rows.
 
