@@ -333,7 +333,8 @@ void checkHooks(const Geometry& g, uint32_t seed, bool largeWeight, std::set<std
 
 // The geometries of main() plus three outgrowing the last-level cache, for the walks of large tensors:
 // planar rows streamed, channels-last streamed rows, and single rows (more than one channel block).
-void checkAllHooks(const Geometry (&geometries)[20], uint32_t seed) {
+template <size_t kCount>
+void checkAllHooks(const Geometry (&geometries)[kCount], uint32_t seed) {
   const int64_t llcFloats = batchnorm::cacheSizes().lastLevelBytes / 4;
   std::vector<Geometry> all(std::begin(geometries), std::end(geometries));
   all.push_back({llcFloats / 4 / (8 * 1024) + 1, 8, 1024});

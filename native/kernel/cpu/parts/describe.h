@@ -16,9 +16,9 @@ void describe(const Geometry& g, Phase phase, int threads, WalkPlan& out) {
   out.arithmetic = kFloatArithmetic<T> ? "float" : "double";
   out.threads = threads;
   const int tensors = phase == Phase::Backward ? 3 : 2;
-  out.streamed = streamsStores<T>(g, phase, tensors, threads);
-  if (g.elements() == 0) return;
+  if (g.elements() == 0) return;  // nothing to plan (nor to stream)
   const PhasePlan plan = planPhase<T>(g, phase, tensors, threads);
+  out.streamed = plan.streaming;
   out.ranges = parallelRanges(plan.split.items, plan.split.itemElements, threads);
   if (!plan.interleaved) {
     out.traversal = "planar";
