@@ -370,7 +370,7 @@ if (json) {
       `float32; each time the smallest median of ${rounds} rounds`,
   );
   console.log(
-    'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call (V8 zero-fills it);\n' +
+    'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call (uninitialized from 1 MiB on the main thread, else zero-filled);\n' +
       'PyTorch: F.batch_norm / native_batch_norm_backward (PyTorch allocates from its own allocator)',
   );
   const header = ['shape', 'op', 'thr', 'ours', 'memcpy', 'ours/memcpy', 'ours+alloc', 'PyTorch', 'PyTorch/ours', 'NHWC/NCHW', 'walks'];

@@ -16,6 +16,7 @@ import {
   checkTensor,
   isFloat32Array,
   newLike,
+  newOutputLike,
   overlaps,
 } from './tensor';
 import { checkBoolean, checkEps, checkFiniteNumber, checkOptions } from './validate';
@@ -275,7 +276,7 @@ function prepareForwardCall(x: CheckedTensor, call: ForwardCall, module?: Module
   );
   if (training) checkBatchSizeForTraining(x);
 
-  const destination = out ?? newLike(x.data, x.elements);
+  const destination = out ?? newOutputLike(x.data, x.elements);
   const empty = isFloat32Array(x.data) ? EMPTY_FLOAT32 : EMPTY_FLOAT64;
   const [saveMean, saveInvstd] = !training ? [empty, empty] : (module?.savedStats ?? newSavedStats(x.data, x.channels));
   const args = forwardArguments({
@@ -384,7 +385,8 @@ function backwardDestination(
   x: CheckedTensor,
   length: number,
 ): FloatArray | null {
-  if (value === undefined) return wanted ? newLike(x.data, length) : null;
+  // gradInput is written whole by the kernel; the per-channel gradients are small.
+  if (value === undefined) return wanted ? (key === 'gradInput' ? newOutputLike : newLike)(x.data, length) : null;
   checkSameDtype(value, `options.out.${key}`, x.data);
   const received = elementCount(value as FloatArray);
   if (received !== length) throw new RangeError(`options.out.${key} should contain ${length} elements not ${received}`);

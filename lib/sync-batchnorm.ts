@@ -21,7 +21,7 @@ import {
 } from './native-arguments';
 import { BatchNormBase, type BatchNormModuleOptions, type ModuleBackwardOptions, type ModuleForwardOptions, rankError } from './norm-base';
 import { type ProcessGroup, checkProcessGroup, gatherChecked, mergeStatistics, sumGradientParts } from './process-group';
-import { type ArrayOf, type CheckedTensor, type DType, type FloatArray, type Tensor, checkSameDtype, checkTensor, newLike, overlaps } from './tensor';
+import { type ArrayOf, type CheckedTensor, type DType, type FloatArray, type Tensor, checkSameDtype, checkTensor, newLike, newOutputLike, overlaps } from './tensor';
 import { checkBoolean, checkOptions } from './validate';
 
 /** Options of {@link SyncBatchNorm}: the batch-norm options and the group to synchronize over. */
@@ -202,7 +202,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     for (let c = 0; c < channels; c++) invstd[c] = invStd(merged.m2[c]! / merged.count, this.eps);
     const weight = this.weight === null ? null : this.weight.data.slice();
     const bias = this.bias === null ? null : this.bias.data.slice();
-    const result = output ?? newLike(x.data, x.elements);
+    const result = output ?? newOutputLike(x.data, x.elements);
     const normalize = normalizeWithArguments({ input: x.data, output: result, ...geometry, mean: merged.mean, invstd, weight, bias });
     const callerArrays: CallerArray[] = [
       { name: 'input.data', array: x.data, argument: NormalizeWithArgument.input },
@@ -281,7 +281,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     local.set(sumDy);
     local.set(dotp, channels);
     const total = sumGradientParts(await gatherChecked(this.processGroup, local), channels);
-    const gradInput = (destination as FloatArray | undefined) ?? newLike(x.data, x.elements);
+    const gradInput = (destination as FloatArray | undefined) ?? newOutputLike(x.data, x.elements);
     const args = gradInputWithArguments({
       gradOutput: dy.data, input: x.data, gradInput, ...geometry, mean: step.mean, invstd: step.invstd, weight: step.weight,
       sumDy: total.sumDy, dotp: total.dotp, total: step.total,

@@ -1,3 +1,6 @@
+import { Buffer } from 'node:buffer';
+import { isMainThread } from 'node:worker_threads';
+
 import { describeValue, formatShape, invalidType, invalidValue } from './errors';
 import { bufferOf, byteLengthOf, byteOffsetOf, elementCount, hasOwn, ownValue, subarrayOf, typedArrayKind } from './intrinsics';
 import { checkStrides, gatherContiguous } from './strides';
@@ -78,14 +81,38 @@ export function dtypeName(array: FloatArray): 'float32' | 'float64' {
   return isFloat32Array(array) ? 'float32' : 'float64';
 }
 
-/**
- * A new zero-filled array of `like`'s element type. Also for outputs the kernel writes whole (a
- * forward's result, a gradInput): uninitialized memory (Buffer.allocUnsafeSlow) made those calls 1.2x-1.8x
- * faster, but with worker threads starting and ending it kept about 60 MB more resident on Node 22 and 24
- * (docs/PERFORMANCE.md, "Two threads").
- */
+/** A new zero-filled array of `like`'s element type. */
 export function newLike(like: FloatArray, length: number): FloatArray {
   return isFloat32Array(like) ? new Float32Array(length) : new Float64Array(length);
+}
+
+// Captured at load, as the intrinsics are: a script that replaces Buffer.allocUnsafeSlow later cannot
+// hand the kernels a buffer of its choosing.
+const allocateUninitialized = Buffer.allocUnsafeSlow.bind(Buffer);
+/**
+ * Outputs from this size up skip the zero fill. Below it the fill is cheap (glibc serves such sizes from
+ * fresh mappings whose pages the kernel zeroes anyway) and the Buffer costs an object more: (128, 1024)
+ * calls, 512 KB outputs, were 1.1x slower uninitialized (docs/PERFORMANCE.md, "The allocating path").
+ */
+const UNINITIALIZED_MIN_BYTES = 1 << 20;
+
+/**
+ * A new array of `like`'s element type for an output the kernel writes whole before anyone can read it
+ * (a forward's result, a gradInput; test/functional.test.ts proves every kernel overwrites all of a
+ * NaN-filled output). On the main thread, a large one comes from uninitialized memory: zero-filled, it
+ * costs a pass of its own before the kernel's ((32, 64, 56, 56) calls 1.2x-1.3x, (256, 256, 7, 7) eval
+ * 1.9x faster without it). Worker threads keep the zero fill: in cycles of workers started, calling and
+ * terminated, the resident set jumped by 60-70 MB more often with their outputs uninitialized (3 runs of
+ * 11 against 1 of 11 zero-filled), a difference not explained yet (docs/PERFORMANCE.md, "The allocating
+ * path").
+ */
+export function newOutputLike(like: FloatArray, length: number): FloatArray {
+  const float32 = isFloat32Array(like);
+  const bytes = length * (float32 ? 4 : 8);
+  if (!isMainThread || bytes < UNINITIALIZED_MIN_BYTES) return float32 ? new Float32Array(length) : new Float64Array(length);
+  // A Buffer of this size owns its ArrayBuffer alone (Node pools only small ones), from offset 0.
+  const buffer = bufferOf(allocateUninitialized(bytes));
+  return float32 ? new Float32Array(buffer, 0, length) : new Float64Array(buffer, 0, length);
 }
 
 const MIN_RANK = 2;

@@ -111,6 +111,54 @@ describe('memory semantics', () => {
   });
 });
 
+describe('outputs the call allocates', () => {
+  // On the main thread, outputs of a megabyte and more are taken from uninitialized memory (lib/tensor.ts,
+  // newOutputLike): correct only because every kernel writes every element of a forward output and of
+  // gradInput. Proven here with outputs full of NaN given as `out`: each call must overwrite all of them
+  // and give the bits of the allocating call.
+  const cases: [string, number[], 'contiguous' | 'channelsLast'][] = [
+    ['planar', [8, 16, 48, 48], 'contiguous'],
+    ['interleaved (N, C)', [4096, 72], 'contiguous'],
+    ['channels-last', [8, 24, 40, 40], 'channelsLast'],
+    ['short rows', [2048, 33, 5], 'contiguous'],
+  ];
+  for (const dtype of [Float32Array, Float64Array]) {
+    // One element type at a time; typed as float64 for the compiler (the calls are the same).
+    const ctor = dtype as unknown as new (n: number) => Float64Array;
+    it.each(cases)(`%s ${dtype.name}: train, eval and backward write every element of a NaN-filled out`, (_, shape, memoryFormat) => {
+      const random = seeded(shape.length * 31 + shape[1]!);
+      const elements = shape.reduce((a, b) => a * b, 1);
+      expect(elements * dtype.BYTES_PER_ELEMENT).toBeGreaterThanOrEqual(1 << 20);
+      const channels = shape[1]!;
+      const input = { data: randomArray(ctor, elements, random), shape, memoryFormat };
+      const gradOutput = { data: randomArray(ctor, elements, random), shape, memoryFormat };
+      const weight = randomArray(ctor, channels, random).map((w) => w + 3);
+      const bias = randomArray(ctor, channels, random);
+      const nans = () => new ctor(elements).fill(NaN);
+      for (const training of [true, false]) {
+        const stats = () => ({ runningMean: randomArray(ctor, channels, seeded(7)), runningVar: randomArray(ctor, channels, seeded(8)).map(Math.abs) });
+        const fresh = batchNorm(input, { training, weight, bias, ...stats() });
+        const out = nans();
+        const given = batchNorm(input, { training, weight, bias, ...stats(), out });
+        expect(given.output.data).toBe(out);
+        expect(Buffer.from(out.buffer).equals(Buffer.from(fresh.output.data.buffer))).toBe(true);
+        expect(out.some(Number.isNaN)).toBe(false);
+        // The allocated output owns its whole buffer.
+        expect(fresh.output.data.byteOffset).toBe(0);
+        expect(fresh.output.data.buffer.byteLength).toBe(elements * dtype.BYTES_PER_ELEMENT);
+
+        const saved = training ? { saveMean: fresh.saveMean!, saveInvstd: fresh.saveInvstd! } : stats();
+        const backwardOptions = { training, weight, ...saved };
+        const gradients = batchNormBackward(gradOutput, input, backwardOptions);
+        const gradInput = nans();
+        batchNormBackward(gradOutput, input, { ...backwardOptions, out: { gradInput } });
+        expect(Buffer.from(gradInput.buffer).equals(Buffer.from(gradients.gradInput!.data.buffer))).toBe(true);
+        expect(gradInput.some(Number.isNaN)).toBe(false);
+      }
+    });
+  }
+});
+
 describe('defaults and edge shapes', () => {
   it('defaults to evaluation, momentum 0.1 and eps 1e-5', () => {
     const random = seeded(4);
