@@ -156,7 +156,8 @@ for (const c of cases) {
 // runtime's mechanism, awaited one at a time); `marked`/`staged` call the native async entry with the
 // same arguments and no staging, or every caller array staged (the Node 22 mechanism), and
 // `staged block` is how long the staged call keeps the event loop (its copies in).
-const ASYNC_SHAPES = [[32, 64, 56, 56], [256, 256, 7, 7], [4096, 256]];
+// (2,4) and (128,512) run on the calling thread (65,536 elements at most: native/binding/async_call.h).
+const ASYNC_SHAPES = [[32, 64, 56, 56], [256, 256, 7, 7], [4096, 256], [128, 512], [2, 4]];
 
 async function measureAsync(fn) {
   const warmUntil = performance.now() + Math.min(100, budgetMs / 4);

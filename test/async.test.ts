@@ -21,10 +21,15 @@ const root = path.join(__dirname, '..');
 
 
 describe('functional async', () => {
+  // Up to 65,536 elements a call runs on the calling thread (native/binding/async_call.h); larger ones on
+  // the pool.
   it.each([
     [[8, 4, 16, 16], 'contiguous'],
     [[300, 7], 'contiguous'],
     [[4, 6, 5, 5], 'channelsLast'],
+    [[8, 4, 64, 64], 'contiguous'],
+    [[20000, 7], 'contiguous'],
+    [[4, 6, 64, 64], 'channelsLast'],
   ] as const)('gives the bits of the sync call: %j %s', async (shape, memoryFormat) => {
     const n = shape.reduce((a, b) => a * b, 1);
     const x = { data: ramp(n), shape, memoryFormat };
@@ -44,6 +49,30 @@ describe('functional async', () => {
     const gradAsync = await batchNormBackwardAsync(dy, x, options);
     expect(bytes(gradAsync.gradInput!.data)).toBe(bytes(gradSync.gradInput!.data));
     expect(bytes(gradAsync.gradWeight!)).toBe(bytes(gradSync.gradWeight!));
+  });
+
+  it('runs a call of at most 65,536 elements on the calling thread, settled before the event loop turns', async () => {
+    const x = { data: ramp(65536), shape: [128, 512] };
+    const module = new BatchNorm2d(4);
+    const small = { data: ramp(4 * 4 * 8 * 8), shape: [4, 4, 8, 8] };
+    let turned = false;
+    setImmediate(() => {
+      turned = true;
+    });
+    const forward = await batchNormAsync(x, { training: true });
+    const backward = await batchNormBackwardAsync(x, x, { training: true, saveMean: forward.saveMean, saveInvstd: forward.saveInvstd });
+    const y = await module.forwardAsync(small);
+    const dx = await module.backwardAsync(small);
+    expect(turned).toBe(false);
+    // And with the results of the sync calls.
+    const sync = batchNorm(x, { training: true });
+    expect(bytes(forward.output.data)).toBe(bytes(sync.output.data));
+    const syncBackward = batchNormBackward(x, x, { training: true, saveMean: sync.saveMean, saveInvstd: sync.saveInvstd });
+    expect(bytes(backward.gradInput!.data)).toBe(bytes(syncBackward.gradInput!.data));
+    const reference = new BatchNorm2d(4);
+    expect(bytes(y.data)).toBe(bytes(reference.forward(small).data));
+    expect(bytes(dx.data)).toBe(bytes(reference.backward(small).data));
+    expect(bytes(module.runningMean!)).toBe(bytes(reference.runningMean!));
   });
 
   it('rejects bad arguments without changing anything', async () => {

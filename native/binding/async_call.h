@@ -97,14 +97,30 @@ class StagingBlock {
   Cached* block_ = nullptr;
 };
 
+// An async call on a tensor of at most this many elements runs on the JavaScript thread instead of the
+// pool: the round trip to libuv's pool and back cost 25 to 60 µs on the build machine at every size
+// (a (2, 4) eval 27 µs async against about 1 µs), more than such a call's work (a (128, 512) backward,
+// 65,536 elements, took 16 µs), so it holds the event loop for less time than the round trip would
+// delay its result (docs/PERFORMANCE.md, "Async calls").
+constexpr int64_t kInlineElements = int64_t{1} << 16;
+
 template <typename Call>
 class AsyncKernelCall {
  public:
   // Queues `call` (already checked) and returns its promise; throws (queuing nothing) on failure.
-  // Bit i of `stagedArguments` stages JavaScript argument i.
+  // Bit i of `stagedArguments` stages JavaScript argument i. A small call (kInlineElements) runs here
+  // and returns its promise settled: nothing else runs meanwhile, so it stages nothing and keeps no
+  // references; its outcome is the queued call's (results, errors, running statistics all or none).
   static napi_value start(const Napi::CallbackInfo& info, Call call, PoolUse pool, uint32_t stagedArguments) {
     napi_env env = info.Env();
     std::unique_ptr<AsyncKernelCall> self(new AsyncKernelCall(env, std::move(call), pool));
+    if (self->call_.geometry.elements() <= kInlineElements) {
+      napi_value promise = nullptr;
+      check(env, napi_create_promise(env, &self->deferred_, &promise));
+      execute(env, self.get());
+      complete(env, napi_ok, self.release());
+      return promise;
+    }
     self->keepArrays(info);
     self->stage(stagedArguments);
     napi_value name = nullptr, promise = nullptr;
