@@ -114,6 +114,11 @@ export interface NativeBinding {
    * force: the first environment to load the addon fixes it for the process.
    */
   setThreadBudget(threads: number): number;
+  /**
+   * Whether this environment's async calls on tensors of at most 65,536 elements run on its own thread,
+   * settled before they return, instead of on the libuv pool (lib/ enables it on the main thread only).
+   */
+  setInlineCalls(enabled: boolean): void;
 
   /** A 64-bit hash of the array's bytes (native/kernel/fingerprint.h): equal contents, equal hashes. */
   fingerprint(array: NativeFloatArray): bigint;

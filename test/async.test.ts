@@ -188,6 +188,30 @@ describe('threads of JavaScript', () => {
     for (const r of results) expect(r).toBe(expected);
   });
 
+  it("runs a worker's small async calls on the pool (only the main thread runs them on its own thread)", async () => {
+    // In a worker the promise settles only after the event loop has turned (setImmediate first); the
+    // values are the main thread's.
+    const code = `
+      const { parentPort } = require('node:worker_threads');
+      const bn = require(${JSON.stringify(root)});
+      const x = { data: Float32Array.from({ length: 64 }, (_, i) => Math.sin(i * 0.37 + 1) * 2 + 0.5), shape: [16, 4] };
+      let turned = false;
+      setImmediate(() => { turned = true; });
+      bn.batchNormAsync(x, { training: true }).then((r) =>
+        parentPort.postMessage({ turned, output: Buffer.from(r.output.data.buffer).toString('base64') }));
+    `;
+    const report = await new Promise<{ turned: boolean; output: string }>((resolve, reject) => {
+      const worker = new Worker(code, { eval: true });
+      worker.once('message', (m: { turned: boolean; output: string }) => {
+        void worker.terminate();
+        resolve(m);
+      });
+      worker.once('error', reject);
+    });
+    expect(report.turned).toBe(true);
+    expect(report.output).toBe(bytes(batchNorm({ data: Float32Array.from({ length: 64 }, (_, i) => Math.sin(i * 0.37 + 1) * 2 + 0.5), shape: [16, 4] }, { training: true }).output.data));
+  });
+
   it.each(['gc', 'worker'])('survives %s stress in a child process', (scenario) => {
     const out = execFileSync(process.execPath, ['--expose-gc', path.join(__dirname, 'scripts', 'async-stress.js'), scenario], {
       encoding: 'utf8',

@@ -97,24 +97,30 @@ class StagingBlock {
   Cached* block_ = nullptr;
 };
 
-// An async call on a tensor of at most this many elements runs on the JavaScript thread instead of the
-// pool: the round trip to libuv's pool and back cost 25 to 60 µs on the build machine at every size
-// (a (2, 4) eval 27 µs async against about 1 µs), more than such a call's work (a (128, 512) backward,
-// 65,536 elements, took 16 µs), so it holds the event loop for less time than the round trip would
-// delay its result (docs/PERFORMANCE.md, "Async calls").
+// An async call on a tensor of at most this many elements runs on the JavaScript thread that made it
+// instead of the pool, where its environment allows (setInlineCalls: the main thread's). The round trip
+// to libuv's pool and back cost 25 to 60 µs on the build machine at every size (a (2, 4) training
+// forward 36 µs async against about 2 µs sync), more than such a call's work (a (128, 512) backward,
+// 65,536 elements, took 16 µs), so it holds the event loop for less time than the round trip would delay
+// its result (docs/PERFORMANCE.md, "Async calls"). Worker threads keep the pool: a call run on a worker's
+// own thread allocates the kernel's scratch from that thread's malloc arena, which glibc keeps when the
+// thread exits, and the lifecycle test's cycles of terminated workers grew the resident set by 59 MB
+// over a half once (a fresh-clone CI run on Node 24).
 constexpr int64_t kInlineElements = int64_t{1} << 16;
 
 template <typename Call>
 class AsyncKernelCall {
  public:
   // Queues `call` (already checked) and returns its promise; throws (queuing nothing) on failure.
-  // Bit i of `stagedArguments` stages JavaScript argument i. A small call (kInlineElements) runs here
-  // and returns its promise settled: nothing else runs meanwhile, so it stages nothing and keeps no
-  // references; its outcome is the queued call's (results, errors, running statistics all or none).
-  static napi_value start(const Napi::CallbackInfo& info, Call call, PoolUse pool, uint32_t stagedArguments) {
+  // Bit i of `stagedArguments` stages JavaScript argument i. A call of at most `inlineElements`
+  // elements runs here and returns its promise settled: nothing else runs meanwhile, so it stages
+  // nothing and keeps no references; its outcome is the queued call's (results, errors, running
+  // statistics all or none).
+  static napi_value start(const Napi::CallbackInfo& info, Call call, PoolUse pool, uint32_t stagedArguments,
+                          int64_t inlineElements) {
     napi_env env = info.Env();
     std::unique_ptr<AsyncKernelCall> self(new AsyncKernelCall(env, std::move(call), pool));
-    if (self->call_.geometry.elements() <= kInlineElements) {
+    if (self->call_.geometry.elements() <= inlineElements) {
       napi_value promise = nullptr;
       check(env, napi_create_promise(env, &self->deferred_, &promise));
       execute(env, self.get());
