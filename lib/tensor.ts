@@ -102,9 +102,9 @@ const UNINITIALIZED_MIN_BYTES = 1 << 20;
  * NaN-filled output). On the main thread, a large one comes from uninitialized memory: zero-filled, it
  * costs a pass of its own before the kernel's ((32, 64, 56, 56) calls 1.2x-1.3x, (256, 256, 7, 7) eval
  * 1.9x faster without it). Worker threads keep the zero fill: in cycles of workers started, calling and
- * terminated, the resident set jumped by 60-70 MB more often with their outputs uninitialized (3 runs of
- * 11 against 1 of 11 zero-filled), a difference not explained yet (docs/PERFORMANCE.md, "The allocating
- * path").
+ * terminated, the resident set jumped by 55-73 MB in 5 runs of 21 with the workers' outputs
+ * uninitialized and in 2 of 21 zero-filled (glibc's per-thread arenas; not settled whether the skipped
+ * fill adds to it: docs/PERFORMANCE.md, "The allocating path").
  */
 export function newOutputLike(like: FloatArray, length: number): FloatArray {
   const float32 = isFloat32Array(like);

@@ -76,18 +76,16 @@ uint32_t requireStagedMask(const Napi::Value& value) {
 Napi::Value ForwardAsync(const Napi::CallbackInfo& info) {
   ForwardCall call = parseForward(info, false);
   const uint32_t staged = requireStagedMask(info[ForwardCall::kArguments]);
-  return Napi::Value(info.Env(),
-                     AsyncKernelCall<ForwardCall>::start(info, std::move(call), poolUseOf(info.Env()), staged,
-                                                                         inlineElementsOf(info.Env())));
+  return Napi::Value(info.Env(), AsyncKernelCall<ForwardCall>::start(info, std::move(call), poolUseOf(info.Env()),
+                                                                     staged, inlineElementsOf(info.Env())));
 }
 
 // backwardAsync(...the arguments of backward, staged): Promise<undefined>
 Napi::Value BackwardAsync(const Napi::CallbackInfo& info) {
   BackwardCall call = parseBackward(info, false);
   const uint32_t staged = requireStagedMask(info[BackwardCall::kArguments]);
-  return Napi::Value(info.Env(),
-                     AsyncKernelCall<BackwardCall>::start(info, std::move(call), poolUseOf(info.Env()), staged,
-                                                                          inlineElementsOf(info.Env())));
+  return Napi::Value(info.Env(), AsyncKernelCall<BackwardCall>::start(info, std::move(call), poolUseOf(info.Env()),
+                                                                      staged, inlineElementsOf(info.Env())));
 }
 
 // The split phases of a SyncBatchNorm step, sync and async (the async ones take the staged mask last).
@@ -101,7 +99,7 @@ Napi::Value RunPhaseAsync(const Napi::CallbackInfo& info) {
   Call call = Parse(info);
   const uint32_t staged = requireStagedMask(info[Call::kArguments]);
   return Napi::Value(info.Env(), AsyncKernelCall<Call>::start(info, std::move(call), poolUseOf(info.Env()), staged,
-                                                                  inlineElementsOf(info.Env())));
+                                                              inlineElementsOf(info.Env())));
 }
 
 int requireThreadCount(const Napi::Value& value) {

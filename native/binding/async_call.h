@@ -102,10 +102,10 @@ class StagingBlock {
 // to libuv's pool and back cost 25 to 60 µs on the build machine at every size (a (2, 4) training
 // forward 36 µs async against about 2 µs sync), more than such a call's work (a (128, 512) backward,
 // 65,536 elements, took 16 µs), so it holds the event loop for less time than the round trip would delay
-// its result (docs/PERFORMANCE.md, "Async calls"). Worker threads keep the pool: a call run on a worker's
-// own thread allocates the kernel's scratch from that thread's malloc arena, which glibc keeps when the
-// thread exits, and the lifecycle test's cycles of terminated workers grew the resident set by 59 MB
-// over a half once (a fresh-clone CI run on Node 24).
+// its result (docs/PERFORMANCE.md, "Async calls"). Worker threads keep the pool: with their small calls
+// run on their own threads, the lifecycle test's cycles of terminated workers grew the resident set by
+// 59 MB over a half (a fresh-clone CI run on Node 24), most likely from the malloc arenas of the exited
+// threads, which glibc keeps, holding the kernel's scratch allocations.
 constexpr int64_t kInlineElements = int64_t{1} << 16;
 
 template <typename Call>
