@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import bn from '../dist/index.js';
-import { benchTensors, measure as measureFor, median, randomArray, torchTimes } from './timing.mjs';
+import { benchTensors, measure as measureFor, median, randomArray, startTorch } from './timing.mjs';
 import nativeModule from '../dist/native.js';
 import nativeArguments from '../dist/native-arguments.js';
 import { readSafetensors } from '../dist/safetensors.js';
@@ -98,43 +98,48 @@ function walksOf(x, op) {
   return [phase.reduction, phase.elementwise].filter(Boolean).join(' + ') + last;
 }
 
-function torchTimesOf(cases) {
-  return torchTimes(cases.map((c) => ({
-    key: `${c.shape.join('x')}/${c.format}/${c.op}/${c.threads}`,
-    shape: c.shape,
-    channelsLast: c.format === 'channelsLast',
-    op: c.op,
-    threads: c.threads,
-    batch: c.batch,
-    budgetMs,
-  })));
+/** The case as torch_bench.py takes it. */
+function torchCase(c) {
+  return { shape: c.shape, channelsLast: c.format === 'channelsLast', op: c.op, threads: c.threads, batch: c.batch, budgetMs };
 }
 
+// Ours and PyTorch's time of each case side by side (this machine's memory bandwidth changes by about 2x
+// between minutes), PyTorch first in odd rounds; a pause between the two lets the other library's
+// threads stop spinning (OpenMP's and our pool's) before the next one is timed.
+const torchServer = await startTorch();
+const pause = () => new Promise((resolve) => setTimeout(resolve, 20));
 let cases = [];
-let torch = null;
 for (let round = 0; round < rounds; round++) {
   const measured = [];
   for (const threads of threadCounts) {
-    for (const shape of selected) for (const op of OPS) measured.push(benchCase(shape, op, threads));
+    for (const entry of selected) {
+      for (const op of OPS) {
+        let torchMs = null;
+        const timeTorch = async () => {
+          if (torchServer === null) return;
+          const elements = entry.shape.reduce((a, b) => a * b, 1);
+          await pause();
+          torchMs = await torchServer.time(torchCase({ ...entry, op, threads, batch: elements < 4096 ? 2000 : 1 }));
+          await pause();
+        };
+        if (round % 2 === 1) await timeTorch();
+        const c = benchCase(entry, op, threads);
+        if (round % 2 === 0) await timeTorch();
+        measured.push({ ...c, torchMs });
+      }
+    }
   }
   cases = round === 0 ? measured : cases.map((c, i) => ({
     ...c,
     oursMs: Math.min(c.oursMs, measured[i].oursMs),
     copyMs: Math.min(c.copyMs, measured[i].copyMs),
     oursAllocatingMs: Math.min(c.oursAllocatingMs, measured[i].oursAllocatingMs),
+    torchMs: c.torchMs === null ? null : Math.min(c.torchMs, measured[i].torchMs),
   }));
-  const torchRound = torchTimesOf(measured);
-  if (torchRound !== null) {
-    torch = torch === null ? torchRound : {
-      torch: torchRound.torch,
-      results: Object.fromEntries(Object.entries(torch.results).map(([key, ms]) => [key, Math.min(ms, torchRound.results[key])])),
-    };
-  }
 }
+torchServer?.close();
 for (const c of cases) {
   c.copyRatio = c.oursMs / c.copyMs;
-  const key = `${c.shape.join('x')}/${c.format}/${c.op}/${c.threads}`;
-  c.torchMs = torch?.results[key] ?? null;
   if (c.format === 'channelsLast') {
     const contiguous = cases.find(
       (o) => o.format === 'contiguous' && o.op === c.op && o.threads === c.threads && o.shape.join() === c.shape.join(),
@@ -351,7 +356,7 @@ if (only === null) {
 const report = {
   machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.availableParallelism(), node: process.version },
   kernelPath: bn.cpuCapability(),
-  torch: torch?.torch ?? null,
+  torch: torchServer?.torch ?? null,
   budgetMs,
   rounds,
   cases,
@@ -415,10 +420,10 @@ if (json) {
       'PyTorch: the same ops from the table above (step: its train + backward)',
   );
   const torchFor = (c) => {
-    const key = (op) => `${c.shape.join('x')}/${c.format}/${op}/1`;
-    const results = torch?.results;
-    if (results === undefined) return null;
-    return c.op === 'step' ? results[key('train')] + results[key('backward')] : results[key(c.op)];
+    const row = (op) => cases.find((o) => o.threads === 1 && o.op === op && o.format === c.format && o.shape.join() === c.shape.join());
+    const ms = (op) => row(op)?.torchMs ?? null;
+    if (c.op !== 'step') return ms(c.op);
+    return ms('train') === null || ms('backward') === null ? null : ms('train') + ms('backward');
   };
   printTable(
     ['shape', 'op', 'out', 'functional', 'module', 'module/functional', 'PyTorch', 'PyTorch/module'],

@@ -1,6 +1,7 @@
 // What the benchmarks share: medians of repeated timings, reproducible inputs and PyTorch's timings.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -83,6 +84,38 @@ export function torchTimes(cases) {
     return null;
   }
   return JSON.parse(result.stdout);
+}
+
+/**
+ * PyTorch in a process that stays up, timing one case at a time (torch_bench.py --serve, with the
+ * environment of torchTimes): `time(case)` resolves with its median milliseconds, so a bench can time
+ * PyTorch's case right beside its own, in the same spell of a machine whose memory bandwidth changes
+ * between minutes. null where torch cannot be imported.
+ */
+export async function startTorch() {
+  const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
+  if (probe.status !== 0) return null;
+  const child = spawn('/usr/bin/python3', [path.join(here, 'torch_bench.py'), '--serve'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, MALLOC_TOP_PAD_: String(2 ** 30) },
+  });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async () => {
+    const { value, done } = await lines.next();
+    if (done) throw new Error('the PyTorch benchmark process ended');
+    return JSON.parse(value);
+  };
+  const { torch } = await next();
+  return {
+    torch,
+    async time(testCase) {
+      child.stdin.write(`${JSON.stringify(testCase)}\n`);
+      return (await next()).ms;
+    },
+    close() {
+      child.stdin.end();
+    },
+  };
 }
 
 /** The value after `--name` in a script's arguments, or `fallback`; and the arguments that are not options. */
