@@ -10,7 +10,7 @@
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
-import { AB_SHAPES, benchTensors, commandLine, formatMs as fmt, functionalCall, measure } from './timing.mjs';
+import { AB_SHAPES, benchTensors, callsPerSample, commandLine, formatMs as fmt, functionalCall, measure } from './timing.mjs';
 
 const require = createRequire(import.meta.url);
 const { option, positional } = commandLine(process.argv.slice(2));
@@ -64,7 +64,7 @@ for (const [shape, format] of SHAPES) {
   const name = `(${shape.join(',')})${format === 'channelsLast' ? ' NHWC' : ''}`;
   if (only !== null && !`${shape.join('x')}${format === 'channelsLast' ? ' NHWC' : ''}`.includes(only)) continue;
   for (const op of ops) {
-    const batch = shape.reduce((a, b) => a * b, 1) < 4096 ? 2000 : 1;
+    const batch = callsPerSample(shape.reduce((a, b) => a * b, 1));
     const calls = sides.map((bn, side) => callFor(bn, side, shape, format, op));
     const best = [Infinity, Infinity];
     for (let round = 0; round < rounds; round++) {

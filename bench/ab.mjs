@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { AB_SHAPES, commandLine, formatMs as fmt, functionalCall, measure } from './timing.mjs';
+import { AB_SHAPES, callsPerSample, commandLine, formatMs as fmt, functionalCall, measure } from './timing.mjs';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -56,7 +56,7 @@ for (const [shape, format] of SHAPES) {
   const name = `(${shape.join(',')})${format === 'channelsLast' ? ' NHWC' : ''}`;
   if (only !== null && !`${shape.join('x')}${format === 'channelsLast' ? ' NHWC' : ''}`.includes(only)) continue;
   for (const op of ops) {
-    const batch = shape.reduce((a, b) => a * b, 1) < 4096 ? 2000 : 1;
+    const batch = callsPerSample(shape.reduce((a, b) => a * b, 1));
     const calls = sides.map((bn) => callFor(bn, shape, format, op));
     const best = [Infinity, Infinity];
     for (let round = 0; round < rounds; round++) {

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import bn from '../dist/index.js';
-import { benchTensors, measure as measureFor, median, randomArray, startTorch } from './timing.mjs';
+import { benchTensors, callsPerSample, measure as measureFor, median, randomArray, startTorch } from './timing.mjs';
 import nativeModule from '../dist/native.js';
 import nativeArguments from '../dist/native-arguments.js';
 import { readSafetensors } from '../dist/safetensors.js';
@@ -62,7 +62,7 @@ function measure(fn, batch = 1) {
 function benchCase({ shape, format }, op, threads) {
   bn.setNumThreads(threads);
   const { length, x, dy, weight, bias, runningMean, runningVar } = benchTensors(shape, format);
-  const batch = length < 4096 ? 2000 : 1;
+  const batch = callsPerSample(length);
   const out = new Float32Array(length);
   const gradInput = new Float32Array(length);
   const copyTarget = new Float32Array(length);
@@ -117,9 +117,9 @@ for (let round = 0; round < rounds; round++) {
         let torchMs = null;
         const timeTorch = async () => {
           if (torchServer === null) return;
-          const elements = entry.shape.reduce((a, b) => a * b, 1);
+          const batch = callsPerSample(entry.shape.reduce((a, b) => a * b, 1));
           await pause();
-          torchMs = await torchServer.time(torchCase({ ...entry, op, threads, batch: elements < 4096 ? 2000 : 1 }));
+          torchMs = await torchServer.time(torchCase({ ...entry, op, threads, batch }));
           await pause();
         };
         if (round % 2 === 1) await timeTorch();
@@ -242,7 +242,7 @@ function moduleCase({ shape, format }) {
   bn.setNumThreads(1);
   const length = shape.reduce((a, b) => a * b, 1);
   const channels = shape[1];
-  const batch = length < 4096 ? 2000 : 1;
+  const batch = callsPerSample(length);
   const x = { data: randomArray(length, 1), shape, memoryFormat: format };
   const dy = { data: randomArray(length, 2), shape, memoryFormat: format };
   const Module = [null, null, bn.BatchNorm1d, bn.BatchNorm1d, bn.BatchNorm2d, bn.BatchNorm3d][shape.length];

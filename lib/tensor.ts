@@ -109,7 +109,7 @@ const UNINITIALIZED_MIN_BYTES = 1 << 20;
 export function newOutputLike(like: FloatArray, length: number): FloatArray {
   const float32 = isFloat32Array(like);
   const bytes = length * (float32 ? 4 : 8);
-  if (!isMainThread || bytes < UNINITIALIZED_MIN_BYTES) return float32 ? new Float32Array(length) : new Float64Array(length);
+  if (!isMainThread || bytes < UNINITIALIZED_MIN_BYTES) return newLike(like, length);
   // A Buffer of this size owns its ArrayBuffer alone (Node pools only small ones), from offset 0.
   const buffer = bufferOf(allocateUninitialized(bytes));
   return float32 ? new Float32Array(buffer, 0, length) : new Float64Array(buffer, 0, length);

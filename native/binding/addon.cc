@@ -44,8 +44,8 @@ PoolUse poolUseOf(napi_env env) {
   return PoolUse{addon.pool, addon.threads.load(std::memory_order_relaxed)};
 }
 
-// The largest async call this environment runs on its own thread (0: none; see setInlineCalls).
-int64_t inlineElementsOf(napi_env env) { return addonOf(env).inlineCalls ? kInlineElements : 0; }
+// The largest async call this environment runs on its own thread (-1: none; see setInlineCalls).
+int64_t inlineElementsOf(napi_env env) { return addonOf(env).inlineCalls ? kInlineElements : -1; }
 
 template <typename Call>
 Napi::Value runHere(const Napi::CallbackInfo& info, Call call) {
