@@ -8,6 +8,7 @@
 // is the smallest median over the rounds, ours and PyTorch's measured in turn in each round.
 import * as os from 'node:os';
 
+import './steady-malloc.mjs'; // first: may rerun this process
 import bn from '../dist/index.js';
 import { benchTensors, measure, torchTimes } from './timing.mjs';
 

@@ -14,6 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import './steady-malloc.mjs'; // first: may rerun this process
 import bn from '../dist/index.js';
 import { benchTensors, callsPerSample, measure as measureFor, median, randomArray, startTorch } from './timing.mjs';
 import nativeModule from '../dist/native.js';
@@ -354,7 +355,12 @@ if (only === null) {
 }
 
 const report = {
-  machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.availableParallelism(), node: process.version },
+  machine: {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    node: process.version,
+    mallocTopPad: process.env.MALLOC_TOP_PAD_ ?? null,
+  },
   kernelPath: bn.cpuCapability(),
   torch: torchServer?.torch ?? null,
   budgetMs,
@@ -377,7 +383,7 @@ if (json) {
   );
   console.log(
     'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call (uninitialized from 1 MiB on the main thread, else zero-filled);\n' +
-      'PyTorch: F.batch_norm / native_batch_norm_backward (PyTorch allocates from its own allocator)',
+      `PyTorch: F.batch_norm / native_batch_norm_backward; both allocate through glibc with MALLOC_TOP_PAD_=${process.env.MALLOC_TOP_PAD_ ?? 'unset'}`,
   );
   const header = ['shape', 'op', 'thr', 'ours', 'memcpy', 'ours/memcpy', 'ours+alloc', 'PyTorch', 'PyTorch/ours', 'NHWC/NCHW', 'walks'];
   const rows = cases.map((c) => [
