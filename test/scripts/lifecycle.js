@@ -171,6 +171,8 @@ function workerLoop() {
   const m = new worker.BatchNorm2d(8);
   const x = { data: ramp(n, 1), shape };
   const dy = { data: ramp(n, 2), shape };
+  // 4 MB: its outputs are taken uninitialized (lib/tensor.ts newOutputLike).
+  const large = { data: ramp(1 << 20, 3), shape: [16, 64, 32, 32] };
   parentPort.postMessage('ready');
   (async () => {
     for (;;) {
@@ -179,6 +181,8 @@ function workerLoop() {
       await m.forwardAsync(x);
       await m.backwardAsync(dy);
       await worker.batchNormAsync(x, { training: true });
+      worker.batchNorm(large, { training: true });
+      await worker.batchNormAsync(large, { training: true });
     }
   })();
 }
