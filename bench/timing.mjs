@@ -73,7 +73,8 @@ export function benchTensors(shape, format) {
  * the same (32, 64, 56, 56) backward took 5.2 ms or 89 ms in two runs within one process, (128, 1024)
  * 65 µs or 1.4 ms. MALLOC_TOP_PAD_ (1 GiB of freed heap kept; as an environment variable it leaves
  * glibc's adaptive mmap threshold on, where mallopt would turn it off) times PyTorch in its steady,
- * fastest state on every row.
+ * fastest state on every row; one already in the environment is kept, as bench/steady-malloc.mjs keeps
+ * it for our side.
  */
 export function torchTimes(cases) {
   const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
@@ -82,7 +83,7 @@ export function torchTimes(cases) {
     input: JSON.stringify(cases),
     encoding: 'utf8',
     maxBuffer: 1 << 24,
-    env: { ...process.env, MALLOC_TOP_PAD_: String(2 ** 30) },
+    env: { ...process.env, MALLOC_TOP_PAD_: process.env.MALLOC_TOP_PAD_ ?? String(2 ** 30) },
   });
   if (result.status !== 0) {
     console.error(`PyTorch benchmark failed:\n${result.stderr}`);
@@ -102,7 +103,7 @@ export async function startTorch() {
   if (probe.status !== 0) return null;
   const child = spawn('/usr/bin/python3', [path.join(here, 'torch_bench.py'), '--serve'], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, MALLOC_TOP_PAD_: String(2 ** 30) },
+    env: { ...process.env, MALLOC_TOP_PAD_: process.env.MALLOC_TOP_PAD_ ?? String(2 ** 30) },
   });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const next = async () => {
