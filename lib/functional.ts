@@ -183,7 +183,7 @@ export async function batchNormAsync<A extends FloatArray>(
   options?: BatchNormOptions<DTypeOf<A>>,
 ): Promise<BatchNormResult<DTypeOf<A>>> {
   const call = prepareForward(input, options);
-  const staged = protectAsyncArrays(call.callerArrays);
+  const staged = protectAsyncArrays(call.callerArrays());
   await native().forwardAsync(...call.args, staged);
   return call.result as BatchNormResult<DTypeOf<A>>;
 }
@@ -194,8 +194,11 @@ type BackwardArgs = Parameters<ReturnType<typeof native>['backward']>;
 interface PreparedCall<Args, Result> {
   args: Args;
   result: Result;
-  /** The arrays among args that the caller passed in (and so can reach while an async call runs). */
-  callerArrays: CallerArray[];
+  /**
+   * The arrays among args that the caller passed in (and so can reach while an async call runs); built
+   * only for an async call, as a sync call returns before the caller can reach them.
+   */
+  callerArrays: () => CallerArray[];
 }
 
 function prepareForward(input: unknown, options: unknown): PreparedCall<ForwardArgs, BatchNormResult> {
@@ -295,18 +298,17 @@ function prepareForwardCall(x: CheckedTensor, call: ForwardCall, module?: Module
     momentum,
     eps,
   });
-  const callerArrays: CallerArray[] = [
-    { name: 'input.data', array: x.data, argument: ForwardArgument.input },
-    { name: 'options.out', array: out, argument: ForwardArgument.output },
-    { name: 'weight', array: weight, argument: ForwardArgument.weight },
-    { name: 'bias', array: bias, argument: ForwardArgument.bias },
-    { name: 'runningMean', array: runningMean, argument: ForwardArgument.runningMean },
-    { name: 'runningVar', array: runningVar, argument: ForwardArgument.runningVar },
-  ];
   return {
     args,
     result: { output: { data: destination, shape: x.shape, memoryFormat: x.memoryFormat }, saveMean, saveInvstd },
-    callerArrays,
+    callerArrays: () => [
+      { name: 'input.data', array: x.data, argument: ForwardArgument.input },
+      { name: 'options.out', array: out, argument: ForwardArgument.output },
+      { name: 'weight', array: weight, argument: ForwardArgument.weight },
+      { name: 'bias', array: bias, argument: ForwardArgument.bias },
+      { name: 'runningMean', array: runningMean, argument: ForwardArgument.runningMean },
+      { name: 'runningVar', array: runningVar, argument: ForwardArgument.runningVar },
+    ],
   };
 }
 
@@ -344,7 +346,7 @@ export async function batchNormBackwardAsync<A extends FloatArray>(
   options: BatchNormBackwardOptions<DTypeOf<A>>,
 ): Promise<BatchNormBackwardResult<DTypeOf<A>>> {
   const call = prepareBackward(gradOutput, input, options);
-  const staged = protectAsyncArrays(call.callerArrays);
+  const staged = protectAsyncArrays(call.callerArrays());
   await native().backwardAsync(...call.args, staged);
   return call.result as BatchNormBackwardResult<DTypeOf<A>>;
 }
@@ -493,7 +495,7 @@ function prepareBackwardCall(
       gradWeight,
       gradBias,
     },
-    callerArrays: [
+    callerArrays: () => [
       { name: 'gradOutput.data', array: dy.data, argument: BackwardArgument.gradOutput },
       { name: 'input.data', array: x.data, argument: BackwardArgument.input },
       { name: 'weight', array: weight, argument: BackwardArgument.weight },
@@ -524,7 +526,7 @@ export const checkedCalls = {
     savedStats: [FloatArray, FloatArray] | null,
   ): Promise<BatchNormResult> {
     const call = prepareForwardCall(x, options, { savedStats });
-    const staged = protectAsyncArrays(call.callerArrays);
+    const staged = protectAsyncArrays(call.callerArrays());
     await native().forwardAsync(...call.args, staged);
     return call.result;
   },
@@ -535,7 +537,7 @@ export const checkedCalls = {
   },
   async backwardAsync(dy: CheckedTensor, x: CheckedTensor, options: BackwardCall): Promise<BatchNormBackwardResult> {
     const call = prepareBackwardCall(dy, x, options, MODULE_BACKWARD);
-    const staged = protectAsyncArrays(call.callerArrays);
+    const staged = protectAsyncArrays(call.callerArrays());
     await native().backwardAsync(...call.args, staged);
     return call.result;
   },
