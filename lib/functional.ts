@@ -354,7 +354,8 @@ export async function batchNormBackwardAsync<A extends FloatArray>(
 function prepareBackward(gradOutput: unknown, input: unknown, options: unknown): PreparedCall<BackwardArgs, BatchNormBackwardResult> {
   const dy = checkTensor(gradOutput, 'gradOutput');
   const x = checkTensor(input, 'input');
-  return prepareBackwardCall(dy, x, options);
+  // The tensors' errors come before the options'.
+  return prepareBackwardCall(gradientLike(dy, x), x, checkBackwardCall(x, options));
 }
 
 /** The statistics a backward reads: the saved batch statistics in training, else the running ones. */
@@ -425,26 +426,27 @@ function checkBackwardCall(x: CheckedTensor, options: unknown): BackwardCall {
 }
 
 /**
- * A backward call for tensors already checked: a functional call's options are checked here (after the
- * tensors, whose errors come first), a module's (`module` given) are a BackwardCall already.
+ * The gradient of `x`, checked against it: same dtype and shape, in x's layout. PyTorch accepts a
+ * gradient in either layout and returns grad_input in the input's: a gradient in the other one is
+ * permuted into the input's layout (a copy of gradOutput).
  */
-function prepareBackwardCall(
-  gradOutput: CheckedTensor,
-  x: CheckedTensor,
-  options: unknown,
-  module?: ModuleArrays,
-): PreparedCall<BackwardArgs, BatchNormBackwardResult> {
-  let dy = gradOutput;
+function gradientLike(dy: CheckedTensor, x: CheckedTensor): CheckedTensor {
   checkSameDtype(dy.data, 'gradOutput.data', x.data);
   if (dy.shape.length !== x.shape.length || dy.shape.some((size, i) => size !== x.shape[i])) {
     throw new RangeError(
       `gradOutput.shape ${formatShape(dy.shape)} must equal input.shape ${formatShape(x.shape)}`,
     );
   }
-  // PyTorch accepts a gradient in either layout and returns grad_input in the input's: the gradient
-  // is permuted into the input's layout (a copy of gradOutput).
-  if (dy.memoryFormat !== x.memoryFormat) dy = checkTensor(permuteTo(dy, x.memoryFormat), 'gradOutput');
-  const call = module !== undefined ? (options as BackwardCall) : checkBackwardCall(x, options);
+  return dy.memoryFormat === x.memoryFormat ? dy : checkTensor(permuteTo(dy, x.memoryFormat), 'gradOutput');
+}
+
+/** A backward call for tensors already checked (gradientLike) and options already valid (a BackwardCall). */
+function prepareBackwardCall(
+  dy: CheckedTensor,
+  x: CheckedTensor,
+  call: BackwardCall,
+  module?: ModuleArrays,
+): PreparedCall<BackwardArgs, BatchNormBackwardResult> {
   const { training, eps, weight, runningMean, runningVar, saveMean, saveInvstd } = call;
   const [wantInput, wantWeight, wantBias] = call.outputMask;
   const outs = checkOptions(call.out, 'options.out', BACKWARD_OUT_KEYS);
@@ -531,12 +533,12 @@ export const checkedCalls = {
     return call.result;
   },
   backward(dy: CheckedTensor, x: CheckedTensor, options: BackwardCall): BatchNormBackwardResult {
-    const call = prepareBackwardCall(dy, x, options, MODULE_BACKWARD);
+    const call = prepareBackwardCall(gradientLike(dy, x), x, options, MODULE_BACKWARD);
     native().backward(...call.args);
     return call.result;
   },
   async backwardAsync(dy: CheckedTensor, x: CheckedTensor, options: BackwardCall): Promise<BatchNormBackwardResult> {
-    const call = prepareBackwardCall(dy, x, options, MODULE_BACKWARD);
+    const call = prepareBackwardCall(gradientLike(dy, x), x, options, MODULE_BACKWARD);
     const staged = protectAsyncArrays(call.callerArrays());
     await native().backwardAsync(...call.args, staged);
     return call.result;
