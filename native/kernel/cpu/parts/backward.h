@@ -73,20 +73,16 @@ GradientSums planarGradientSums(const Geometry& g, const T* input, const T* grad
   return {gradSums[0].sum(), products[0].sum()};
 }
 
-// One channel: its sums, then dx while its rows are still in cache (last rows first, as in
-// planarTrainingForward).
+// dx of planar channel c from its coefficients, last rows first (the ones a sums pass just left in
+// cache), in floats where the coefficients allow: the fused backward's and SyncBatchNorm's split pass.
 template <typename T, typename GradientMask>
-void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardChannels<T>& in,
-                    int64_t c, bool streaming, const GradientMask& mask) {
-  const GradientSums sums =
-      in.needSums ? planarGradientSums(g, input, gradOutput, c, in.center[c], mask) : GradientSums{};
-  const GradientAffine coef = finishGradients(in, c, sums.sumDy, sums.dotp);
-  if (gradInput == nullptr) return;
+void planarGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, int64_t c,
+                     const GradientAffine& coef, bool readsInput, bool streaming, const GradientMask& mask) {
   const int64_t stride = g.channels * g.spatial;
   if constexpr (kFloatArithmetic<T>) {
     FloatChannel channel;
-    if (gradientInFloats(coef, in.readsInput, channel)) {
-      withGradientPass(in.readsInput, input, gradOutput, gradInput, mask, [&](auto pass) {
+    if (gradientInFloats(coef, readsInput, channel)) {
+      withGradientPass(readsInput, input, gradOutput, gradInput, mask, [&](auto pass) {
         for (int64_t b = g.batch - 1; b >= 0; --b) rowInFloats(pass, b * stride + c * g.spatial, g.spatial, channel, streaming);
       });
       return;
@@ -94,9 +90,18 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
   }
   for (int64_t b = g.batch - 1; b >= 0; --b) {
     const int64_t offset = b * stride + c * g.spatial;
-    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, in.readsInput, streaming,
-                mask);
+    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, readsInput, streaming, mask);
   }
+}
+
+// One channel: its sums, then dx while its rows are still in cache (as in planarTrainingForward).
+template <typename T, typename GradientMask>
+void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const BackwardChannels<T>& in,
+                    int64_t c, bool streaming, const GradientMask& mask) {
+  const GradientSums sums =
+      in.needSums ? planarGradientSums(g, input, gradOutput, c, in.center[c], mask) : GradientSums{};
+  const GradientAffine coef = finishGradients(in, c, sums.sumDy, sums.dotp);
+  if (gradInput != nullptr) planarGradInput(g, input, gradOutput, gradInput, c, coef, in.readsInput, streaming, mask);
 }
 
 // sum(dy) and sum((x - center) dy) per position over a block whose rows are exactly kChunks chunks, the

@@ -37,27 +37,6 @@ bool splitGradientSums(const Geometry& g, const T* input, const T* gradOutput, c
   return true;
 }
 
-// grad_input of channel c from its coefficients, its rows in floats where they allow (as planarBackward
-// writes them).
-template <typename T, typename GradientMask>
-void gradInputChannel(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, int64_t c,
-                      const GradientAffine& coef, bool streaming, const GradientMask& mask) {
-  const int64_t stride = g.channels * g.spatial;
-  if constexpr (kFloatArithmetic<T>) {
-    FloatChannel channel;
-    if (gradientInFloats(coef, true, channel)) {
-      withGradientPass(true, input, gradOutput, gradInput, mask, [&](auto pass) {
-        for (int64_t b = 0; b < g.batch; ++b) rowInFloats(pass, b * stride + c * g.spatial, g.spatial, channel, streaming);
-      });
-      return;
-    }
-  }
-  for (int64_t b = 0; b < g.batch; ++b) {
-    const int64_t offset = b * stride + c * g.spatial;
-    gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, true, streaming, mask);
-  }
-}
-
 template <typename T, typename GradientMask>
 bool splitGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const GradientAffine* coefficients) {
   const PhasePlan plan = planPhaseNow<T>(g, Phase::Backward, 3);
@@ -66,7 +45,7 @@ bool splitGradInput(const Geometry& g, const T* input, const T* gradOutput, T* g
   const GradientMask mask{};
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      gradInputChannel(g, input, gradOutput, gradInput, c, coefficients[c], streaming, mask);
+      planarGradInput(g, input, gradOutput, gradInput, c, coefficients[c], true, streaming, mask);
     }
     if (streaming) vec::streamFence();
   };
