@@ -382,7 +382,7 @@ if (json) {
       `float32; each time the smallest median of ${rounds} rounds`,
   );
   console.log(
-    'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call (uninitialized from 1 MiB on the main thread, else zero-filled);\n' +
+    'ours: into preallocated outputs (`out`); ours+alloc: a new output array per call (uninitialized from 1 MiB, zero-filled below);\n' +
       `PyTorch: F.batch_norm / native_batch_norm_backward; both allocate through glibc with MALLOC_TOP_PAD_=${process.env.MALLOC_TOP_PAD_ ?? 'unset'}`,
   );
   const header = ['shape', 'op', 'thr', 'ours', 'memcpy', 'ours/memcpy', 'ours+alloc', 'PyTorch', 'PyTorch/ours', 'NHWC/NCHW', 'walks'];

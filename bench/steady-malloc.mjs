@@ -6,7 +6,7 @@
 // path"). A MALLOC_TOP_PAD_ already set is kept (131072, glibc's default, times the default).
 import { spawnSync } from 'node:child_process';
 
-export const STEADY_TOP_PAD = String(2 ** 30);
+const STEADY_TOP_PAD = String(2 ** 30);
 
 if (process.platform === 'linux' && process.env.MALLOC_TOP_PAD_ === undefined) {
   const rerun = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {

@@ -73,8 +73,9 @@ GradientSums planarGradientSums(const Geometry& g, const T* input, const T* grad
   return {gradSums[0].sum(), products[0].sum()};
 }
 
-// dx of planar channel c from its coefficients, last rows first (the ones a sums pass just left in
-// cache), in floats where the coefficients allow: the fused backward's and SyncBatchNorm's split pass.
+// dx of planar channel c from its coefficients, last rows first (the ones the fused backward's sums just
+// left in cache), in floats where the coefficients allow: the fused backward's and SyncBatchNorm's split
+// pass.
 template <typename T, typename GradientMask>
 void planarGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, int64_t c,
                      const GradientAffine& coef, bool readsInput, bool streaming, const GradientMask& mask) {
