@@ -56,7 +56,8 @@ export interface NativeBinding {
   ): void;
 
   /**
-   * forward() on the libuv thread pool. Checks run synchronously (and throw); the promise resolves when
+   * forward() on the libuv thread pool, or on this thread for a tensor of at most 65,536 elements (the
+   * promise is then settled when it returns). Checks run synchronously (and throw); the promise resolves when
    * the outputs are written. Every array argument is referenced until then. `staged` is a mask: bit i
    * runs argument i on a copy owned by the call, written back (all or none) on completion if every
    * array is still attached and of its length. The caller keeps unstaged arrays from being detached
@@ -114,11 +115,6 @@ export interface NativeBinding {
    * force: the first environment to load the addon fixes it for the process.
    */
   setThreadBudget(threads: number): number;
-  /**
-   * Whether this environment's async calls on tensors of at most 65,536 elements run on its own thread,
-   * settled before they return, instead of on the libuv pool (lib/ enables it on the main thread only).
-   */
-  setInlineCalls(enabled: boolean): void;
 
   /** A 64-bit hash of the array's bytes (native/kernel/fingerprint.h): equal contents, equal hashes. */
   fingerprint(array: NativeFloatArray): bigint;

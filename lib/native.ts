@@ -1,6 +1,5 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { isMainThread } from 'node:worker_threads';
 
 import type { NativeBinding } from '../binding';
 
@@ -42,8 +41,6 @@ export function native(): NativeBinding {
     // (An addon built before the budget, which only bench/ab.mjs loads, takes the count as it is.)
     const budget = typeof loaded.setThreadBudget === 'function' ? loaded.setThreadBudget(requested) : requested;
     loaded.setNumThreads(budget);
-    // Small async calls run on the calling thread on the main thread only (native/binding/async_call.h).
-    if (typeof loaded.setInlineCalls === 'function') loaded.setInlineCalls(isMainThread);
     binding = loaded;
   }
   return binding;

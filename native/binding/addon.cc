@@ -21,14 +21,12 @@ namespace batchnorm::binding {
 namespace {
 
 // Per addon instance (one per Node environment that loads it): a reference to the process's kernel
-// pool, the thread count this environment's calls use (setNumThreads; capped by the process's
-// budget), and whether its small async calls run on its own thread (setInlineCalls: lib/ enables it on
-// the main thread only; binding/async_call.h says why). In-flight async calls hold their own reference,
-// so the pool outlives an environment torn down mid-call.
+// pool and the thread count this environment's calls use (setNumThreads; capped by the process's
+// budget). In-flight async calls hold their own reference, so the pool outlives an environment torn
+// down mid-call.
 struct AddonData {
   ThreadPool* pool;
   std::atomic<int> threads{1};
-  bool inlineCalls = false;
 };
 
 AddonData& addonOf(napi_env env) {
@@ -43,9 +41,6 @@ PoolUse poolUseOf(napi_env env) {
   AddonData& addon = addonOf(env);
   return PoolUse{addon.pool, addon.threads.load(std::memory_order_relaxed)};
 }
-
-// The largest async call this environment runs on its own thread (-1: none; see setInlineCalls).
-int64_t inlineElementsOf(napi_env env) { return addonOf(env).inlineCalls ? kInlineElements : -1; }
 
 template <typename Call>
 Napi::Value runHere(const Napi::CallbackInfo& info, Call call) {
@@ -77,7 +72,7 @@ Napi::Value ForwardAsync(const Napi::CallbackInfo& info) {
   ForwardCall call = parseForward(info, false);
   const uint32_t staged = requireStagedMask(info[ForwardCall::kArguments]);
   return Napi::Value(info.Env(), AsyncKernelCall<ForwardCall>::start(info, std::move(call), poolUseOf(info.Env()),
-                                                                     staged, inlineElementsOf(info.Env())));
+                                                                     staged));
 }
 
 // backwardAsync(...the arguments of backward, staged): Promise<undefined>
@@ -85,7 +80,7 @@ Napi::Value BackwardAsync(const Napi::CallbackInfo& info) {
   BackwardCall call = parseBackward(info, false);
   const uint32_t staged = requireStagedMask(info[BackwardCall::kArguments]);
   return Napi::Value(info.Env(), AsyncKernelCall<BackwardCall>::start(info, std::move(call), poolUseOf(info.Env()),
-                                                                      staged, inlineElementsOf(info.Env())));
+                                                                      staged));
 }
 
 // The split phases of a SyncBatchNorm step, sync and async (the async ones take the staged mask last).
@@ -98,8 +93,7 @@ template <typename Call, Call (*Parse)(const Napi::CallbackInfo&)>
 Napi::Value RunPhaseAsync(const Napi::CallbackInfo& info) {
   Call call = Parse(info);
   const uint32_t staged = requireStagedMask(info[Call::kArguments]);
-  return Napi::Value(info.Env(), AsyncKernelCall<Call>::start(info, std::move(call), poolUseOf(info.Env()), staged,
-                                                              inlineElementsOf(info.Env())));
+  return Napi::Value(info.Env(), AsyncKernelCall<Call>::start(info, std::move(call), poolUseOf(info.Env()), staged));
 }
 
 int requireThreadCount(const Napi::Value& value) {
@@ -114,12 +108,6 @@ int requireThreadCount(const Napi::Value& value) {
 // process's budget. Never waits for a running call (an async call keeps the count it started with).
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   addonOf(info.Env()).threads.store(threadsWithinBudget(requireThreadCount(info[0])), std::memory_order_relaxed);
-  return info.Env().Undefined();
-}
-
-// setInlineCalls(enabled): whether this environment's small async calls run on its thread.
-Napi::Value SetInlineCalls(const Napi::CallbackInfo& info) {
-  addonOf(info.Env()).inlineCalls = requireBoolean(info[0], "enabled");
   return info.Env().Undefined();
 }
 
@@ -238,7 +226,6 @@ napi_value initialize(napi_env env, napi_value exports) {
   exportFunction<SetNumThreads>(env, exports, "setNumThreads");
   exportFunction<GetNumThreads>(env, exports, "getNumThreads");
   exportFunction<SetThreadBudget>(env, exports, "setThreadBudget");
-  exportFunction<SetInlineCalls>(env, exports, "setInlineCalls");
   exportFunction<Copy>(env, exports, "copy");
   exportFunction<Fingerprint>(env, exports, "fingerprint");
   exportFunction<CpuCapability>(env, exports, "cpuCapability");

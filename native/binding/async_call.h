@@ -98,29 +98,25 @@ class StagingBlock {
 };
 
 // An async call on a tensor of at most this many elements runs on the JavaScript thread that made it
-// instead of the pool, where its environment allows (setInlineCalls: the main thread's). The round trip
-// to libuv's pool and back cost 25 to 60 µs on the build machine at every size (a (2, 4) training
-// forward 36 µs async against about 2 µs sync), more than such a call's work (a (128, 512) backward,
-// 65,536 elements, took 16 µs), so it holds the event loop for less time than the round trip would delay
-// its result (docs/PERFORMANCE.md, "Async calls"). Worker threads keep the pool: with their small calls
-// run on their own threads, the lifecycle test's cycles of terminated workers grew the resident set by
-// 59 MB over a half (a fresh-clone CI run on Node 24), most likely from the malloc arenas of the exited
-// threads, which glibc keeps, holding the kernel's scratch allocations.
+// (the main thread or a worker's) instead of the pool. The round trip to libuv's pool and back cost 25
+// to 60 µs on the build machine at every size (a (2, 4) training forward 36 µs async against about 2 µs
+// sync), more than such a call's work (a (128, 512) backward, 65,536 elements, took 16 µs), so it holds
+// the event loop for less time than the round trip would delay its result (docs/PERFORMANCE.md, "Async
+// calls"; in a worker, a (2, 4) module step 12x faster).
 constexpr int64_t kInlineElements = int64_t{1} << 16;
 
 template <typename Call>
 class AsyncKernelCall {
  public:
   // Queues `call` (already checked) and returns its promise; throws (queuing nothing) on failure.
-  // Bit i of `stagedArguments` stages JavaScript argument i. A call of at most `inlineElements`
+  // Bit i of `stagedArguments` stages JavaScript argument i. A call of at most kInlineElements
   // elements runs here and returns its promise settled: nothing else runs meanwhile, so it stages
   // nothing and keeps no references; its outcome is the queued call's (results, errors, running
   // statistics all or none).
-  static napi_value start(const Napi::CallbackInfo& info, Call call, PoolUse pool, uint32_t stagedArguments,
-                          int64_t inlineElements) {
+  static napi_value start(const Napi::CallbackInfo& info, Call call, PoolUse pool, uint32_t stagedArguments) {
     napi_env env = info.Env();
     std::unique_ptr<AsyncKernelCall> self(new AsyncKernelCall(env, std::move(call), pool));
-    if (self->call_.geometry.elements() <= inlineElements) {
+    if (self->call_.geometry.elements() <= kInlineElements) {
       napi_value promise = nullptr;
       check(env, napi_create_promise(env, &self->deferred_, &promise));
       execute(env, self.get());
