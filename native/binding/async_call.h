@@ -102,7 +102,7 @@ class StagingBlock {
 // to 60 µs on the build machine at every size (a (2, 4) training forward 36 µs async against about 2 µs
 // sync), more than such a call's work (a (128, 512) backward, 65,536 elements, took 16 µs), so it holds
 // the event loop for less time than the round trip would delay its result (docs/PERFORMANCE.md, "Async
-// calls"; in a worker, a (2, 4) module step 12x faster).
+// calls"; in a worker, a (2, 4) module step about 4x faster).
 constexpr int64_t kInlineElements = int64_t{1} << 16;
 
 template <typename Call>
