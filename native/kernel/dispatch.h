@@ -13,6 +13,9 @@
 
 namespace batchnorm {
 
+// One channel's coefficients as the scalar chain returns them (kernel/channel_coefficients.h) and as
+// SyncBatchNorm's split passes receive them; inside the kernels they go into the passes' one hand-off
+// (PassCoefficients, cpu/parts/pass_coefficients.h).
 // y = (x - center) * scale + shift.
 struct ChannelAffine {
   double center = 0;

@@ -46,6 +46,7 @@ namespace {
 #include "kernel/cpu/parts/tasks.h"
 #include "kernel/cpu/parts/statistics.h"
 #include "kernel/cpu/parts/elementwise_walks.h"
+#include "kernel/cpu/parts/pass_coefficients.h"
 #include "kernel/cpu/parts/float_passes.h"
 #include "kernel/cpu/parts/coefficient_rows.h"
 #include "kernel/cpu/parts/forward.h"
@@ -65,7 +66,7 @@ void fill(KernelTable<T>& table) {
   table.backward = &backward<T, GradientMask>;
   table.describe = &describe<T>;
   table.splitStatistics = &splitStatistics<T>;
-  table.splitAffine = &affineForward<T, Epilogue>;
+  table.splitAffine = &splitAffine<T, Epilogue>;
   table.splitGradientSums = &splitGradientSums<T, GradientMask>;
   table.splitGradInput = &splitGradInput<T, GradientMask>;
 }

@@ -5,15 +5,6 @@
 // ---------------------------------------------------------------------------------------------------
 // Backward
 
-// grad_input of a channel in floats: the training formula (GradientInFloats), or in evaluation,
-// dx = dy * scale, as a normalization of dy with center 0 and shift 0 (NormalizeInFloats).
-inline bool gradientInFloats(const GradientAffine& coef, bool readsInput, FloatChannel& out) {
-  if (readsInput) return GradientInFloats::coefficients(coef, out);
-  ChannelAffine scaling;
-  scaling.scale = coef.scale;
-  return NormalizeInFloats::coefficients(scaling, out);
-}
-
 // Runs `walk(pass)` with the pass of grad_input in floats: GradientInFloats or NormalizeInFloats, with
 // grad_output read through `mask`.
 template <typename T, typename GradientMask, typename Walk>
@@ -73,22 +64,24 @@ GradientSums planarGradientSums(const Geometry& g, const T* input, const T* grad
   return {gradSums[0].sum(), products[0].sum()};
 }
 
-// dx of planar channel c from its coefficients, last rows first (the ones the fused backward's sums just
-// left in cache), in floats where the coefficients allow: the fused backward's and SyncBatchNorm's split
-// pass.
+// dx of planar channel c from column `at` of its coefficients, last rows first (the ones the fused
+// backward's sums just left in cache), in floats where the coefficients are: the fused backward's and
+// SyncBatchNorm's split pass.
 template <typename T, typename GradientMask>
 void planarGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, int64_t c,
-                     const GradientAffine& coef, bool readsInput, bool streaming, const GradientMask& mask) {
+                     const PassCoefficients<T>& coefficients, int64_t at, bool readsInput, bool streaming,
+                     const GradientMask& mask) {
   const int64_t stride = g.channels * g.spatial;
   if constexpr (kFloatArithmetic<T>) {
-    FloatChannel channel;
-    if (gradientInFloats(coef, readsInput, channel)) {
+    if (coefficients.inFloats(at)) {
+      const FloatLanes lanes = coefficients.lanesOf(at);
       withGradientPass(readsInput, input, gradOutput, gradInput, mask, [&](auto pass) {
-        for (int64_t b = g.batch - 1; b >= 0; --b) rowInFloats(pass, b * stride + c * g.spatial, g.spatial, channel, streaming);
+        for (int64_t b = g.batch - 1; b >= 0; --b) rowInFloats(pass, b * stride + c * g.spatial, g.spatial, lanes, streaming);
       });
       return;
     }
   }
+  const GradientAffine coef = coefficients.gradientOf(at);
   for (int64_t b = g.batch - 1; b >= 0; --b) {
     const int64_t offset = b * stride + c * g.spatial;
     gradientRow(input + offset, gradOutput + offset, gradInput + offset, g.spatial, coef, readsInput, streaming, mask);
@@ -101,8 +94,11 @@ void planarBackward(const Geometry& g, const T* input, const T* gradOutput, T* g
                     int64_t c, bool streaming, const GradientMask& mask) {
   const GradientSums sums =
       in.needSums ? planarGradientSums(g, input, gradOutput, c, in.center[c], mask) : GradientSums{};
-  const GradientAffine coef = finishGradients(in, c, sums.sumDy, sums.dotp);
-  if (gradInput != nullptr) planarGradInput(g, input, gradOutput, gradInput, c, coef, in.readsInput, streaming, mask);
+  PassCoefficients<T> coefficients(1);
+  coefficients.put(0, finishGradients(in, c, sums.sumDy, sums.dotp), in.readsInput);
+  if (gradInput != nullptr) {
+    planarGradInput(g, input, gradOutput, gradInput, c, coefficients, 0, in.readsInput, streaming, mask);
+  }
 }
 
 // sum(dy) and sum((x - center) dy) per position over a block whose rows are exactly kChunks chunks, the
@@ -242,54 +238,43 @@ class InterleavedBackward {
     }
   }
 
-  // The sums of channel block cb in row-block order, the operator's coefficients per channel: to rows
-  // 0-3 field by field as they come (copying the returned struct whole read it back in one wide load
-  // before its narrow stores could forward: measured 15% of the (128, 1024) backward), and to floats
-  // where every channel of the block allows it.
+  // The sums of channel block cb in row-block order, then every channel's gradients and coefficients:
+  // all at once in floats (float32, coefficient_rows.h), else one channel at a time; laid out for the
+  // block's grad_input.
   void combine(int64_t cb) {
     const Block first = tiling_.block(g_, cb, 0);
     const int64_t count = first.c1 - first.c0;
     Scratch totals(2, count);
     const double *sumDy = totals.row(0), *dotp = totals.row(1);
     addInOrder(g_, tiling_, partials_, cb, count, totals.row(0), totals.row(1));
+    PassCoefficients<T> coefficients(count);
     if constexpr (kFloatArithmetic<T>) {
-      if (combineInFloats(first, count, sumDy, dotp, cb)) return;
-    }
-    double* rows[4] = {coefficients_.row(cb, 0, 0), coefficients_.row(cb, 0, 1), coefficients_.row(cb, 0, 2),
-                       coefficients_.row(cb, 0, 3)};
-    FloatChannel* channels = kFloatArithmetic<T> ? new FloatChannel[static_cast<size_t>(count)] : nullptr;
-    for (int64_t c = first.c0; c < first.c1; ++c) {
-      const int64_t from = (c - first.c0) * g_.spatial;
-      const GradientAffine coef = finishGradients(in_, c, sumDy[c - first.c0], dotp[c - first.c0]);
-      broadcastRow(rows[0], from, g_.spatial, coef.center);
-      broadcastRow(rows[1], from, g_.spatial, coef.gradMean);
-      broadcastRow(rows[2], from, g_.spatial, coef.projection);
-      broadcastRow(rows[3], from, g_.spatial, coef.scale);
-      if (channels != nullptr && !gradientInFloats(coef, in_.readsInput, channels[c - first.c0])) {
-        delete[] channels;
-        channels = nullptr;
+      if (gradientFloatRows(in_, first.c0, count, sumDy, dotp, coefficients)) {
+        coefficients.markAllInFloats();
+        layOut(cb, first, coefficients);
+        return;
       }
     }
-    if constexpr (kFloatArithmetic<T>) {
-      if (channels != nullptr && gradInput_ != nullptr) {
-        inFloats_[cb] = new FloatCoefficients(g_, channels, count, gradInput_ + first.first);
-      }
+    for (int64_t c = 0; c < count; ++c) {
+      coefficients.put(c, finishGradients(in_, first.c0 + c, sumDy[c], dotp[c]), in_.readsInput);
     }
-    delete[] channels;
+    layOut(cb, first, coefficients);
   }
 
-  // combine() for float32 in floats: every channel's gradients and float coefficients at once
-  // (coefficient_rows.h); false when a channel needs the double path.
-  bool combineInFloats(const Block& first, int64_t count, const double* sumDy, const double* dotp, int64_t cb) {
-    float* storage = new float[static_cast<size_t>(4 * count)];
-    const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
-    const bool inFloats = gradientFloatRows(in_, first.c0, count, sumDy, dotp, rows);
-    if (inFloats && gradInput_ != nullptr) {
-      inFloats_[cb] = new FloatCoefficients(g_, count, gradInput_ + first.first,
-                                            [&rows](int64_t c, int k) { return rows.row[k][c]; });
+  // A channel block's coefficients as its grad_input reads them: per position in floats where every
+  // channel allows it, else rows 0-3 of coefficients_ (center, gradMean, projection, scale).
+  void layOut(int64_t cb, const Block& first, const PassCoefficients<T>& coefficients) {
+    if (gradInput_ == nullptr) return;
+    const int64_t count = coefficients.count();
+    if constexpr (kFloatArithmetic<T>) {
+      if (coefficients.allInFloats()) {
+        inFloats_[cb] = new FloatCoefficients(g_, coefficients, 0, count, gradInput_ + first.first);
+        return;
+      }
     }
-    delete[] storage;
-    return inFloats;
+    double* const rows[4] = {coefficients_.row(cb, 0, 0), coefficients_.row(cb, 0, 1), coefficients_.row(cb, 0, 2),
+                             coefficients_.row(cb, 0, 3)};
+    layOutExact(coefficients, 0, count, g_.spatial, 4, rows);
   }
 
   void apply(int64_t cb, int64_t rb) {

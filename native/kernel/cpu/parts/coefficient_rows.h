@@ -4,9 +4,9 @@
 // evaluation's coefficients from the running statistics, training's statistics and coefficients from
 // the shifted sums, backward's gradients and coefficients from the gradient sums.
 //
-// Each is the scalar chain (kernel/channel_coefficients.h, then NormalizeInFloats or GradientInFloats
-// ::coefficients) on a vector of channels: both call the lane templates of kernel/channel_math.h, so the
-// results are theirs bit for bit by construction. One channel at a time that chain cost about 90
+// Each is the scalar chain (kernel/channel_coefficients.h, then PassCoefficients::put) on a vector of
+// channels, writing the float rows of a PassCoefficients: both call the lane templates of
+// kernel/channel_math.h, so the results are theirs bit for bit by construction. One channel at a time that chain cost about 90
 // instructions a channel in eval and 250 in backward (callgrind, (2, 1024)): most of a call on an (N, C)
 // tensor with a small batch. Where a channel needs one of the scalar chain's special cases (checked by
 // the callers) or fails the float range checks, the caller computes the whole call (eval) or block
@@ -59,14 +59,17 @@ BATCHNORM_ALWAYS_INLINE inline void storeStep(const Doubles (&halves)[2], T* to,
   }
 }
 
-BATCHNORM_ALWAYS_INLINE inline void storeRows(const Doubles (&k)[4][2], const FloatRows& rows, int64_t c, int count) {
-  for (int i = 0; i < 4; ++i) storeStep(k[i], rows.row[i] + c, count);
+// A step of channels' float coefficients into the float rows of a PassCoefficients.
+template <typename T>
+BATCHNORM_ALWAYS_INLINE inline void storeRows(const Doubles (&k)[4][2], const PassCoefficients<T>& rows, int64_t c,
+                                              int count) {
+  for (int i = 0; i < 4; ++i) storeStep(k[i], rows.floats[i] + c, count);
 }
 
 // Evaluation: every channel's NormalizeInFloats coefficients from the running statistics (evalAffine),
-// or false when a channel needs the double path.
+// into the float rows of `rows`, or false when a channel needs the double path.
 template <typename T>
-bool evalFloatRows(const EvalChannels<T>& in, int64_t channels, const FloatRows& rows) {
+bool evalFloatRows(const EvalChannels<T>& in, int64_t channels, const PassCoefficients<T>& rows) {
   const Doubles epsilon = Doubles::broadcast(in.eps), zero = Doubles::zero();
   return forChannelSteps(channels, [&](int64_t c, int count) {
     Doubles mean[2], var[2], weight[2], bias[2];
@@ -90,11 +93,11 @@ bool evalFloatRows(const EvalChannels<T>& in, int64_t channels, const FloatRows&
 
 // Backward: the weight and bias gradients and the dx coefficients in floats (finishGradients, then
 // GradientInFloats or, in evaluation, NormalizeInFloats of dy) of `channels` channels from `first` on,
-// from their sums, or false when a channel needs the double path (the gradients may then be partly
-// written: the scalar path rewrites them with the same values).
+// from their sums, into the float rows of `rows` from 0 on, or false when a channel needs the double path
+// (the gradients may then be partly written: the scalar path rewrites them with the same values).
 template <typename T>
 bool gradientFloatRows(const BackwardChannels<T>& in, int64_t first, int64_t channels, const double* sumDy,
-                       const double* dotp, const FloatRows& rows) {
+                       const double* dotp, const PassCoefficients<T>& rows) {
   const Doubles count = Doubles::broadcast(in.count), zero = Doubles::zero();
   return forChannelSteps(channels, [&](int64_t c, int n) {
     const int64_t at = first + c;
@@ -126,12 +129,14 @@ bool gradientFloatRows(const BackwardChannels<T>& in, int64_t first, int64_t cha
 // Training (float32, shifted sums): per channel, the statistics of fromShiftedSums from its sum and sum
 // of squares about its pivot, then recordStatistics and statisticsAffine, then NormalizeInFloats. Every
 // channel's saved and running statistics are written whatever the outcome; the statistics go to
-// `stats` (rows mean, meanLow, varSum). True when every channel's coefficients went to `rows` in floats;
+// `stats` (rows mean, meanLow, varSum). True when every channel's coefficients went to the float rows of
+// `rows`;
 // false when one needs the double path (the caller builds those from `stats`). Needs finite sums and
 // eps > 0 (fromShiftedSums and invStd have special cases otherwise): the caller checks.
 template <typename T>
 bool statisticsFloatRows(const ForwardChannels<T>& in, int64_t first, int64_t channels, const double* sum,
-                         const double* squares, const double* pivot, double* const (&stats)[3], const FloatRows& rows) {
+                         const double* squares, const double* pivot, double* const (&stats)[3],
+                         const PassCoefficients<T>& rows) {
   const Doubles count = Doubles::broadcast(in.count), unbiasedCount = Doubles::broadcast(in.count - 1);
   const Doubles epsilon = Doubles::broadcast(in.eps);
   const Doubles momentum = Doubles::broadcast(in.momentum), keep = Doubles::broadcast(1 - in.momentum);

@@ -11,11 +11,6 @@
 // Channels whose coefficients are not finite or far out of float range keep the double path, so special
 // values propagate as there.
 
-// A channel's four coefficients for a pass in floats; their meaning is the pass's (see its k* names).
-struct FloatChannel {
-  float k[4] = {0, 0, 0, 0};
-};
-
 // y = (x - center) * scale + shift as d = x - c_f, y = fma(d, s_hi, fma(d, s_lo, t_f)), with s = s_hi + s_lo
 // and the center's rounding c - c_f folded into t_f.
 // Bound: |y - exact| <= u (|x - center| |scale| + 2 |shift| + |y|): d, t_f and the outer fma round once
@@ -25,14 +20,6 @@ struct FloatChannel {
 // less than a tie-break).
 struct NormalizeInFloats {
   enum : int { kCenter, kScaleHigh, kScaleLow, kShift };  // normalizeInFloats' k[] (kernel/channel_math.h)
-
-  static bool coefficients(const ChannelAffine& affine, FloatChannel& out) {
-    double k[4];
-    if (!normalizeInFloats(affine.center, affine.scale, affine.shift, k)) return false;
-    out = FloatChannel{{static_cast<float>(k[0]), static_cast<float>(k[1]), static_cast<float>(k[2]),
-                        static_cast<float>(k[3])}};
-    return true;
-  }
 };
 
 // A pass over tensors of T: the values it reads go through a hook (backward's gradient mask, where the
@@ -68,14 +55,6 @@ struct NormalizePass {
 // dx = dy a + x b + c would add u |x projection scale|, unbounded as |mean| / std grows.)
 struct GradientInFloats {
   enum : int { kCenter, kXScale, kDyScale, kConstant };  // gradientInFloats' k[] (kernel/channel_math.h)
-
-  static bool coefficients(const GradientAffine& coef, FloatChannel& out) {
-    double k[4];
-    if (!gradientInFloats(coef.center, coef.gradMean, coef.projection, coef.scale, k)) return false;
-    out = FloatChannel{{static_cast<float>(k[0]), static_cast<float>(k[1]), static_cast<float>(k[2]),
-                        static_cast<float>(k[3])}};
-    return true;
-  }
 };
 
 // GradientInFloats over tensors of T, grad_output read through the gradient mask.
@@ -103,42 +82,6 @@ struct GradientPass {
   }
 };
 
-// The coefficients of many channels, one row each: row k holds coefficient k of every channel.
-struct FloatRows {
-  float* row[4];
-};
-
-// A channel's coefficients in registers.
-struct FloatLanes {
-  Floats k[4];
-  static FloatLanes of(const FloatChannel& channel) {
-    return {{Floats::broadcast(channel.k[0]), Floats::broadcast(channel.k[1]), Floats::broadcast(channel.k[2]),
-             Floats::broadcast(channel.k[3])}};
-  }
-  static FloatLanes of(const FloatRows& rows, int64_t channel) {
-    return {{Floats::broadcast(rows.row[0][channel]), Floats::broadcast(rows.row[1][channel]),
-             Floats::broadcast(rows.row[2][channel]), Floats::broadcast(rows.row[3][channel])}};
-  }
-  // The first `count` lanes from this channel, the others from `next`.
-  FloatLanes joined(int count, const FloatLanes& next) const {
-    return {{selectFirst(count, k[0], next.k[0]), selectFirst(count, k[1], next.k[1]),
-             selectFirst(count, k[2], next.k[2]), selectFirst(count, k[3], next.k[3])}};
-  }
-};
-
-// Every channel's float coefficients for `Pass`, or null when one of them needs the double path.
-template <typename Pass, typename Coefficients>
-FloatChannel* floatChannels(const Coefficients* channels, int64_t count) {
-  FloatChannel* inFloats = new FloatChannel[static_cast<size_t>(count)];
-  for (int64_t c = 0; c < count; ++c) {
-    if (!Pass::coefficients(channels[c], inFloats[c])) {
-      delete[] inFloats;
-      return nullptr;
-    }
-  }
-  return inFloats;
-}
-
 template <typename T>
 inline void putFloats(Floats y, T* out, int count, bool stream) {
   if (count < Floats::lanes) {
@@ -152,26 +95,27 @@ inline void putFloats(Floats y, T* out, int count, bool stream) {
 
 // A pass over one row of `length` values at `offset`, all of one channel (planar rows).
 template <typename Pass>
-inline void rowInFloats(Pass pass, int64_t offset, int64_t length, const FloatChannel& channel, bool streaming) {
-  const FloatLanes lanes = FloatLanes::of(channel);
+inline void rowInFloats(Pass pass, int64_t offset, int64_t length, const FloatLanes& lanes, bool streaming) {
   auto* out = pass.destination() + offset;
   forRowChunks(out, length, streaming, [&](int64_t at, int count, bool stream) {
     putFloats(pass.apply(offset + at, count, lanes), out + at, count, stream);
   });
 }
 
-// Per-position float coefficients of `count` consecutive channels: four rows of `padded` floats. Each
-// row repeats its first lanes after its last position, so that a chunk of a row that continues into the
-// next row (forStreamedRows) loads its coefficients in one piece. Position p of every row sits at the
-// same offset within a chunk's alignment as p of `alignedLike` (the output's first row): where the
-// output is stored by aligned chunks, the coefficients are loaded by aligned chunks too, not split
-// across two cache lines (measured on Zen 4: channels-last (256, 256, 7, 7) eval with input and output
-// misaligned to each other 0.49-0.54 ms with split coefficient loads, 0.40 ms aligned).
+// The float rows of `count` channels of a PassCoefficients from `first` on, laid out per position: four
+// rows of `padded` floats, each channel's value repeated over its positions (the interleaved walks load
+// a chunk of positions at a time). Each row repeats its first lanes after its last position, so that a
+// chunk of a row that continues into the next row (forStreamedRows) loads its coefficients in one piece.
+// Position p of every row sits at the same offset within a chunk's alignment as p of `alignedLike` (the
+// output's first row): where the output is stored by aligned chunks, the coefficients are loaded by
+// aligned chunks too, not split across two cache lines (measured on Zen 4: channels-last (256, 256, 7, 7)
+// eval with input and output misaligned to each other 0.49-0.54 ms with split coefficient loads, 0.40 ms
+// aligned).
 class FloatCoefficients {
  public:
-  // `valueOf(c, k)` is coefficient k of channel c (0 <= c < count).
-  template <typename T, typename ValueOf>
-  FloatCoefficients(const Geometry& g, int64_t count, const T* alignedLike, ValueOf&& valueOf)
+  template <typename T>
+  FloatCoefficients(const Geometry& g, const PassCoefficients<T>& channels, int64_t first, int64_t count,
+                    const T* alignedLike)
       : padded_(paddedLength<float>(count * g.spatial) + Floats::lanes),
         storage_(new float[static_cast<size_t>(4 * padded_ + Floats::lanes)]) {
     constexpr uintptr_t alignment = Floats::lanes * sizeof(float);
@@ -185,11 +129,12 @@ class FloatCoefficients {
     // (measured: 39 instructions per channel of (N, 1024), a third of an eval call's per-channel work).
     for (int k = 0; k < 4; ++k) {
       float* row = data_ + k * padded_;
+      const float* values = channels.floats[k] + first;
       if (spatial == 1) {
-        for (int64_t c = 0; c < count; ++c) row[c] = valueOf(c, k);
+        for (int64_t c = 0; c < count; ++c) row[c] = values[c];
       } else {
         for (int64_t c = 0; c < count; ++c) {
-          const float value = valueOf(c, k);
+          const float value = values[c];
           for (int64_t s = c * spatial, end = s + spatial; s < end; ++s) row[s] = value;
         }
       }
@@ -201,10 +146,6 @@ class FloatCoefficients {
       }
     }
   }
-  // From one FloatChannel per channel.
-  template <typename T>
-  FloatCoefficients(const Geometry& g, const FloatChannel* channels, int64_t count, const T* alignedLike)
-      : FloatCoefficients(g, count, alignedLike, [channels](int64_t c, int k) { return channels[c].k[k]; }) {}
   ~FloatCoefficients() { delete[] storage_; }
   FloatCoefficients(const FloatCoefficients&) = delete;
   FloatCoefficients& operator=(const FloatCoefficients&) = delete;
@@ -296,7 +237,7 @@ inline void blockInFloats(Pass pass, const Geometry& g, const Block& block, cons
 // cost no per-row head and tail this way, and the output is one stream that non-temporal stores can
 // write whole cache lines of.
 template <typename T, typename Epilogue>
-void normalizeFlatInFloats(const Geometry& g, const T* input, T* output, const FloatRows& channels,
+void normalizeFlatInFloats(const Geometry& g, const T* input, T* output, const PassCoefficients<T>& channels,
                            const PhasePlan& plan, const Epilogue& epilogue) {
   const bool streaming = plan.streaming;
   constexpr int lanes = Floats::lanes;
@@ -305,7 +246,7 @@ void normalizeFlatInFloats(const Geometry& g, const T* input, T* output, const F
     // Made here, not captured: body's address goes to the thread pool, so a captured pass would be
     // reloaded from memory after every (may-alias) store (measured 10-20% of the (32, 64, 56, 56) eval).
     const NormalizePass<T, NoGradientMask, Epilogue> pass{input, output, {}, epilogue};
-    const FloatRows rows = channels;
+    float* const rows[4] = {channels.floats[0], channels.floats[1], channels.floats[2], channels.floats[3]};
     const int64_t begin = beginChunk * lanes, end = minInt64(endChunk * lanes, total);
     int64_t channel = (begin / g.spatial) % g.channels;
     int64_t left = g.spatial - begin % g.spatial;  // values of `channel` from the current position on

@@ -5,38 +5,24 @@
 // ---------------------------------------------------------------------------------------------------
 // Training forward
 
-// A channel's normalization, prepared once for all the rows it maps.
-struct PreparedAffine {
-  ChannelAffine exact;
-  FloatChannel inFloats;
-  bool useFloats = false;
-};
-
-template <typename T>
-PreparedAffine prepareAffine(const ChannelAffine& affine) {
-  PreparedAffine prepared;
-  prepared.exact = affine;
-  if (kFloatArithmetic<T>) prepared.useFloats = NormalizeInFloats::coefficients(affine, prepared.inFloats);
-  return prepared;
-}
-
-// y = (x - center) * scale + shift over one row: in floats where prepared (float32 on the FMA paths),
+// y = (x - center) * scale + shift over one row of channel c: in floats where its coefficients are
+// (float32 on the FMA paths),
 // otherwise in double. There, float32 is rounded once from double either way, and folding the centering
 // into the shift, x * scale + (shift - center * scale), saves a subtraction per element and costs at
 // most |mean| / std * 2^-53 relative, far below float32 resolution. float64 keeps the centered form,
 // which its 1e-10 contract needs when |mean| >> std; non-finite coefficients keep it too, so special
 // values propagate as before.
 template <typename T, typename Epilogue>
-inline void affineRow(const T* in, T* out, int64_t length, const PreparedAffine& prepared, bool streaming,
-                      const Epilogue& epilogue) {
+inline void affineRow(const T* in, T* out, int64_t length, const PassCoefficients<T>& coefficients, int64_t c,
+                      bool streaming, const Epilogue& epilogue) {
   if constexpr (kFloatArithmetic<T>) {
-    if (prepared.useFloats) {
-      rowInFloats(NormalizePass<T, NoGradientMask, Epilogue>{in, out, {}, epilogue}, 0, length, prepared.inFloats,
-                  streaming);
+    if (coefficients.inFloats(c)) {
+      rowInFloats(NormalizePass<T, NoGradientMask, Epilogue>{in, out, {}, epilogue}, 0, length,
+                  coefficients.lanesOf(c), streaming);
       return;
     }
   }
-  const ChannelAffine& affine = prepared.exact;
+  const ChannelAffine affine = coefficients.affineOf(c);
   const Doubles scale = Doubles::broadcast(affine.scale);
   const double folded = affine.shift - affine.center * affine.scale;
   if (Element<T>::kFloatPrecision && std::isfinite(folded) && std::isfinite(affine.scale)) {
@@ -53,14 +39,14 @@ template <typename T, typename Epilogue>
 void planarTrainingForward(const Geometry& g, const T* input, T* output, const ForwardChannels<T>& in, int64_t c,
                            bool streaming, const Epilogue& epilogue) {
   const ChannelStats stats = planarStats(g, input, c);
-  const PreparedAffine affine =
-      prepareAffine<T>(finishStatistics(in, c, stats.mean, stats.meanLow, stats.varSum));
+  PassCoefficients<T> affine(1);
+  affine.put(0, finishStatistics(in, c, stats.mean, stats.meanLow, stats.varSum));
   const int64_t stride = g.channels * g.spatial;
   // Last rows first: they are the ones the statistics pass left in cache, so a channel larger than the
   // cache still finds most of itself there (in order, each row would evict the next one needed).
   for (int64_t b = g.batch - 1; b >= 0; --b) {
     const int64_t offset = b * stride + c * g.spatial;
-    affineRow(input + offset, output + offset, g.spatial, affine, streaming, epilogue);
+    affineRow(input + offset, output + offset, g.spatial, affine, 0, streaming, epilogue);
   }
 }
 
@@ -131,42 +117,34 @@ class InterleavedTrainingForward {
                    partials_.row(cb, rb, 2));
   }
 
-  // The statistics of channel block cb, the operator's normalization per channel, and its coefficients:
-  // in floats where every channel allows it, else in rows 0-2 (center, scale, shift).
+  // The statistics of channel block cb, the operator's normalization per channel, and its coefficients
+  // laid out for the block's normalization.
   void finishStats(int64_t cb) {
     const Block first = tiling_.block(g_, cb, 0);
     const int64_t count = first.c1 - first.c0;
+    PassCoefficients<T> coefficients(count);
     if constexpr (kFloatArithmetic<T>) {
-      if (finishStatsInFloats(first, count, cb)) return;
+      if (finishStatsInFloats(cb, first, coefficients)) {
+        layOut(cb, first, coefficients);
+        return;
+      }
     }
     ChannelStats* stats = statsOf(cb);
     combineStats(g_, input_, tiling_, partials_, cb, stats);
-    ChannelAffine* affines = new ChannelAffine[static_cast<size_t>(count)];
     for (int64_t c = first.c0; c < first.c1; ++c) {
       const ChannelStats& st = stats[c - first.c0];
-      affines[c - first.c0] = finishStatistics(in_, c, st.mean, st.meanLow, st.varSum);
+      coefficients.put(c - first.c0, finishStatistics(in_, c, st.mean, st.meanLow, st.varSum));
     }
-    if constexpr (kFloatArithmetic<T>) {
-      if (FloatChannel* channels = floatChannels<NormalizeInFloats>(affines, count)) {
-        inFloats_[cb] = new FloatCoefficients(g_, channels, count, output_ + first.first);
-        delete[] channels;
-      }
-    }
-    for (int64_t c = first.c0; inFloats_[cb] == nullptr && c < first.c1; ++c) {
-      const ChannelAffine& affine = affines[c - first.c0];
-      const int64_t from = (c - first.c0) * g_.spatial;
-      broadcastRow(coefficients_.row(cb, 0, 0), from, g_.spatial, affine.center);
-      broadcastRow(coefficients_.row(cb, 0, 1), from, g_.spatial, affine.scale);
-      broadcastRow(coefficients_.row(cb, 0, 2), from, g_.spatial, affine.shift);
-    }
-    delete[] affines;
+    layOut(cb, first, coefficients);
   }
 
   // finishStats for float32 in floats: each channel's sums in the same order as combineStats, then every
-  // channel at once (coefficient_rows.h). False, with nothing written, where that does not apply: eps = 0
-  // or sums that are not finite (the special cases of invStd and fromShiftedSums).
-  bool finishStatsInFloats(const Block& first, int64_t count, int64_t cb) {
+  // channel at once (coefficient_rows.h), else from the statistics one channel at a time. False, with
+  // nothing written, where that does not apply: eps = 0 or sums that are not finite (the special cases of
+  // invStd and fromShiftedSums).
+  bool finishStatsInFloats(int64_t cb, const Block& first, PassCoefficients<T>& coefficients) {
     if (in_.eps == 0) return false;
+    const int64_t count = coefficients.count();
     Scratch scratch(6, count);
     double *sum = scratch.row(0), *squares = scratch.row(1), *pivot = scratch.row(2);
     const int64_t spatial = g_.spatial;
@@ -176,21 +154,28 @@ class InterleavedTrainingForward {
       pivot[c] = static_cast<double>(input_[(first.c0 + c) * spatial]);
     }
     double* const stats[3] = {scratch.row(3), scratch.row(4), scratch.row(5)};
-    float* storage = new float[static_cast<size_t>(4 * count)];
-    const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
-    if (statisticsFloatRows(in_, first.c0, count, sum, squares, pivot, stats, rows)) {
-      inFloats_[cb] = new FloatCoefficients(g_, count, output_ + first.first,
-                                            [&rows](int64_t c, int k) { return rows.row[k][c]; });
+    if (statisticsFloatRows(in_, first.c0, count, sum, squares, pivot, stats, coefficients)) {
+      coefficients.markAllInFloats();
     } else {
       for (int64_t c = 0; c < count; ++c) {
-        const ChannelAffine affine = statisticsAffine(in_, first.c0 + c, stats[0][c], stats[1][c], stats[2][c]);
-        broadcastRow(coefficients_.row(cb, 0, 0), c * spatial, spatial, affine.center);
-        broadcastRow(coefficients_.row(cb, 0, 1), c * spatial, spatial, affine.scale);
-        broadcastRow(coefficients_.row(cb, 0, 2), c * spatial, spatial, affine.shift);
+        coefficients.put(c, statisticsAffine(in_, first.c0 + c, stats[0][c], stats[1][c], stats[2][c]));
       }
     }
-    delete[] storage;
     return true;
+  }
+
+  // A channel block's coefficients as its normalization reads them: per position in floats where every
+  // channel allows it, else rows 0-2 of coefficients_ (center, scale, shift).
+  void layOut(int64_t cb, const Block& first, const PassCoefficients<T>& coefficients) {
+    const int64_t count = coefficients.count();
+    if constexpr (kFloatArithmetic<T>) {
+      if (coefficients.allInFloats()) {
+        inFloats_[cb] = new FloatCoefficients(g_, coefficients, 0, count, output_ + first.first);
+        return;
+      }
+    }
+    double* const rows[3] = {coefficients_.row(cb, 0, 0), coefficients_.row(cb, 0, 1), coefficients_.row(cb, 0, 2)};
+    layOutExact(coefficients, 0, count, g_.spatial, 3, rows);
   }
 
   void normalize(int64_t cb, int64_t rb) {
@@ -241,14 +226,14 @@ void trainingForward(const Geometry& g, const T* input, T* output, const Forward
 
 // Eval of float32 with S < lanes in floats, tiled by evalTiling, each block's coefficients laid out once.
 template <typename T, typename Epilogue>
-void affineInterleavedInFloats(const Geometry& g, const T* input, T* output, const FloatRows& rows,
+void affineInterleavedInFloats(const Geometry& g, const T* input, T* output, const PassCoefficients<T>& channels,
                                const PhasePlan& plan, const Epilogue& epilogue) {
   const Tiling tiling = plan.tiling;
   FloatCoefficients** blocks = new FloatCoefficients*[static_cast<size_t>(tiling.channelBlocks)];
   for (int64_t cb = 0; cb < tiling.channelBlocks; ++cb) {
     const int64_t c0 = cb * tiling.channels;
-    blocks[cb] = new FloatCoefficients(g, minInt64(tiling.channels, g.channels - c0), output + c0 * g.spatial,
-                                       [&rows, c0](int64_t c, int k) { return rows.row[k][c0 + c]; });
+    blocks[cb] = new FloatCoefficients(g, channels, c0, minInt64(tiling.channels, g.channels - c0),
+                                       output + c0 * g.spatial);
   }
   auto run = [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -263,68 +248,67 @@ void affineInterleavedInFloats(const Geometry& g, const T* input, T* output, con
   delete[] blocks;
 }
 
-// Eval of float32 in floats (the FMA paths): across channels where S < lanes, else the flat walk. False,
-// with nothing written, when a channel's coefficients need the double path.
+// Eval of float32 in floats (the FMA paths): every channel's coefficients at once into `coefficients`,
+// then across channels where S < lanes, else the flat walk. False, with nothing written but
+// `coefficients`, when a channel's coefficients need the double path.
 template <typename T, typename Epilogue>
 bool evalInFloats(const Geometry& g, const T* input, T* output, const EvalChannels<T>& channels,
-                  const Epilogue& epilogue) {
-  const int64_t count = g.channels;
-  float* storage = new float[static_cast<size_t>(4 * count)];
-  const FloatRows rows{{storage, storage + count, storage + 2 * count, storage + 3 * count}};
-  const bool inFloats = evalFloatRows(channels, count, rows);
+                  PassCoefficients<T>& coefficients, const Epilogue& epilogue) {
+  if (!evalFloatRows(channels, g.channels, coefficients)) return false;
+  coefficients.markAllInFloats();
   const PhasePlan plan = planPhaseNow<T>(g, Phase::EvalForward, 2);
-  if (inFloats && plan.interleaved) {
-    affineInterleavedInFloats(g, input, output, rows, plan, epilogue);
-  } else if (inFloats) {
-    normalizeFlatInFloats(g, input, output, rows, plan, epilogue);
+  if (plan.interleaved) {
+    affineInterleavedInFloats(g, input, output, coefficients, plan, epilogue);
+  } else {
+    normalizeFlatInFloats(g, input, output, coefficients, plan, epilogue);
   }
-  delete[] storage;
-  return inFloats;
+  return true;
 }
 
-// Eval in double: across channels where S < lanes, else planar rows (each in floats where its channel's
-// coefficients allow).
+// Eval from coefficients: across channels where S < lanes (in double), else planar rows (each in floats
+// where its channel's coefficients are).
 template <typename T, typename Epilogue>
-void affineForward(const Geometry& g, const T* input, T* output, const ChannelAffine* channels) {
-  const Epilogue epilogue{};
+void affineForward(const Geometry& g, const T* input, T* output, const PassCoefficients<T>& coefficients,
+                   const Epilogue& epilogue) {
   const PhasePlan plan = planPhaseNow<T>(g, Phase::EvalForward, 2, false);
   if (plan.interleaved) {
     const Tiling tiling = plan.tiling;
     forEachTask(g, tiling, [&](int64_t cb, int64_t rb) {
       const Block block = tiling.block(g, cb, rb);
       Scratch scratch(3, paddedLength<T>(block.positions));
-      for (int64_t c = block.c0; c < block.c1; ++c) {
-        const int64_t from = (c - block.c0) * g.spatial;
-        broadcastRow(scratch.row(0), from, g.spatial, channels[c].center);
-        broadcastRow(scratch.row(1), from, g.spatial, channels[c].scale);
-        broadcastRow(scratch.row(2), from, g.spatial, channels[c].shift);
-      }
-      normalizeBlock(input, output, block, scratch.row(0), scratch.row(1), scratch.row(2), epilogue);
+      double* const rows[3] = {scratch.row(0), scratch.row(1), scratch.row(2)};
+      layOutExact(coefficients, block.c0, block.c1 - block.c0, g.spatial, 3, rows);
+      normalizeBlock(input, output, block, rows[0], rows[1], rows[2], epilogue);
     });
     return;
   }
   const bool streaming = plan.streaming;
   // Planar: one (batch item, channel) row at a time.
-  PreparedAffine* prepared = new PreparedAffine[static_cast<size_t>(g.channels)];
-  for (int64_t c = 0; c < g.channels; ++c) prepared[c] = prepareAffine<T>(channels[c]);
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t rowIndex = begin; rowIndex < end; ++rowIndex) {
       const int64_t offset = rowIndex * g.spatial;
-      affineRow(input + offset, output + offset, g.spatial, prepared[rowIndex % g.channels], streaming, epilogue);
+      affineRow(input + offset, output + offset, g.spatial, coefficients, rowIndex % g.channels, streaming, epilogue);
     }
     if (streaming) vec::streamFence();
   };
   parallelOver(plan.split, body);
-  delete[] prepared;
+}
+
+// SyncBatchNorm's normalization with the merged statistics (kernel/split_phases.h): the operator's
+// coefficients of every channel.
+template <typename T, typename Epilogue>
+void splitAffine(const Geometry& g, const T* input, T* output, const ChannelAffine* channels) {
+  PassCoefficients<T> coefficients(g.channels);
+  for (int64_t c = 0; c < g.channels; ++c) coefficients.put(c, channels[c]);
+  affineForward(g, input, output, coefficients, Epilogue{});
 }
 
 template <typename T, typename Epilogue>
 void evalForward(const Geometry& g, const T* input, T* output, const EvalChannels<T>& channels) {
+  PassCoefficients<T> coefficients(g.channels);
   if constexpr (kFloatArithmetic<T>) {
-    if (evalInFloats(g, input, output, channels, Epilogue{})) return;
+    if (evalInFloats(g, input, output, channels, coefficients, Epilogue{})) return;
   }
-  ChannelAffine* affine = new ChannelAffine[static_cast<size_t>(g.channels)];
-  for (int64_t c = 0; c < g.channels; ++c) affine[c] = evalAffine(channels, c);
-  affineForward<T, Epilogue>(g, input, output, affine);
-  delete[] affine;
+  for (int64_t c = 0; c < g.channels; ++c) coefficients.put(c, evalAffine(channels, c));
+  affineForward(g, input, output, coefficients, Epilogue{});
 }

@@ -38,14 +38,16 @@ bool splitGradientSums(const Geometry& g, const T* input, const T* gradOutput, c
 }
 
 template <typename T, typename GradientMask>
-bool splitGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const GradientAffine* coefficients) {
+bool splitGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const GradientAffine* channels) {
   const PhasePlan plan = planPhaseNow<T>(g, Phase::Backward, 3);
   if (plan.interleaved) return false;
+  PassCoefficients<T> coefficients(g.channels);
+  for (int64_t c = 0; c < g.channels; ++c) coefficients.put(c, channels[c], true);
   const bool streaming = plan.streaming;
   const GradientMask mask{};
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      planarGradInput(g, input, gradOutput, gradInput, c, coefficients[c], true, streaming, mask);
+      planarGradInput(g, input, gradOutput, gradInput, c, coefficients, c, true, streaming, mask);
     }
     if (streaming) vec::streamFence();
   };
