@@ -11,8 +11,10 @@ export interface NativeBinding {
    * All arrays share the input's dtype. `output` has `batch * channels * spatial` elements and may be
    * `input` itself (in place), otherwise it shares no memory with any argument.
    * Training: `saveMean`/`saveInvstd` (length `channels`) are written; `runningMean`/`runningVar`
-   * (each optional) are updated in place with `momentum`. An empty batch writes zeros to the save arrays
-   * and leaves the running stats alone.
+   * (each optional) are updated with `momentum`, all at once when the call succeeds and not at all
+   * otherwise (through a copy the call owns), or, with `privateRunningStats`, in place: the caller's
+   * own copies, which it commits itself. An empty batch writes zeros to the save arrays and leaves the
+   * running stats alone.
    * Evaluation: `runningMean`/`runningVar` are required and read; the save arrays are ignored (pass null).
    */
   forward(
@@ -30,6 +32,7 @@ export interface NativeBinding {
     training: boolean,
     momentum: number,
     eps: number,
+    privateRunningStats: boolean,
   ): void;
 
   /**

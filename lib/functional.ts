@@ -297,6 +297,8 @@ function prepareForwardCall(x: CheckedTensor, call: ForwardCall, module?: Module
     training,
     momentum,
     eps,
+    // A module's running statistics are its private copies, committed by the module (one copy per call).
+    privateRunningStats: module !== undefined,
   });
   return {
     args,

@@ -8,7 +8,7 @@ type BackwardArgs = Parameters<NativeBinding['backward']>;
 
 export const FORWARD_ARGUMENTS = [
   'input', 'output', 'batch', 'channels', 'spatial', 'weight', 'bias', 'runningMean', 'runningVar', 'saveMean',
-  'saveInvstd', 'training', 'momentum', 'eps',
+  'saveInvstd', 'training', 'momentum', 'eps', 'privateRunningStats',
 ] as const;
 
 export const BACKWARD_ARGUMENTS = [
@@ -27,14 +27,19 @@ export const ForwardArgument = positions(FORWARD_ARGUMENTS);
 /** Position of each backward() argument (also the bit of an async call's staged mask). */
 export const BackwardArgument = positions(BACKWARD_ARGUMENTS);
 
-/** forward()'s argument list from its named arguments (written out: a call builds it every time). */
+/**
+ * forward()'s argument list from its named arguments (written out: a call builds it every time).
+ * `privateRunningStats` (default false): the running statistics are copies the caller commits itself
+ * (a module's), so the native call updates them in place instead of through a copy of its own.
+ */
 export function forwardArguments(a: {
   input: ForwardArgs[0]; output: ForwardArgs[1]; batch: number; channels: number; spatial: number;
   weight: ForwardArgs[5]; bias: ForwardArgs[6]; runningMean: ForwardArgs[7]; runningVar: ForwardArgs[8];
   saveMean: ForwardArgs[9]; saveInvstd: ForwardArgs[10]; training: boolean; momentum: number; eps: number;
+  privateRunningStats?: boolean;
 }): ForwardArgs {
   return [a.input, a.output, a.batch, a.channels, a.spatial, a.weight, a.bias, a.runningMean, a.runningVar, a.saveMean,
-    a.saveInvstd, a.training, a.momentum, a.eps];
+    a.saveInvstd, a.training, a.momentum, a.eps, a.privateRunningStats ?? false];
 }
 
 /** backward()'s argument list from its named arguments. */

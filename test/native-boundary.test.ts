@@ -84,6 +84,37 @@ describe('native forward re-checks', () => {
     );
   });
 
+  it('checks privateRunningStats, which changes where the running statistics are updated, not their values', async () => {
+    const args = forwardArgs();
+    args[ForwardArgument.privateRunningStats] = 1;
+    expect(() => callForward(args)).toThrow(new TypeError('privateRunningStats must be a boolean'));
+    // A training forward of 81,920 values (above the size async calls run inline), its running statistics
+    // through the call's own copy, in place, and staged by an async call.
+    const [batch, channels, spatial] = [4, 5, 4096];
+    const input = Float32Array.from({ length: batch * channels * spatial }, (_, i) => Math.sin(i * 0.37) * 3 + (i % 7));
+    const run = async (mode: 'copy' | 'private' | 'staged') => {
+      const runningMean = Float32Array.from({ length: channels }, (_, c) => c * 0.25);
+      const runningVar = Float32Array.from({ length: channels }, (_, c) => 1 + c);
+      const output = f32(input.length);
+      const call = forwardArguments({
+        input, output, batch, channels, spatial, weight: null, bias: null, runningMean, runningVar,
+        saveMean: f32(channels), saveInvstd: f32(channels), training: true, momentum: 0.3, eps: 1e-5,
+        privateRunningStats: mode === 'private',
+      });
+      if (mode === 'staged') {
+        const staged = (1 << ForwardArgument.runningMean) | (1 << ForwardArgument.runningVar);
+        await native().forwardAsync(...call, staged);
+      } else {
+        native().forward(...call);
+      }
+      return [output, runningMean, runningVar].map((array) => Buffer.from(array.buffer).toString('hex'));
+    };
+    const viaCopy = await run('copy');
+    expect(viaCopy[1]).not.toBe(Buffer.from(Float32Array.from([0, 0.25, 0.5, 0.75, 1]).buffer).toString('hex'));
+    expect(await run('private')).toEqual(viaCopy);
+    expect(await run('staged')).toEqual(viaCopy);
+  });
+
   it('rejects a detached buffer', () => {
     const input = f32(12);
     structuredClone(input.buffer, { transfer: [input.buffer] });

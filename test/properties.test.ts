@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import { BatchNorm1d, BatchNorm2d, BatchNorm3d, type FloatArray, batchNorm, batchNormBackward } from '../lib/index';
 import { native } from '../lib/native';
+import { forwardArguments } from '../lib/native-arguments';
 
 interface Call {
   ctor: Float32ArrayConstructor | Float64ArrayConstructor;
@@ -99,9 +100,12 @@ describe('random valid calls agree with the scalar oracle', () => {
         const output = new call.ctor(n);
         const saveMean = new call.ctor(call.training ? c : 0);
         const saveInvstd = new call.ctor(call.training ? c : 0);
-        native().forwardReference(reference.input.data, output, batch, c, kernelSpatial, reference.weight, reference.bias,
-          reference.runningMean, reference.runningVar, call.training ? saveMean : null, call.training ? saveInvstd : null,
-          call.training, call.momentum, call.eps);
+        native().forwardReference(...forwardArguments({
+          input: reference.input.data, output, batch, channels: c, spatial: kernelSpatial, weight: reference.weight,
+          bias: reference.bias, runningMean: reference.runningMean, runningVar: reference.runningVar,
+          saveMean: call.training ? saveMean : null, saveInvstd: call.training ? saveInvstd : null,
+          training: call.training, momentum: call.momentum, eps: call.eps,
+        }));
         const float64 = call.ctor === Float64Array;
         expect(closeEnough(result.output.data, output, float64)).toBe(true);
         if (ours.runningMean) expect(closeEnough(ours.runningMean, reference.runningMean!, float64)).toBe(true);

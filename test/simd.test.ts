@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 import { type FloatArray, cpuCapability, getNumThreads, setNumThreads } from '../lib/index';
 import { native } from '../lib/native';
+import { backwardArguments, forwardArguments } from '../lib/native-arguments';
 import { expectClose, scaleOf } from './helpers/compare';
 
 function seeded(seed: number): () => number {
@@ -64,13 +65,20 @@ function run(c: Case, reference: boolean): FloatArray[] {
   const runningVar = c.runningVar.slice();
   const saveMean = new c.ctor(c.training ? c.channels : 0);
   const saveInvstd = new c.ctor(c.training ? c.channels : 0);
-  forward(c.x, output, c.batch, c.channels, c.spatial, c.weight, c.bias, runningMean, runningVar,
-    c.training ? saveMean : null, c.training ? saveInvstd : null, c.training, 0.1, c.eps ?? 1e-5);
+  forward(...forwardArguments({
+    input: c.x, output, batch: c.batch, channels: c.channels, spatial: c.spatial, weight: c.weight, bias: c.bias,
+    runningMean, runningVar, saveMean: c.training ? saveMean : null, saveInvstd: c.training ? saveInvstd : null,
+    training: c.training, momentum: 0.1, eps: c.eps ?? 1e-5,
+  }));
   const gradInput = new c.ctor(c.x.length);
   const gradWeight = new c.ctor(c.channels);
   const gradBias = new c.ctor(c.channels);
-  backward(c.dy, c.x, c.batch, c.channels, c.spatial, c.weight, c.runningMean, c.runningVar,
-    c.training ? saveMean : null, c.training ? saveInvstd : null, gradInput, gradWeight, gradBias, c.training, c.eps ?? 1e-5);
+  backward(...backwardArguments({
+    gradOutput: c.dy, input: c.x, batch: c.batch, channels: c.channels, spatial: c.spatial, weight: c.weight,
+    runningMean: c.runningMean, runningVar: c.runningVar, saveMean: c.training ? saveMean : null,
+    saveInvstd: c.training ? saveInvstd : null, gradInput, gradWeight, gradBias, training: c.training,
+    eps: c.eps ?? 1e-5,
+  }));
   return [output, runningMean, runningVar, saveMean, saveInvstd, gradInput, gradWeight, gradBias];
 }
 
@@ -163,10 +171,16 @@ describe('large outputs, written with non-temporal stores', () => {
       const save = [new Float32Array(training ? channels : 0), new Float32Array(training ? channels : 0)];
       const forward = reference ? binding.forwardReference : binding.forward;
       const backward = reference ? binding.backwardReference : binding.backward;
-      forward(c.x, output, batch, channels, spatial, c.weight, c.bias, c.runningMean.slice(), c.runningVar.slice(),
-        training ? save[0]! : null, training ? save[1]! : null, training, 0.1, 1e-5);
-      backward(c.dy, c.x, batch, channels, spatial, c.weight, c.runningMean, c.runningVar,
-        training ? save[0]! : null, training ? save[1]! : null, gradInput, null, null, training, 1e-5);
+      forward(...forwardArguments({
+        input: c.x, output, batch, channels, spatial, weight: c.weight, bias: c.bias,
+        runningMean: c.runningMean.slice(), runningVar: c.runningVar.slice(), saveMean: training ? save[0]! : null,
+        saveInvstd: training ? save[1]! : null, training, momentum: 0.1, eps: 1e-5,
+      }));
+      backward(...backwardArguments({
+        gradOutput: c.dy, input: c.x, batch, channels, spatial, weight: c.weight, runningMean: c.runningMean,
+        runningVar: c.runningVar, saveMean: training ? save[0]! : null, saveInvstd: training ? save[1]! : null,
+        gradInput, gradWeight: null, gradBias: null, training, eps: 1e-5,
+      }));
       return [output, gradInput] as const;
     });
     expectClose(outputs[0]![0], outputs[1]![0], 1e-6, 'output');
@@ -205,10 +219,16 @@ describe('channels-last sized tensors larger than the cache', () => {
       const save = [new Float32Array(training ? channels : 0), new Float32Array(training ? channels : 0)];
       const forward = reference ? binding.forwardReference : binding.forward;
       const backward = reference ? binding.backwardReference : binding.backward;
-      forward(c.x, output, rows, channels, 1, c.weight, c.bias, c.runningMean.slice(), c.runningVar.slice(),
-        training ? save[0]! : null, training ? save[1]! : null, training, 0.1, 1e-5);
-      backward(c.dy, c.x, rows, channels, 1, c.weight, c.runningMean, c.runningVar,
-        training ? save[0]! : null, training ? save[1]! : null, gradInput, null, null, training, 1e-5);
+      forward(...forwardArguments({
+        input: c.x, output, batch: rows, channels, spatial: 1, weight: c.weight, bias: c.bias,
+        runningMean: c.runningMean.slice(), runningVar: c.runningVar.slice(), saveMean: training ? save[0]! : null,
+        saveInvstd: training ? save[1]! : null, training, momentum: 0.1, eps: 1e-5,
+      }));
+      backward(...backwardArguments({
+        gradOutput: c.dy, input: c.x, batch: rows, channels, spatial: 1, weight: c.weight, runningMean: c.runningMean,
+        runningVar: c.runningVar, saveMean: training ? save[0]! : null, saveInvstd: training ? save[1]! : null,
+        gradInput, gradWeight: null, gradBias: null, training, eps: 1e-5,
+      }));
       return [output, gradInput] as const;
     });
     expectClose(outputs[0]![0], outputs[1]![0], 1e-6, 'output');

@@ -44,6 +44,7 @@ PoolUse poolUseOf(napi_env env) {
 
 template <typename Call>
 Napi::Value runHere(const Napi::CallbackInfo& info, Call call) {
+  call.prepare(0);
   {
     const PoolUse use = poolUseOf(info.Env());
     const ScopedPool scope(use.pool, use.threads);

@@ -23,6 +23,7 @@ struct ForwardArgument {
     training,
     momentum,
     eps,
+    privateRunningStats,
     count,
   };
 };

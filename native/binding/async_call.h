@@ -119,12 +119,13 @@ class AsyncKernelCall {
     if (self->call_.geometry.elements() <= kInlineElements) {
       napi_value promise = nullptr;
       check(env, napi_create_promise(env, &self->deferred_, &promise));
+      self->call_.prepare(0);
       execute(env, self.get());
       complete(env, napi_ok, self.release());
       return promise;
     }
     self->keepArrays(info);
-    self->stage(stagedArguments);
+    self->call_.prepare(self->stage(stagedArguments));
     napi_value name = nullptr, promise = nullptr;
     check(env, napi_create_string_utf8(env, "batchnorm", NAPI_AUTO_LENGTH, &name));
     check(env, napi_create_async_work(env, nullptr, name, &execute, &complete, self.get(), &self->work_));
@@ -186,25 +187,30 @@ class AsyncKernelCall {
   }
 
   // Copies the chosen arrays into one block owned by the call, each at the caller's offset modulo 64
-  // bytes (the kernels' walks depend on alignment; results must not).
-  void stage(uint32_t stagedArguments) {
+  // bytes (the kernels' walks depend on alignment; results must not). Returns the mask of the arguments
+  // it staged.
+  uint32_t stage(uint32_t stagedArguments) {
     constexpr size_t kAlignment = 64;
     size_t total = kAlignment;
+    uint32_t staged = 0;
     for (KeptArray& kept : kept_) {
       kept.staged = kept.argument < 32 && ((stagedArguments >> kept.argument) & 1) != 0;
-      if (kept.staged) total += kept.view->byteLength() + kAlignment;
+      if (!kept.staged) continue;
+      total += kept.view->byteLength() + kAlignment;
+      staged |= uint32_t{1} << kept.argument;
     }
-    if (total == kAlignment) return;
+    if (staged == 0) return 0;
     uintptr_t next = reinterpret_cast<uintptr_t>(staging_.acquire(total));
     for (KeptArray& kept : kept_) {
       if (!kept.staged) continue;
       const uintptr_t offset = reinterpret_cast<uintptr_t>(kept.userData) % kAlignment;
       next += (offset + kAlignment - next % kAlignment) % kAlignment;
-      void* staged = reinterpret_cast<void*>(next);
-      if (!kept.overwritten) std::memcpy(staged, kept.userData, kept.view->byteLength());
-      kept.view->data = staged;
+      void* copy = reinterpret_cast<void*>(next);
+      if (!kept.overwritten) std::memcpy(copy, kept.userData, kept.view->byteLength());
+      kept.view->data = copy;
       next += kept.view->byteLength();
     }
+    return staged;
   }
 
   static void execute(napi_env /*env*/, void* data) noexcept {

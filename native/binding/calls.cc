@@ -69,6 +69,20 @@ std::array<ArrayArgument, 8> ForwardCall::arrays() {
            {&saveInvstd, "saveInvstd", true, ForwardArgument::saveInvstd, true}}};
 }
 
+void ForwardCall::prepare(uint32_t stagedArguments) {
+  const auto unstaged = [stagedArguments](const FloatView& view, size_t argument) {
+    return view.data != nullptr && ((stagedArguments >> argument) & 1) == 0;
+  };
+  if (!training || privateRunningStats ||
+      !(unstaged(runningMean, ForwardArgument::runningMean) || unstaged(runningVar, ForwardArgument::runningVar))) {
+    return;
+  }
+  const auto channels = static_cast<size_t>(geometry.channels);
+  // Doubles hold two rows of either element type; float32 needs only half of them.
+  runningScratch.reset(new (std::nothrow) double[dtype == DType::Float32 ? channels : 2 * channels]);
+  if (!runningScratch) throw std::bad_alloc();
+}
+
 void ForwardCall::run() { dtype == DType::Float32 ? forwardAs<float>(*this) : forwardAs<double>(*this); }
 
 void ForwardCall::commit() {
@@ -123,12 +137,8 @@ ForwardCall parseForward(const Napi::CallbackInfo& info, bool useReference) {
                              : requireFloatArray(info[ForwardArgument::runningVar], "runningVar", dtype, channels);
   call.saveMean = training ? requireFloatArray(info[ForwardArgument::saveMean], "saveMean", dtype, channels) : FloatView{};
   call.saveInvstd = training ? requireFloatArray(info[ForwardArgument::saveInvstd], "saveInvstd", dtype, channels) : FloatView{};
+  call.privateRunningStats = requireBoolean(info[ForwardArgument::privateRunningStats], "privateRunningStats");
   requireNoHarmfulOverlap(info.Env(), call.arrays(), &call.output, &call.input);
-  if (training && (call.runningMean.data != nullptr || call.runningVar.data != nullptr)) {
-    // Doubles hold two rows of either element type; float32 needs only half of them.
-    call.runningScratch.reset(new (std::nothrow) double[dtype == DType::Float32 ? channels : 2 * channels]);
-    if (!call.runningScratch) throw std::bad_alloc();
-  }
   return call;
 }
 

@@ -1,7 +1,11 @@
-// The two kernel calls as the binding prepares them: every argument checked on the JavaScript thread,
-// then run on any thread. A training forward updates its running statistics in private copies and
-// writes them back in commit(), so a call that fails (or whose async completion finds its arrays gone)
-// leaves them as they were.
+// The two kernel calls as the binding prepares them: every argument checked on the JavaScript thread
+// (parse), what run() needs allocated (prepare, told which arguments an async call staged), then run on
+// any thread, and its results committed on the JavaScript thread.
+//
+// A training forward's running statistics change all at once or not at all, through exactly one copy:
+// the caller's own (privateRunningStats: a module's copies, lib/norm-base.ts, which it commits itself),
+// the async call's staging (written back only when the call succeeds), or else runningScratch here,
+// which the kernels update and commit() writes back.
 #pragma once
 
 #include <napi.h>
@@ -26,10 +30,13 @@ struct ForwardCall {
   bool training = false;
   double momentum = 0.1, eps = 1e-5;
   bool useReference = false;
-  // Two rows of `channels` elements: the running mean and variance the kernels update.
+  bool privateRunningStats = false;
+  // Two rows of `channels` elements: the running mean and variance the kernels update, where no other
+  // copy keeps the update all or nothing (prepare).
   std::unique_ptr<double[]> runningScratch;
 
   std::array<ArrayArgument, 8> arrays();
+  void prepare(uint32_t stagedArguments);
   void run();
   void commit();
 };
@@ -45,6 +52,7 @@ struct BackwardCall {
   bool useReference = false;
 
   std::array<ArrayArgument, 10> arrays();
+  void prepare(uint32_t) {}
   void run();
   void commit() {}
 };

@@ -21,6 +21,7 @@ struct ShardStatisticsCall {
   Geometry geometry;
   FloatView input, mean, m2;
   std::array<ArrayArgument, 3> arrays();
+  void prepare(uint32_t) {}
   void run();
   void commit() {}
 };
@@ -31,6 +32,7 @@ struct NormalizeWithCall {
   Geometry geometry;
   FloatView input, output, mean, invstd, weight, bias;
   std::array<ArrayArgument, 6> arrays();
+  void prepare(uint32_t) {}
   void run();
   void commit() {}
 };
@@ -41,6 +43,7 @@ struct ShardGradientSumsCall {
   Geometry geometry;
   FloatView gradOutput, input, mean, sumDy, dotp;
   std::array<ArrayArgument, 5> arrays();
+  void prepare(uint32_t) {}
   void run();
   void commit() {}
 };
@@ -52,6 +55,7 @@ struct GradInputWithCall {
   FloatView gradOutput, input, gradInput, mean, invstd, weight, sumDy, dotp;
   double total = 0;  // values per channel over all ranks
   std::array<ArrayArgument, 8> arrays();
+  void prepare(uint32_t) {}
   void run();
   void commit() {}
 };
