@@ -52,12 +52,6 @@ const FloatView& checkedView(Napi::Env env, const FloatView& view, const char* n
   return view;
 }
 
-bool overlaps(const FloatView& a, const FloatView& b) {
-  if (a.data == nullptr || b.data == nullptr) return false;
-  const auto aBegin = reinterpret_cast<uintptr_t>(a.data), bBegin = reinterpret_cast<uintptr_t>(b.data);
-  return aBegin < bBegin + b.byteLength() && bBegin < aBegin + a.byteLength();
-}
-
 }  // namespace
 
 DType requireFloatDType(const Napi::Value& value, const char* name) {

@@ -42,6 +42,13 @@ Geometry requireGeometry(const Napi::CallbackInfo& info, size_t firstIndex);
 bool requireBoolean(const Napi::Value& value, const char* name);
 double requireNumber(const Napi::Value& value, const char* name);
 
+// Whether two views share a byte (an empty view shares none).
+inline bool overlaps(const FloatView& a, const FloatView& b) {
+  if (a.data == nullptr || b.data == nullptr) return false;
+  const auto aBegin = reinterpret_cast<uintptr_t>(a.data), bBegin = reinterpret_cast<uintptr_t>(b.data);
+  return aBegin < bBegin + b.byteLength() && bBegin < aBegin + a.byteLength();
+}
+
 // Two views either do not share a byte or are exactly the same range (in place); anything else throws.
 void requireDisjointOrSame(Napi::Env env, const FloatView& a, const char* nameA, const FloatView& b,
                            const char* nameB);

@@ -67,7 +67,13 @@ void batchNormBackward(const Geometry& geometry, const BackwardArgs<T>& args) {
   const int64_t count = geometry.perChannel();
   if (channels == 0) return;
 
-  std::vector<double> center(channels), invstd(channels);
+  // The centers and inverse deviations in double, one allocation for both (none for a few channels:
+  // a (2, 4) backward is about 2 us, of which each allocation took some 20 ns).
+  constexpr int64_t kLocalChannels = 16;
+  double local[2 * kLocalChannels];
+  std::vector<double> heap(channels > kLocalChannels ? static_cast<size_t>(2 * channels) : 0);
+  double* const center = channels > kLocalChannels ? heap.data() : local;
+  double* const invstd = center + channels;
   for (int64_t c = 0; c < channels; ++c) {
     if (args.training) {
       center[c] = static_cast<double>(args.saveMean[c]);
@@ -78,8 +84,8 @@ void batchNormBackward(const Geometry& geometry, const BackwardArgs<T>& args) {
     }
   }
   BackwardChannels<T> in;
-  in.center = center.data();
-  in.invstd = invstd.data();
+  in.center = center;
+  in.invstd = invstd;
   in.weight = args.weight;
   in.gradWeight = args.gradWeight;
   in.gradBias = args.gradBias;
