@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import { BatchNorm1d, BatchNorm2d, BatchNorm3d, type FloatArray, batchNorm, batchNormBackward } from '../lib/index';
 import { native } from '../lib/native';
-import { forwardArguments } from '../lib/native-arguments';
+import { backwardArguments, forwardArguments } from '../lib/native-arguments';
 
 interface Call {
   ctor: Float32ArrayConstructor | Float64ArrayConstructor;
@@ -119,10 +119,13 @@ describe('random valid calls agree with the scalar oracle', () => {
         const gradInput = new call.ctor(n);
         const gradWeight = new call.ctor(c);
         const gradBias = new call.ctor(c);
-        native().backwardReference(ours.gradOutput.data, ours.input.data, batch, c, kernelSpatial, ours.weight,
-          call.training ? null : reference.runningMean, call.training ? null : reference.runningVar,
-          call.training ? result.saveMean : null, call.training ? result.saveInvstd : null,
-          gradInput, gradWeight, gradBias, call.training, call.eps);
+        native().backwardReference(...backwardArguments({
+          gradOutput: ours.gradOutput.data, input: ours.input.data, batch, channels: c, spatial: kernelSpatial,
+          weight: ours.weight, runningMean: call.training ? null : reference.runningMean,
+          runningVar: call.training ? null : reference.runningVar, saveMean: call.training ? result.saveMean : null,
+          saveInvstd: call.training ? result.saveInvstd : null, gradInput, gradWeight, gradBias,
+          training: call.training, eps: call.eps,
+        }));
         // grad_input can be a cancellation of larger terms: compare on the scale of dy * invstd * w.
         expect(closeEnough(grads.gradBias!, gradBias, float64)).toBe(true);
         expect(closeEnough(grads.gradWeight!, gradWeight, float64)).toBe(true);
