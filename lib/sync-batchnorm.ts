@@ -3,6 +3,8 @@
 // training step exchanges per-channel partials in double through a ProcessGroup (lib/process-group.ts):
 // forward the shards' (count, mean, m2), backward their (sum dy, sum dy (x - mean)). Evaluation, and a
 // group of one, are exactly BatchNorm*d's.
+import { isMainThread } from 'node:worker_threads';
+
 import { BatchNormStateError, formatShape } from './errors';
 import { type CallerArray, protectAsyncArrays } from './async-memory';
 import { elementCount } from './intrinsics';
@@ -28,6 +30,29 @@ import { checkBoolean, checkOptions } from './validate';
 export interface SyncBatchNormOptions<D extends DType = DType> extends BatchNormModuleOptions<D> {
   /** The replicas whose shards make up the batch (required). */
   processGroup: ProcessGroup;
+}
+
+/**
+ * Runs a compute phase of a synchronized step. In a worker, on the worker's own thread (the native
+ * call's synchronous form): the hop to libuv's pool and back cost about 0.2 ms a phase with two ranks
+ * busy, a sixth of a (16,64,56,56) step (docs/PERFORMANCE.md, "SyncBatchNorm"), and a training worker
+ * has nothing to run meanwhile. On the main thread, on the pool, as every large async call. Either way
+ * the caller's arrays are checked and protected as an async call's (the protection lasts across the
+ * exchanges), and the exchanges between the phases stay asynchronous, so a late peer never blocks the
+ * event loop.
+ */
+async function runPhase<Args extends unknown[]>(
+  sync: (...args: Args) => void,
+  async: (...args: [...Args, staged: number]) => Promise<void>,
+  args: Args,
+  callerArrays: readonly CallerArray[],
+): Promise<void> {
+  const staged = protectAsyncArrays(callerArrays);
+  if (!isMainThread) {
+    sync(...args);
+    return;
+  }
+  await async(...args, staged);
 }
 
 /** What a synchronized training step keeps for its backward. */
@@ -181,10 +206,10 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     const m2 = new Float64Array(channels);
     const geometry = { batch: x.kernelBatch, channels, spatial: x.kernelSpatial };
     const statistics = shardStatisticsArguments({ input: x.data, ...geometry, mean, m2 });
-    await native().shardStatisticsAsync(
-      ...statistics,
-      protectAsyncArrays([{ name: 'input.data', array: x.data, argument: ShardStatisticsArgument.input }]),
-    );
+    const binding = native();
+    await runPhase(binding.shardStatistics, binding.shardStatisticsAsync, statistics, [
+      { name: 'input.data', array: x.data, argument: ShardStatisticsArgument.input },
+    ]);
     const local = new Float64Array(1 + 2 * channels);
     local[0] = x.batch * x.spatial;
     local.set(mean, 1);
@@ -208,7 +233,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
       { name: 'input.data', array: x.data, argument: NormalizeWithArgument.input },
       { name: 'options.out', array: output, argument: NormalizeWithArgument.output },
     ];
-    await native().normalizeWithAsync(...normalize, protectAsyncArrays(callerArrays));
+    await runPhase(binding.normalizeWith, binding.normalizeWithAsync, normalize, callerArrays);
 
     // Commit: the running statistics and the counter, identical on every rank.
     let counted = this.numBatchesTracked;
@@ -270,13 +295,11 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     const sumDy = new Float64Array(channels);
     const dotp = new Float64Array(channels);
     const sums = shardGradientSumsArguments({ gradOutput: dy.data, input: x.data, ...geometry, mean: step.mean, sumDy, dotp });
-    await native().shardGradientSumsAsync(
-      ...sums,
-      protectAsyncArrays([
-        { name: 'gradOutput.data', array: dy.data, argument: ShardGradientSumsArgument.gradOutput },
-        { name: 'input.data', array: x.data, argument: ShardGradientSumsArgument.input },
-      ]),
-    );
+    const binding = native();
+    await runPhase(binding.shardGradientSums, binding.shardGradientSumsAsync, sums, [
+      { name: 'gradOutput.data', array: dy.data, argument: ShardGradientSumsArgument.gradOutput },
+      { name: 'input.data', array: x.data, argument: ShardGradientSumsArgument.input },
+    ]);
     const local = new Float64Array(2 * channels);
     local.set(sumDy);
     local.set(dotp, channels);
@@ -286,14 +309,11 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
       gradOutput: dy.data, input: x.data, gradInput, ...geometry, mean: step.mean, invstd: step.invstd, weight: step.weight,
       sumDy: total.sumDy, dotp: total.dotp, total: step.total,
     });
-    await native().gradInputWithAsync(
-      ...args,
-      protectAsyncArrays([
-        { name: 'gradOutput.data', array: dy.data, argument: GradInputWithArgument.gradOutput },
-        { name: 'input.data', array: x.data, argument: GradInputWithArgument.input },
-        { name: 'options.out.gradInput', array: (destination as FloatArray | undefined) ?? null, argument: GradInputWithArgument.gradInput },
-      ]),
-    );
+    await runPhase(binding.gradInputWith, binding.gradInputWithAsync, args, [
+      { name: 'gradOutput.data', array: dy.data, argument: GradInputWithArgument.gradOutput },
+      { name: 'input.data', array: x.data, argument: GradInputWithArgument.input },
+      { name: 'options.out.gradInput', array: (destination as FloatArray | undefined) ?? null, argument: GradInputWithArgument.gradInput },
+    ]);
     // This rank's shares of the weight and bias gradients, accumulated as autograd does.
     if (wantWeight) accumulateInto(this.weight!, dotp.map((value, c) => value * step.invstd[c]!));
     if (wantBias) accumulateInto(this.bias!, sumDy);
