@@ -49,7 +49,18 @@ async function runPhase<Args extends unknown[]>(
 ): Promise<void> {
   const staged = protectAsyncArrays(callerArrays);
   if (!isMainThread) {
-    sync(...args);
+    // On this thread alone: the ranks run their passes at the same moment, and the process's one kernel
+    // pool serves one call at a time, so it would give one rank every core while the others run alone
+    // (the step waits for the slowest rank anyway), and its threads would compete with the other ranks'
+    // for the cores (two workers on two cores: a step 1.5x slower with the pool).
+    const binding = native();
+    const threads = binding.getNumThreads();
+    if (threads > 1) binding.setNumThreads(1);
+    try {
+      sync(...args);
+    } finally {
+      if (threads > 1) binding.setNumThreads(threads);
+    }
     return;
   }
   await async(...args, staged);
