@@ -117,9 +117,9 @@ class AsyncKernelCall {
     napi_env env = info.Env();
     std::unique_ptr<AsyncKernelCall> self(new AsyncKernelCall(env, std::move(call), pool));
     if (self->call_.geometry.elements() <= kInlineElements) {
+      self->call_.prepare(0);
       napi_value promise = nullptr;
       check(env, napi_create_promise(env, &self->deferred_, &promise));
-      self->call_.prepare(0);
       execute(env, self.get());
       complete(env, napi_ok, self.release());
       return promise;
