@@ -6,12 +6,11 @@
 // Training forward
 
 // y = (x - center) * scale + shift over one row of channel c: in floats where its coefficients are
-// (float32 on the FMA paths),
-// otherwise in double. There, float32 is rounded once from double either way, and folding the centering
-// into the shift, x * scale + (shift - center * scale), saves a subtraction per element and costs at
-// most |mean| / std * 2^-53 relative, far below float32 resolution. float64 keeps the centered form,
-// which its 1e-10 contract needs when |mean| >> std; non-finite coefficients keep it too, so special
-// values propagate as before.
+// (float32 on the FMA paths), otherwise in double. There, float32 is rounded once from double either
+// way, and folding the centering into the shift, x * scale + (shift - center * scale), saves a
+// subtraction per element and costs at most |mean| / std * 2^-53 relative, far below float32
+// resolution. float64 keeps the centered form, which its 1e-10 contract needs when |mean| >> std;
+// non-finite coefficients keep it too, so special values propagate as before.
 template <typename T, typename Epilogue>
 inline void affineRow(const T* in, T* out, int64_t length, const PassCoefficients<T>& coefficients, int64_t c,
                       bool streaming, const Epilogue& epilogue) {

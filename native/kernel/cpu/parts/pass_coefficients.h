@@ -107,7 +107,7 @@ class PassCoefficients {
   }
   FloatLanes lanesOf(int64_t c) const { return FloatLanes::of(floats, c); }
 
-  float* floats[4] = {nullptr, nullptr, nullptr, nullptr};   // where kFloatArithmetic<T>
+  float* floats[4] = {nullptr, nullptr, nullptr, nullptr};  // where kFloatArithmetic<T>
   double* exact[4] = {nullptr, nullptr, nullptr, nullptr};  // allocated by the first put
 
  private:
@@ -147,8 +147,8 @@ class PassCoefficients {
 // value repeated over its `spatial` positions: what the interleaved passes in double load a chunk of
 // positions from.
 template <typename T>
-void layOutExact(const PassCoefficients<T>& coefficients, int64_t first, int64_t count, int64_t spatial,
-                        int rowCount, double* const* rows) {
+void layOutExact(const PassCoefficients<T>& coefficients, int64_t first, int64_t count, int64_t spatial, int rowCount,
+                 double* const* rows) {
   for (int k = 0; k < rowCount; ++k) {
     const double* values = coefficients.exact[k] + first;
     double* row = rows[k];
