@@ -60,6 +60,19 @@ describe('SyncBatchNorm over worker threads', () => {
     }
   });
 
+  it("runs a step's passes on the workers' own threads: a busy libuv pool does not hold it up", () => {
+    // One libuv thread for the whole process, kept busy by a pbkdf2 of about 0.3 s that rank 0 starts
+    // just before a step whose shards (131,072 values) are above the size async calls run inline.
+    const out = execFileSync(process.execPath, [script, 'poolBusy', '2000000'], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, UV_THREADPOOL_SIZE: '1' },
+    });
+    const { results } = JSON.parse(out.trim().split('\n').pop()!) as { results: Record<string, unknown>[] };
+    expect(results.map((r) => r.finite)).toEqual([true, true]);
+    expect(results[0]!.poolDoneAfterStep).toBe(false);
+  });
+
   it('validates its arguments', () => {
     expect(() => createWorkerGroup(0)).toThrow('Expected a positive integer for size but received 0 of type number');
     expect(() => createWorkerGroup(2, { timeoutMs: -1 })).toThrow(RangeError);

@@ -5,6 +5,7 @@
 //   node worker-group.js terminate | timeout
 //   node worker-group.js latency <members> <channels> <rounds>
 //   node worker-group.js step <members> <shard shape, e.g. 16x64x56x56> <steps>
+//   UV_THREADPOOL_SIZE=1 node worker-group.js poolBusy <pbkdf2 iterations>
 const path = require('node:path');
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
 
@@ -71,6 +72,23 @@ async function workerMain() {
     }
     const median = (t) => t.sort((a, b) => a - b)[t.length >> 1];
     parentPort.postMessage({ syncMs: median(syncTimes), plainMs: median(plainTimes) });
+  } else if (task.kind === 'poolBusy') {
+    // libuv's pool (one thread in this process: UV_THREADPOOL_SIZE=1) is busy with a long pbkdf2 that
+    // rank 0 starts; a SyncBatchNorm step of shards above the size async calls run inline must not wait
+    // for it, as its passes run on the workers' own threads.
+    const shape = [2, 64, 32, 32];
+    const length = shape.reduce((a, b) => a * b, 1);
+    const x = { data: randomArray('float32', length, 1 + member.rank), shape };
+    const dy = { data: randomArray('float32', length, 2 + member.rank), shape };
+    const sync = new bn.SyncBatchNorm(shape[1], { processGroup: group });
+    let poolDone = false;
+    if (member.rank === 0) require('node:crypto').pbkdf2('p', 's', task.iterations, 32, 'sha256', () => (poolDone = true));
+    await group.allGather(new Float64Array(1));
+    const start = process.hrtime.bigint();
+    const y = await sync.forwardAsync(x);
+    await sync.backwardAsync(dy);
+    const stepMs = Number(process.hrtime.bigint() - start) / 1e6;
+    parentPort.postMessage({ rank: member.rank, poolDoneAfterStep: poolDone, stepMs, finite: y.data.every(Number.isFinite) });
   } else if (task.kind === 'latency') {
     const local = new Float64Array(2 * task.channels + 1);
     for (let i = 0; i < 200; i++) await group.allGather(local);
@@ -165,6 +183,11 @@ async function step([members, shapeText, steps]) {
   return { syncMs: Math.max(...results.map((r) => r.syncMs)), plainMs: Math.max(...results.map((r) => r.plainMs)) };
 }
 
+async function poolBusy([iterations]) {
+  const results = await runGroup(2, () => ({ kind: 'poolBusy', iterations: Number(iterations) }));
+  return { results };
+}
+
 async function latency([members, channels, rounds]) {
   const results = await runGroup(Number(members), () => ({ kind: 'latency', channels: Number(channels), rounds: Number(rounds) }));
   return { medianUs: Math.max(...results.map((r) => r.medianUs)) };
@@ -177,7 +200,7 @@ if (!isMainThread) {
   });
 } else {
   const [kind, ...args] = process.argv.slice(2);
-  const modes = { train, latency, step };
+  const modes = { train, latency, step, poolBusy };
   const run = kind in modes ? modes[kind](args) : failure(kind);
   run.then(
     (report) => console.log(JSON.stringify(report)),
