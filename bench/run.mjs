@@ -323,15 +323,20 @@ function safetensorsCase() {
 
 // SyncBatchNorm over the worker-thread group (README, Distributed training): the exchange's latency
 // (an allGather of 2C + 1 doubles, what a forward exchanges) and a training step of a (32,64,56,56)
-// batch split over 2 workers against BatchNorm2d on one (16,64,56,56) shard, each in a child process.
+// batch split over 2 workers against BatchNorm2d on one (16,64,56,56) shard, each in a child process:
+// as a script runs them by default, and with one kernel thread per process (BATCHNORM_NUM_THREADS=1),
+// like with like, since SyncBatchNorm's passes in a worker run on that worker's thread alone while
+// BatchNorm2d's calls share the process's kernel pool.
 function distributedCases() {
   const script = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'scripts', 'worker-group.js');
-  const run = (args) => JSON.parse(execFileSync(process.execPath, [script, ...args], { encoding: 'utf8' }).trim().split('\n').pop());
+  const run = (args, env = {}) =>
+    JSON.parse(execFileSync(process.execPath, [script, ...args], { encoding: 'utf8', env: { ...process.env, ...env } }).trim().split('\n').pop());
   const latency = [];
   for (const members of [2, 4]) {
     for (const channels of [64, 256, 1024]) latency.push({ members, channels, ...run(['latency', String(members), String(channels), '2000']) });
   }
   const step = { members: 2, shard: [16, 64, 56, 56], ...run(['step', '2', '16x64x56x56', '20']) };
+  const stepOneThread = { ...run(['step', '2', '16x64x56x56', '20'], { BATCHNORM_NUM_THREADS: '1' }) };
   // batchnorm/mpi over 2 ranks, where its addon is built and mpirun is on PATH.
   let mpi = null;
   const root = path.join(path.dirname(script), '..', '..');
@@ -346,7 +351,7 @@ function distributedCases() {
       mpi = null;
     }
   }
-  return { latency, step, mpi };
+  return { latency, step, stepOneThread, mpi };
 }
 
 const asyncCases = [];
@@ -455,7 +460,7 @@ if (json) {
     );
   }
   if (report.distributed !== null) {
-    const { latency, step } = report.distributed;
+    const { latency, step, stepOneThread } = report.distributed;
     console.log('\nSyncBatchNorm over worker threads: allGather of 2C + 1 doubles (median of 2,000 rounds, slowest rank)');
     printTable(['members', 'C', 'round'], latency.map((c) => [String(c.members), String(c.channels), `${c.medianUs.toFixed(1)} µs`]));
     if (report.distributed.mpi !== null) {
@@ -465,7 +470,9 @@ if (json) {
     console.log(
       `training step (forward + backward, with out) of a (32,64,56,56) batch over ${step.members} workers: ` +
         `SyncBatchNorm ${fmt(step.syncMs)} per rank, BatchNorm2d on its (16,64,56,56) shard ${fmt(step.plainMs)} ` +
-        `(${(step.syncMs / step.plainMs).toFixed(2)}x; medians of 20, slowest rank)`,
+        `(${(step.syncMs / step.plainMs).toFixed(2)}x; medians of 20, slowest rank); with one kernel thread per ` +
+        `process (BATCHNORM_NUM_THREADS=1), ${fmt(stepOneThread.syncMs)} against ${fmt(stepOneThread.plainMs)} ` +
+        `(${(stepOneThread.syncMs / stepOneThread.plainMs).toFixed(2)}x)`,
     );
   }
   if (asyncCases.length > 0) {
