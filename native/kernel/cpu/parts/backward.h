@@ -206,13 +206,15 @@ class InterleavedBackward {
   }
 
   // kAccumulatedRows rows per load and store of the accumulators, added in row order (the same bits as
-  // the held version); the inputs are requested kStreamedRowsAhead rows ahead, as the prefetchers follow
-  // such interleaved runs poorly.
+  // the held version); the inputs are requested rowsAhead() rows ahead, as the prefetchers follow such
+  // interleaved runs poorly.
   void sumsInAccumulatorRows(const Block& block, const double* centers, double* gradSums, double* products) const {
     // Locals, not members: the compiler must otherwise reload them after every store to the sums.
     const T *input = input_, *gradOutput = gradOutput_;
     const GradientMask mask = mask_;
     const int64_t batch = g_.batch;
+    const int64_t rowsAheadCount = rowsAhead(block.stride * static_cast<int64_t>(sizeof(T)));
+    const int64_t ahead = rowsAheadCount * block.stride;
     for (int64_t b = block.b0; b < block.b1; b += kAccumulatedRows) {
       const int rows = static_cast<int>(minInt64(kAccumulatedRows, block.b1 - b));
       for (int64_t at = 0; at < block.positions; at += lanes) {
@@ -221,9 +223,9 @@ class InterleavedBackward {
         auto sum = ScratchChunk<T>::load(gradSums, at), product = ScratchChunk<T>::load(products, at);
         for (int r = 0; r < rows; ++r) {
           const int64_t offset = block.rowOffset(b + r) + at;
-          if (b + r + kStreamedRowsAhead < batch) {
-            prefetch(input + offset + kStreamedRowsAhead * block.stride);
-            prefetch(gradOutput + offset + kStreamedRowsAhead * block.stride);
+          if (b + r + rowsAheadCount < batch) {
+            prefetch(input + offset + ahead);
+            prefetch(gradOutput + offset + ahead);
           }
           const Chunk<T> xs = loadChunk(input + offset, valid);
           const Chunk<T> dys = mask(loadChunk(gradOutput + offset, valid), gradOutput + offset, valid);

@@ -28,9 +28,9 @@ void forBlockChunks(const Block& block, Load&& coefficientsAt, Row&& row) {
 // coefficients of positions head + at on, wrapping into the next row: coefficientsAt(at) must load
 // positions up to positions + lanes, the first ones repeated. kRows shifted rows share each load of the
 // coefficients; row(offset, valid, coefficients, stream) handles one chunk. Interleaved rows are runs the
-// hardware prefetchers follow poorly: prefetchAt(offset) requests the inputs kStreamedRowsAhead rows
-// ahead of each chunk, while inside the tensor's `length` (measured on Zen 4, channels-last (256, 256,
-// 7, 7): about 20% faster). The caller fences once per parallel range (a fence per block measured
+// hardware prefetchers follow poorly: prefetchAt(offset) requests the inputs rowsAhead() rows ahead of
+// each chunk, while inside the tensor's `length` (measured on Zen 4, channels-last (256, 256, 7, 7):
+// about 20% faster). The caller fences once per parallel range (a fence per block measured
 // slower: it waits for the stores to drain).
 // Always inlined: out of line, the walk reaches its operation's pointers through references that every
 // (may-alias) store invalidates (measured 20-40% of channels-last (256, 256, 7, 7) eval).
@@ -40,6 +40,7 @@ BATCHNORM_ALWAYS_INLINE inline void forStreamedRows(const Block& block, const T*
   constexpr int lanes = Chunk<T>::lanes;
   const int64_t positions = block.positions, start = block.rowOffset(block.b0), rows = block.b1 - block.b0;
   const int64_t head = headBeforeAlignment(output + start, rows * positions);
+  const int64_t ahead = rowsAhead(positions * static_cast<int64_t>(sizeof(T))) * positions;
   if (head > 0) row(start, static_cast<int>(head), coefficientsAt(0), false);
   // Whole shifted rows; with a head, the last row's remaining positions - head values follow them.
   const int64_t shifted = head > 0 ? rows - 1 : rows;
@@ -49,8 +50,8 @@ BATCHNORM_ALWAYS_INLINE inline void forStreamedRows(const Block& block, const T*
     for (int64_t at = 0; at < positions; at += lanes) {
       const auto coefficients = coefficientsAt(head + at);
       for (int r = 0; r < count; ++r) {
-        const int64_t offset = first + r * positions + at, ahead = offset + kStreamedRowsAhead * positions;
-        if (ahead < length) prefetchAt(ahead);
+        const int64_t offset = first + r * positions + at;
+        if (offset + ahead < length) prefetchAt(offset + ahead);
         row(offset, lanes, coefficients, true);
       }
     }

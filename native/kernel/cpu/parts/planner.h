@@ -173,7 +173,7 @@ Walk statisticsWalk(const Block& block) {
 }
 
 // The backward sums of an interleaved block: column groups for rows that fit in the registers and for
-// tensors that stay in cache; otherwise accumulator rows with the inputs requested kStreamedRowsAhead rows
+// tensors that stay in cache; otherwise accumulator rows with the inputs requested rowsAhead() rows
 // ahead (measured on Zen 4: channels-last (256, 256, 7, 7) 15-20% faster than column groups, which read
 // each row in strided pieces from memory). Interleaved A/B against accumulator rows everywhere, backward of
 // channels-last (32, 64, 56, 56), six runs in both orders: 1.10x to 1.44x, median 1.23x ((128, 1024) and

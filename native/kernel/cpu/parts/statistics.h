@@ -101,17 +101,18 @@ ChannelStats planarStats(const Geometry& g, const T* input, int64_t c) {
 
 // Per-position accumulation over the rows of a block. Rows are the outer loop, so memory is read in
 // long contiguous runs; kAccumulatedRows rows share each load and store of the scratch accumulators, and
-// their inputs are requested kStreamedRowsAhead rows ahead.
+// their inputs are requested rowsAhead() rows ahead.
 // `step.add(xs, rows, at)` gets the chunks at position `at` of `rows` (1 to kAccumulatedRows)
 // consecutive rows.
 template <typename T, typename Step>
 void accumulateBlock(const T* input, const Block& block, Step&& step) {
   constexpr int lanes = Chunk<T>::lanes;
-  const int64_t ahead = kStreamedRowsAhead * block.stride;
+  const int64_t rowsAheadCount = rowsAhead(block.stride * static_cast<int64_t>(sizeof(T)));
+  const int64_t ahead = rowsAheadCount * block.stride;
   for (int64_t b = block.b0; b < block.b1; b += kAccumulatedRows) {
     const int rows = static_cast<int>(minInt64(kAccumulatedRows, block.b1 - b));
-    // Rows whose inputs kStreamedRowsAhead rows below are still in the tensor.
-    const int prefetched = clampInt(block.tensorRows - kStreamedRowsAhead - b, 0, rows);
+    // Rows whose inputs rowsAheadCount rows below are still in the tensor.
+    const int prefetched = clampInt(block.tensorRows - rowsAheadCount - b, 0, rows);
     const T* row[kAccumulatedRows];
     for (int r = 0; r < kAccumulatedRows; ++r) row[r] = input + block.rowOffset(r < rows ? b + r : b);
     for (int64_t at = 0; at < block.positions; at += lanes) {
