@@ -121,6 +121,11 @@ export interface NativeBinding {
 
   /** A 64-bit hash of the array's bytes (native/kernel/fingerprint.h): equal contents, equal hashes. */
   fingerprint(array: NativeFloatArray): bigint;
+  /**
+   * For an output just allocated: on Linux, asks for transparent huge pages behind its fresh memory
+   * (native/binding/fresh_pages.h); whether the advice was given.
+   */
+  adviseHugePages(array: NativeFloatArray): boolean;
 
   /** memcpy of `source` into `destination` (same dtype and length, disjoint): the benchmark's baseline. */
   copy(destination: NativeFloatArray, source: NativeFloatArray): void;

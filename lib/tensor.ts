@@ -2,6 +2,7 @@ import { Buffer } from 'node:buffer';
 
 import { describeValue, formatShape, invalidType, invalidValue } from './errors';
 import { bufferOf, byteLengthOf, byteOffsetOf, elementCount, hasOwn, ownValue, subarrayOf, typedArrayKind } from './intrinsics';
+import { native } from './native';
 import { checkStrides, gatherContiguous } from './strides';
 
 /** The element types batch norm works on: float32 and float64. */
@@ -94,6 +95,16 @@ const allocateUninitialized = Buffer.allocUnsafeSlow.bind(Buffer);
  * calls, 512 KB outputs, were 1.1x slower uninitialized (docs/PERFORMANCE.md, "The allocating path").
  */
 const UNINITIALIZED_MIN_BYTES = 1 << 20;
+/**
+ * Outputs from this size up (two 2 MB pages, so that at least one whole aligned one lies inside) get
+ * transparent huge pages on Linux when their memory is fresh. With glibc's default settings a large
+ * output mostly is: the garbage collector frees earlier outputs in batches, and glibc returns the memory
+ * to the system in between, so the kernel's first write faulted in 4 KB pages, 1,500 to 3,300 faults a
+ * call that cost more than the call ((8, 32, 128, 128) eval without `out`, 2 threads: 4.4 to 5.9 ms a
+ * call against 1.3 to 3.0 ms advised; docs/PERFORMANCE.md, "The allocating path").
+ */
+const HUGE_PAGE_ADVICE_MIN_BYTES = 4 << 20;
+const ADVISES_HUGE_PAGES = process.platform === 'linux';
 
 /**
  * A new array of `like`'s element type for an output the kernel writes whole before anyone can read it
@@ -109,7 +120,9 @@ export function newOutputLike(like: FloatArray, length: number): FloatArray {
   if (bytes < UNINITIALIZED_MIN_BYTES) return newLike(like, length);
   // A Buffer of this size owns its ArrayBuffer alone (Node pools only small ones), from offset 0.
   const buffer = bufferOf(allocateUninitialized(bytes));
-  return float32 ? new Float32Array(buffer, 0, length) : new Float64Array(buffer, 0, length);
+  const output = float32 ? new Float32Array(buffer, 0, length) : new Float64Array(buffer, 0, length);
+  if (ADVISES_HUGE_PAGES && bytes >= HUGE_PAGE_ADVICE_MIN_BYTES) native().adviseHugePages(output);
+  return output;
 }
 
 const MIN_RANK = 2;

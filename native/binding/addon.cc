@@ -10,6 +10,7 @@
 #include "binding/arguments.h"
 #include "binding/async_call.h"
 #include "binding/calls.h"
+#include "binding/fresh_pages.h"
 #include "binding/guard.h"
 #include "binding/phase_calls.h"
 #include "kernel/cache_sizes.h"
@@ -144,6 +145,14 @@ Napi::Value Fingerprint(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(info.Env(), fingerprint(array.data, array.byteLength()));
 }
 
+// adviseHugePages(array): boolean. For an output the package has just allocated (binding/fresh_pages.h).
+Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
+  const DType dtype = requireFloatDType(info[0], "array");
+  const size_t length = info[0].As<Napi::TypedArray>().ElementLength();
+  const FloatView array = requireFloatArray(info[0], "array", dtype, length);
+  return Napi::Boolean::New(info.Env(), adviseHugePages(array.data, array.byteLength()));
+}
+
 Napi::Value CpuCapability(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), cpuCapability());
 }
@@ -229,6 +238,7 @@ napi_value initialize(napi_env env, napi_value exports) {
   exportFunction<SetThreadBudget>(env, exports, "setThreadBudget");
   exportFunction<Copy>(env, exports, "copy");
   exportFunction<Fingerprint>(env, exports, "fingerprint");
+  exportFunction<AdviseHugePages>(env, exports, "adviseHugePages");
   exportFunction<CpuCapability>(env, exports, "cpuCapability");
   exportFunction<KernelPlan>(env, exports, "kernelPlan");
   exportFunction<CacheSizes>(env, exports, "cacheSizes");
