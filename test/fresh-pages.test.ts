@@ -2,17 +2,11 @@
 // (lib/tensor.ts, newOutputLike; native/binding/fresh_pages.h): the kernel's first write then faults
 // once per 2 MB instead of once per 4 KB.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 import { native } from '../lib/native';
-
-const THP_SETTING = '/sys/kernel/mm/transparent_hugepage/enabled';
-/** Whether this system gives huge pages to memory advised for them ("[always]" or "[madvise]"). */
-const hugePagesOnAdvice =
-  process.platform === 'linux' && existsSync(THP_SETTING) && /\[(always|madvise)\]/.test(readFileSync(THP_SETTING, 'utf8'));
 
 describe('huge pages for fresh outputs', () => {
   it('takes float arrays only, naming the argument', () => {
@@ -27,23 +21,28 @@ describe('huge pages for fresh outputs', () => {
     if (process.platform !== 'linux') expect(native().adviseHugePages(new Float32Array(16 << 20))).toBe(false);
   });
 
-  it.skipIf(!hugePagesOnAdvice)('faults a fresh 64 MB output in far fewer pages, and the values are unchanged', () => {
+  it.skipIf(process.platform !== 'linux')('advises a fresh 64 MB output, not resident memory, and the values are unchanged', () => {
     const script = path.join(__dirname, 'scripts', 'fresh-pages.js');
     const report = JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8', timeout: 60_000 })) as {
-      plainFaults: number;
-      advised: boolean;
-      advisedFaults: number;
-      residentAdvised: boolean;
-      callFaults: number;
+      plainFill: { advisedBytes: number; faults: number };
+      advice: { result: boolean; advisedBytes: number };
+      advisedFill: { faults: number };
+      residentAdvice: { result: boolean; advisedBytes: number };
+      plainCall: { advisedBytes: number; faults: number };
+      allocatingCall: { advisedBytes: number; faults: number };
       outputCorrect: boolean;
     };
-    // 64 MB in 4 KB pages is 16,384 faults; in 2 MB pages, 32 plus the unaligned edges.
-    expect(report.plainFaults).toBeGreaterThan(12_000);
-    expect(report.advised).toBe(true);
-    expect(report.advisedFaults).toBeLessThan(report.plainFaults / 4);
-    expect(report.residentAdvised).toBe(false);
-    // The package's allocating call advises its output itself.
-    expect(report.callFaults).toBeLessThan(report.plainFaults / 4);
+    // The 2 MB-aligned interior of 64 MB: at least 62 MB. The advice is the system's flag on the
+    // mapping; whether it then finds huge pages depends on its free memory, so the faults the advice
+    // spares are measured in docs/PERFORMANCE.md, not required here.
+    const interior = 62 << 20;
+    expect(report.plainFill.advisedBytes).toBe(0);
+    expect(report.advice.result).toBe(true);
+    expect(report.advice.advisedBytes).toBeGreaterThanOrEqual(interior);
+    expect(report.residentAdvice).toEqual({ result: false, advisedBytes: 0 });
+    // An `out` array is the caller's: never advised. The package's allocating call advises its own output.
+    expect(report.plainCall.advisedBytes).toBe(0);
+    expect(report.allocatingCall.advisedBytes).toBeGreaterThanOrEqual(interior);
     expect(report.outputCorrect).toBe(true);
   });
 });
