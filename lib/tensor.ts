@@ -99,9 +99,9 @@ const UNINITIALIZED_MIN_BYTES = 1 << 20;
  * Outputs from this size up (two 2 MB pages, so that at least one whole aligned one lies inside) get
  * transparent huge pages on Linux when their memory is fresh. With glibc's default settings a large
  * output mostly is: the garbage collector frees earlier outputs in batches, and glibc returns the memory
- * to the system in between, so the kernel's first write faulted in 4 KB pages, 1,500 to 3,300 faults a
- * call that cost more than the call ((8, 32, 128, 128) eval without `out`, 2 threads: 4.4 to 5.9 ms a
- * call against 1.3 to 3.0 ms advised; docs/PERFORMANCE.md, "The allocating path").
+ * to the system in between, so the kernel's first write faulted in 4 KB pages, 1,400 to 3,300 faults a
+ * call that cost more than the call ((8, 32, 128, 128) module eval without `out`, 2 threads: 3.2 to 5.7
+ * ms a call against 1.7 to 3.2 ms advised; docs/PERFORMANCE.md, "Huge pages for fresh outputs").
  */
 const HUGE_PAGE_ADVICE_MIN_BYTES = 4 << 20;
 const ADVISES_HUGE_PAGES = process.platform === 'linux';
