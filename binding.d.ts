@@ -97,6 +97,19 @@ export interface NativeBinding {
     dotp: Float64Array, total: number,
   ): void;
   gradInputWithAsync(...args: [...Parameters<NativeBinding['gradInputWith']>, staged: number]): Promise<void>;
+  /**
+   * SyncBatchNorm's backward by blocks of channels over one round of a worker group's shared memory
+   * (lib/worker-group.ts), on the calling thread: gradInputWith's result from sums exchanged block by
+   * block, this rank's sums in sumDy/dotp. Returns 0 (done), 1 (the group broke: a peer exited or
+   * timed out) or 2 (this rank timed out and marked the group broken); gradInput is partly written
+   * unless 0. `timeoutMs`: Infinity for none.
+   */
+  gradInputByBlocks(
+    gradOutput: NativeFloatArray, input: NativeFloatArray, gradInput: NativeFloatArray, batch: number, channels: number,
+    spatial: number, mean: Float64Array, invstd: Float64Array, weight: NativeFloatArray | null, sumDy: Float64Array,
+    dotp: Float64Array, total: number, channelBytes: number, control: Int32Array, exchange: Float64Array, rank: number,
+    size: number, slotLength: number, progressWord: number, timeoutMs: number,
+  ): number;
 
   /** forward() on the portable scalar oracle instead of the dispatched kernels (tests only). */
   forwardReference: NativeBinding['forward'];

@@ -65,10 +65,16 @@ export const GRAD_INPUT_WITH_ARGUMENTS = [
   'gradOutput', 'input', 'gradInput', 'batch', 'channels', 'spatial', 'mean', 'invstd', 'weight', 'sumDy', 'dotp', 'total',
 ] as const;
 
+export const GRAD_INPUT_BY_BLOCKS_ARGUMENTS = [
+  'gradOutput', 'input', 'gradInput', 'batch', 'channels', 'spatial', 'mean', 'invstd', 'weight', 'sumDy', 'dotp', 'total',
+  'channelBytes', 'control', 'exchange', 'rank', 'size', 'slotLength', 'progressWord', 'timeoutMs',
+] as const;
+
 export const ShardStatisticsArgument = positions(SHARD_STATISTICS_ARGUMENTS);
 export const NormalizeWithArgument = positions(NORMALIZE_WITH_ARGUMENTS);
 export const ShardGradientSumsArgument = positions(SHARD_GRADIENT_SUMS_ARGUMENTS);
 export const GradInputWithArgument = positions(GRAD_INPUT_WITH_ARGUMENTS);
+export const GradInputByBlocksArgument = positions(GRAD_INPUT_BY_BLOCKS_ARGUMENTS);
 
 export function shardStatisticsArguments(a: {
   input: StatisticsArgs[0]; batch: number; channels: number; spatial: number; mean: Float64Array; m2: Float64Array;
@@ -97,4 +103,21 @@ export function gradInputWithArguments(a: {
 }): GradInputArgs {
   return [a.gradOutput, a.input, a.gradInput, a.batch, a.channels, a.spatial, a.mean, a.invstd, a.weight, a.sumDy, a.dotp,
     a.total];
+}
+
+type ByBlocksArgs = Parameters<NativeBinding['gradInputByBlocks']>;
+
+/**
+ * gradInputByBlocks()'s argument list: gradInputWith's (sumDy/dotp receive this rank's sums), the
+ * largest shard's bytes of x and dy per channel over the ranks, and one round of a worker group's
+ * shared memory (lib/worker-group.ts).
+ */
+export function gradInputByBlocksArguments(a: {
+  gradOutput: ByBlocksArgs[0]; input: ByBlocksArgs[1]; gradInput: ByBlocksArgs[2]; batch: number; channels: number;
+  spatial: number; mean: Float64Array; invstd: Float64Array; weight: ByBlocksArgs[8]; sumDy: Float64Array; dotp: Float64Array;
+  total: number; channelBytes: number; control: Int32Array; exchange: Float64Array; rank: number; size: number;
+  slotLength: number; progressWord: number; timeoutMs: number;
+}): ByBlocksArgs {
+  return [a.gradOutput, a.input, a.gradInput, a.batch, a.channels, a.spatial, a.mean, a.invstd, a.weight, a.sumDy, a.dotp,
+    a.total, a.channelBytes, a.control, a.exchange, a.rank, a.size, a.slotLength, a.progressWord, a.timeoutMs];
 }

@@ -12,6 +12,8 @@ import { InstanceNormBase } from './instancenorm';
 import { permuteTo } from './layout';
 import { native } from './native';
 import {
+  gradInputByBlocksArguments,
+  GradInputByBlocksArgument,
   gradInputWithArguments,
   GradInputWithArgument,
   normalizeWithArguments,
@@ -23,6 +25,7 @@ import {
 } from './native-arguments';
 import { BatchNormBase, type BatchNormModuleOptions, type ModuleBackwardOptions, type ModuleForwardOptions, rankError } from './norm-base';
 import { type ProcessGroup, checkProcessGroup, gatherChecked, mergeStatistics, sumGradientParts } from './process-group';
+import { blockRounds } from './worker-group';
 import { type ArrayOf, type CheckedTensor, type DType, type FloatArray, type Tensor, checkSameDtype, checkTensor, newLike, newOutputLike, overlaps } from './tensor';
 import { checkBoolean, checkOptions } from './validate';
 
@@ -48,23 +51,41 @@ async function runPhase<Args extends unknown[]>(
   callerArrays: readonly CallerArray[],
 ): Promise<void> {
   if (!isMainThread) {
-    // Checked and marked as for an async call; nothing is staged, as the call returns before the caller
-    // can reach the arrays. On this thread alone: the ranks run their passes at the same moment, and the
-    // process's one kernel pool serves one call at a time, so it would give one rank every core while
-    // the others run alone (the step waits for the slowest rank anyway), and its threads would compete
-    // with the other ranks' for the cores (two workers on two cores: a step about 1.4x faster without).
-    protectAsyncArrays(callerArrays);
-    const binding = native();
-    const threads = binding.getNumThreads();
-    if (threads > 1) binding.setNumThreads(1);
-    try {
-      sync(...args);
-    } finally {
-      if (threads > 1) binding.setNumThreads(threads);
-    }
+    onThisThreadAlone(() => sync(...args), callerArrays);
     return;
   }
   await async(...args, protectAsyncArrays(callerArrays));
+}
+
+/**
+ * Runs a native call of a worker's step on the worker's thread at one kernel thread. The caller's arrays
+ * are checked and marked as for an async call; nothing is staged, as the call returns before the caller
+ * can reach them. One thread: the ranks run their passes at the same moment, and the process's one
+ * kernel pool serves one call at a time, so it would give one rank every core while the others run
+ * alone (the step waits for the slowest rank anyway), and its threads would compete with the other
+ * ranks' for the cores (two workers on two cores: a step about 1.4x faster without).
+ */
+function onThisThreadAlone<R>(run: () => R, callerArrays: readonly CallerArray[]): R {
+  protectAsyncArrays(callerArrays);
+  const binding = native();
+  const threads = binding.getNumThreads();
+  if (threads > 1) binding.setNumThreads(1);
+  try {
+    return run();
+  } finally {
+    if (threads > 1) binding.setNumThreads(threads);
+  }
+}
+
+/**
+ * Bytes of x and dy per channel of this rank's shard when its backward can run by blocks of channels
+ * (gradInputByBlocks), else -1: in a worker of a worker group, on a tensor whose channels lie in rows
+ * of more than one value (a channel's rows are then apart from the others', so a block of channels is
+ * a block of memory). Exchanged in the forward so that every rank takes the same path.
+ */
+function blockBytesOf(group: ProcessGroup, x: CheckedTensor): number {
+  if (isMainThread || !blockRounds.has(group) || x.kernelSpatial <= 1) return -1;
+  return 2 * x.kernelBatch * x.kernelSpatial * x.data.BYTES_PER_ELEMENT;
 }
 
 /** What a synchronized training step keeps for its backward. */
@@ -77,6 +98,8 @@ interface SyncStep {
   weight: FloatArray | null;
   /** The input's fingerprint at forward, with checkInputUnchanged. */
   fingerprint: bigint | null;
+  /** The largest shard's bytes of x and dy per channel when every rank's backward runs by blocks, else -1. */
+  blockBytes: number;
 }
 
 const FORWARD_CALL_KEYS = ['out'] as const;
@@ -222,11 +245,14 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     await runPhase(binding.shardStatistics, binding.shardStatisticsAsync, statistics, [
       { name: 'input.data', array: x.data, argument: ShardStatisticsArgument.input },
     ]);
-    const local = new Float64Array(1 + 2 * channels);
+    const local = new Float64Array(2 + 2 * channels);
     local[0] = x.batch * x.spatial;
     local.set(mean, 1);
     local.set(m2, 1 + channels);
-    const merged = mergeStatistics(await gatherChecked(group, local), channels);
+    local[1 + 2 * channels] = blockBytesOf(group, x);
+    const parts = await gatherChecked(group, local);
+    const merged = mergeStatistics(parts, channels);
+    const blockBytes = parts.reduce((bytes, part) => (bytes < 0 || part[1 + 2 * channels]! < 0 ? -1 : Math.max(bytes, part[1 + 2 * channels]!)), 0);
     // PyTorch's rule, on the whole batch: every rank throws the same, before any state changes.
     if (merged.count <= 1) {
       throw new RangeError(
@@ -260,7 +286,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
       }
     }
     this.commitOwnStep(counted);
-    this.step = { x, mean: merged.mean, invstd, total: merged.count, weight, fingerprint };
+    this.step = { x, mean: merged.mean, invstd, total: merged.count, weight, fingerprint, blockBytes };
     this.stepTaken = false;
     return { data: result as ArrayOf<D>, shape: x.shape, memoryFormat: x.memoryFormat };
   }
@@ -302,10 +328,30 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     this.step = null;
     this.stepTaken = true;
 
+    const sumDy = new Float64Array(this.numFeatures);
+    const dotp = new Float64Array(this.numFeatures);
+    let gradInput: FloatArray;
+    if (step.blockBytes >= 0) {
+      gradInput = await this.backwardByBlocks(step, dy, destination as FloatArray | undefined, sumDy, dotp);
+    } else {
+      gradInput = await this.backwardInTwoPasses(step, dy, destination as FloatArray | undefined, sumDy, dotp);
+    }
+    // This rank's shares of the weight and bias gradients, accumulated as autograd does.
+    if (wantWeight) accumulateInto(this.weight!, dotp.map((value, c) => value * step.invstd[c]!));
+    if (wantBias) accumulateInto(this.bias!, sumDy);
+    return { data: gradInput as ArrayOf<D>, shape: x.shape, memoryFormat: x.memoryFormat };
+  }
+
+  /**
+   * The backward's passes with one exchange between them: this rank's sums of every channel, the
+   * ranks' sums added, then gradInput (x and dy read twice).
+   */
+  private async backwardInTwoPasses(
+    step: SyncStep, dy: CheckedTensor, destination: FloatArray | undefined, sumDy: Float64Array, dotp: Float64Array,
+  ): Promise<FloatArray> {
+    const { x } = step;
     const channels = this.numFeatures;
     const geometry = { batch: x.kernelBatch, channels, spatial: x.kernelSpatial };
-    const sumDy = new Float64Array(channels);
-    const dotp = new Float64Array(channels);
     const sums = shardGradientSumsArguments({ gradOutput: dy.data, input: x.data, ...geometry, mean: step.mean, sumDy, dotp });
     const binding = native();
     await runPhase(binding.shardGradientSums, binding.shardGradientSumsAsync, sums, [
@@ -316,7 +362,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     local.set(sumDy);
     local.set(dotp, channels);
     const total = sumGradientParts(await gatherChecked(this.processGroup, local), channels);
-    const gradInput = (destination as FloatArray | undefined) ?? newOutputLike(x.data, x.elements);
+    const gradInput = destination ?? newOutputLike(x.data, x.elements);
     const args = gradInputWithArguments({
       gradOutput: dy.data, input: x.data, gradInput, ...geometry, mean: step.mean, invstd: step.invstd, weight: step.weight,
       sumDy: total.sumDy, dotp: total.dotp, total: step.total,
@@ -324,12 +370,45 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     await runPhase(binding.gradInputWith, binding.gradInputWithAsync, args, [
       { name: 'gradOutput.data', array: dy.data, argument: GradInputWithArgument.gradOutput },
       { name: 'input.data', array: x.data, argument: GradInputWithArgument.input },
-      { name: 'options.out.gradInput', array: (destination as FloatArray | undefined) ?? null, argument: GradInputWithArgument.gradInput },
+      { name: 'options.out.gradInput', array: destination ?? null, argument: GradInputWithArgument.gradInput },
     ]);
-    // This rank's shares of the weight and bias gradients, accumulated as autograd does.
-    if (wantWeight) accumulateInto(this.weight!, dotp.map((value, c) => value * step.invstd[c]!));
-    if (wantBias) accumulateInto(this.bias!, sumDy);
-    return { data: gradInput as ArrayOf<D>, shape: x.shape, memoryFormat: x.memoryFormat };
+    return gradInput;
+  }
+
+  /**
+   * The backward by blocks of channels (a worker group's workers, planar tensors): once every rank has
+   * arrived (an asynchronous exchange, so a late peer never blocks this event loop), one native call on
+   * this thread computes a block's sums, exchanges them through the group's shared memory, and writes
+   * the block's gradInput while its x and dy are still in cache: the fused backward's single read of
+   * them. The same bits as the two passes. If a peer leaves meanwhile, gradInput may be partly written
+   * and the call rejects, as every rank's does.
+   */
+  private async backwardByBlocks(
+    step: SyncStep, dy: CheckedTensor, destination: FloatArray | undefined, sumDy: Float64Array, dotp: Float64Array,
+  ): Promise<FloatArray> {
+    const { x } = step;
+    const channels = this.numFeatures;
+    await gatherChecked(this.processGroup, new Float64Array(1));
+    const round = blockRounds.get(this.processGroup)!();
+    const gradInput = destination ?? newOutputLike(x.data, x.elements);
+    const args = gradInputByBlocksArguments({
+      gradOutput: dy.data, input: x.data, gradInput, batch: x.kernelBatch, channels, spatial: x.kernelSpatial,
+      mean: step.mean, invstd: step.invstd, weight: step.weight, sumDy, dotp, total: step.total, channelBytes: step.blockBytes,
+      control: round.control, exchange: round.exchange, rank: round.rank, size: round.size, slotLength: round.slotLength,
+      progressWord: round.progressWord, timeoutMs: round.timeoutMs,
+    });
+    let outcome = -1;
+    try {
+      outcome = onThisThreadAlone(() => native().gradInputByBlocks(...args), [
+        { name: 'gradOutput.data', array: dy.data, argument: GradInputByBlocksArgument.gradOutput },
+        { name: 'input.data', array: x.data, argument: GradInputByBlocksArgument.input },
+        { name: 'options.out.gradInput', array: destination ?? null, argument: GradInputByBlocksArgument.gradInput },
+      ]);
+    } finally {
+      round.finish(outcome === 0);
+    }
+    if (outcome !== 0) throw round.brokenError();
+    return gradInput;
   }
 
   /**

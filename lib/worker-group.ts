@@ -21,6 +21,8 @@ const BROKEN = 0; // 0, or 1 + the rank whose worker exited, or -1 for a time-ou
 const EXIT_CODE = 1;
 const ARRIVED = 2; // two counters, one per buffer: arrivals so far
 const LENGTHS = 4; // per buffer and rank: the length written
+// then PROGRESS = LENGTHS + 2 * size: per rank, the blocks of SyncBatchNorm's blocked backward it has
+// published so far (native/binding/worker_group_exchange.h).
 
 /** What a worker needs to join a group: pass it in `workerData` (it is structured-cloneable). */
 export interface WorkerGroupMember {
@@ -34,7 +36,7 @@ export interface WorkerGroupMember {
 
 /** Options of {@link createWorkerGroup}. */
 export interface WorkerGroupOptions {
-  /** The longest array a rank may exchange, in doubles. Default 65,536 (SyncBatchNorm needs 2C + 1). */
+  /** The longest array a rank may exchange, in doubles. Default 65,536 (SyncBatchNorm needs 2C + 2). */
   maxLength?: number;
   /** Reject an exchange that waits longer than this for a peer (milliseconds). Default: wait as long as it takes. */
   timeoutMs?: number | null;
@@ -68,7 +70,7 @@ export function createWorkerGroup(size: number, options: WorkerGroupOptions = {}
   if (timeoutMs !== null && !(typeof timeoutMs === 'number' && timeoutMs > 0)) {
     throw invalidValue('options.timeoutMs', 'a positive number of milliseconds or null', timeoutMs);
   }
-  const control = new SharedArrayBuffer(4 * (LENGTHS + 2 * size));
+  const control = new SharedArrayBuffer(4 * (LENGTHS + 3 * size));
   const data = new SharedArrayBuffer(8 * 2 * size * maxLength);
   const words = new Int32Array(control);
   return {
@@ -125,6 +127,33 @@ async function waitForArrivals(
   }
 }
 
+/**
+ * One round of a worker group's exchange taken by SyncBatchNorm's blocked backward, which the native
+ * gradInputByBlocks runs on the group's shared memory: a round like an allGather's (it takes the next of
+ * the two buffers, so the protocol's one-barrier-per-round reasoning holds), whose barriers are the
+ * native per-block waits. `finish` counts this rank's arrival in the round once the native call has
+ * returned (or, when it failed, wakes the ranks waiting in JavaScript).
+ */
+export interface BlockRound {
+  readonly control: Int32Array;
+  readonly exchange: Float64Array;
+  readonly rank: number;
+  readonly size: number;
+  readonly slotLength: number;
+  readonly progressWord: number;
+  /** Infinity when the group has no time-out. */
+  readonly timeoutMs: number;
+  finish(succeeded: boolean): void;
+  /** The error every exchange of a broken group rejects with. */
+  brokenError(): Error;
+}
+
+/**
+ * The worker groups' members, each with the function that starts a {@link BlockRound} (kept here, not
+ * on the member, so nothing outside the package can pose as a worker group).
+ */
+export const blockRounds = new WeakMap<ProcessGroup, () => BlockRound>();
+
 /** Joins a group inside a worker: the ProcessGroup of `member.rank`. */
 export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
   if (typeof member !== 'object' || member === null || !(member.control instanceof SharedArrayBuffer)) {
@@ -167,10 +196,33 @@ export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
     return parts;
   }
 
-  return {
+  function startBlockRound(): BlockRound {
+    if (Atomics.load(words, BROKEN) !== 0) throw brokenError();
+    const buffer = round & 1;
+    round++;
+    return {
+      control: words,
+      exchange: doubles.subarray(buffer * size * maxLength, (buffer + 1) * size * maxLength),
+      rank,
+      size,
+      slotLength: maxLength,
+      progressWord: LENGTHS + 2 * size,
+      timeoutMs: timeoutMs ?? Infinity,
+      finish(succeeded: boolean): void {
+        if (succeeded) Atomics.add(words, ARRIVED + buffer, 1);
+        Atomics.notify(words, ARRIVED + buffer);
+        if (!succeeded) Atomics.notify(words, ARRIVED + 1 - buffer);
+      },
+      brokenError,
+    };
+  }
+
+  const group: WorkerProcessGroup = {
     rank,
     size,
     allGather,
     allReduce: (array: FloatArray) => allReduceByGather(allGather, array),
   };
+  blockRounds.set(group, startBlockRound);
+  return group;
 }

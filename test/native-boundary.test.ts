@@ -13,6 +13,8 @@ import {
   ForwardArgument,
   GRAD_INPUT_WITH_ARGUMENTS,
   GradInputWithArgument,
+  GRAD_INPUT_BY_BLOCKS_ARGUMENTS,
+  GradInputByBlocksArgument,
   NORMALIZE_WITH_ARGUMENTS,
   NormalizeWithArgument,
   SHARD_GRADIENT_SUMS_ARGUMENTS,
@@ -22,6 +24,7 @@ import {
   backwardArguments,
   forwardArguments,
   gradInputWithArguments,
+  gradInputByBlocksArguments,
   normalizeWithArguments,
   shardGradientSumsArguments,
   shardStatisticsArguments,
@@ -163,6 +166,7 @@ describe('argument positions shared by lib/ and native/', () => {
       NORMALIZE_WITH_ARGUMENTS,
       SHARD_GRADIENT_SUMS_ARGUMENTS,
       GRAD_INPUT_WITH_ARGUMENTS,
+      GRAD_INPUT_BY_BLOCKS_ARGUMENTS,
     };
     expect(readFileSync(file, 'utf8')).toBe(header(lists));
   });
@@ -177,7 +181,7 @@ describe('argument positions shared by lib/ and native/', () => {
   /** The parameter names of `method(...)` in binding.d.ts, in order. */
   function declaredNames(method: string): string[] {
     const declarations = readFileSync(path.join(root, 'binding.d.ts'), 'utf8');
-    const body = new RegExp(`\\n  ${method}\\(([^)]*)\\): void;`).exec(declarations)?.[1];
+    const body = new RegExp(`\\n  ${method}\\(([^)]*)\\): \\w+;`).exec(declarations)?.[1];
     expect(body, `${method} in binding.d.ts`).toBeDefined();
     return body!.split(',').map((s) => s.split(':')[0]!.trim()).filter((s) => s !== '');
   }
@@ -193,6 +197,7 @@ describe('argument positions shared by lib/ and native/', () => {
     ['NormalizeWithArgument', 'normalizeWith', NORMALIZE_WITH_ARGUMENTS, NormalizeWithArgument, normalizeWithArguments],
     ['ShardGradientSumsArgument', 'shardGradientSums', SHARD_GRADIENT_SUMS_ARGUMENTS, ShardGradientSumsArgument, shardGradientSumsArguments],
     ['GradInputWithArgument', 'gradInputWith', GRAD_INPUT_WITH_ARGUMENTS, GradInputWithArgument, gradInputWithArguments],
+    ['GradInputByBlocksArgument', 'gradInputByBlocks', GRAD_INPUT_BY_BLOCKS_ARGUMENTS, GradInputByBlocksArgument, gradInputByBlocksArguments],
   ] as const)('%s: the C++ enum, binding.d.ts, lib/native-arguments.ts and its builder agree', (struct, method, names, positions, build) => {
     expect(enumNames(struct)).toEqual([...names]);
     expect(declaredNames(method)).toEqual([...names]);

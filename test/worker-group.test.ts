@@ -24,8 +24,16 @@ describe('SyncBatchNorm over worker threads', () => {
     ['float64', 'channelsLast', '7x5x3x2', '2,2,3', '{"affine":false}'],
     ['float32', 'channelsLast', '9x4x2x3x2', '1,4,0,4', '{"trackRunningStats":false}'],
     ['float64', 'contiguous', '10x6x5', '4,1,2,3', '{"momentum":0.3}'],
+    // Channels of 1 MB and more: the backward by blocks runs a block per channel or two.
+    ['float32', 'contiguous', '6x4x256x256', '2,4', '{}'],
+    ['float64', 'contiguous', '5x3x128x256', '3,0,2', '{"affine":false}'],
   ])('%s %s (%s) over shards %s, options %s, matches BatchNorm*d on the whole batch', (dtype, format, shape, shards, options) => {
     const report = run(['train', dtype, format, shape, shards, options]);
+    // Planar tensors (contiguous, more than one value per row) take the backward by blocks in workers,
+    // the others two passes; either way the bits of ranks run in one thread with one exchange per phase.
+    const blocked = format === 'contiguous' && shape.split('x').length > 2;
+    expect(report.blockedBackwards).toEqual(Array(shards.split(',').length).fill(blocked ? 2 : 0));
+    expect(report.sameBitsInThread).toBe(true);
     const tolerance = dtype === 'float64' ? 1e-10 : 1e-5;
     expect(report.outputError).toBeLessThanOrEqual(tolerance);
     expect(report.gradInputError).toBeLessThanOrEqual(tolerance);
@@ -48,6 +56,28 @@ describe('SyncBatchNorm over worker threads', () => {
         counter: 0,
         mean: [0, 0],
       });
+    }
+  });
+
+  it('a peer that leaves during the backward by blocks makes the others reject, with no gradient accumulated', () => {
+    const { results } = run(['exitInBlocks']) as { results: Record<string, unknown>[] };
+    expect(results[1]).toEqual({ exitCode: 3 });
+    for (const rank of [0, 2]) {
+      expect(results[rank]).toEqual({
+        outcome: 'rejected',
+        message: 'worker group: the worker of rank 1 exited (code 3), so its peers\' exchanges cannot complete',
+        weightGrad: null,
+        biasGrad: null,
+      });
+    }
+  });
+
+  it('a peer that stops between the blocks makes the others reject after timeoutMs, with no gradient accumulated', () => {
+    const { results } = run(['timeoutInBlocks']) as { results: Record<string, unknown>[] };
+    for (const rank of [0, 2]) {
+      expect(results[rank]!.outcome).toBe('rejected');
+      expect(results[rank]!.message).toMatch(/^worker group: an exchange waited more than 300 ms for a peer/);
+      expect(results[rank]!.weightGrad).toBeNull();
     }
   });
 

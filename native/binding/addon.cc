@@ -98,6 +98,19 @@ Napi::Value RunPhaseAsync(const Napi::CallbackInfo& info) {
   return Napi::Value(info.Env(), AsyncKernelCall<Call>::start(info, std::move(call), poolUseOf(info.Env()), staged));
 }
 
+// gradInputByBlocks(...its arguments): the ExchangeOutcome (0 done, 1 the group broke, 2 timed out),
+// on this thread alone (lib/sync-batchnorm.ts calls it in a worker, at one kernel thread).
+Napi::Value GradInputByBlocks(const Napi::CallbackInfo& info) {
+  GradInputByBlocksCall call = parseGradInputByBlocks(info);
+  ExchangeOutcome outcome = ExchangeOutcome::Done;
+  {
+    const PoolUse use = poolUseOf(info.Env());
+    const ScopedPool scope(use.pool, use.threads);
+    outcome = call.run();
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(outcome));
+}
+
 int requireThreadCount(const Napi::Value& value) {
   const double threads = requireNumber(value, "threads");
   if (!(threads >= 1 && threads <= 256) || threads != static_cast<double>(static_cast<int>(threads))) {
@@ -233,6 +246,7 @@ napi_value initialize(napi_env env, napi_value exports) {
   exportFunction<RunPhaseAsync<ShardGradientSumsCall, parseShardGradientSums>>(env, exports, "shardGradientSumsAsync");
   exportFunction<RunPhase<GradInputWithCall, parseGradInputWith>>(env, exports, "gradInputWith");
   exportFunction<RunPhaseAsync<GradInputWithCall, parseGradInputWith>>(env, exports, "gradInputWithAsync");
+  exportFunction<GradInputByBlocks>(env, exports, "gradInputByBlocks");
   exportFunction<SetNumThreads>(env, exports, "setNumThreads");
   exportFunction<GetNumThreads>(env, exports, "getNumThreads");
   exportFunction<SetThreadBudget>(env, exports, "setThreadBudget");

@@ -109,4 +109,30 @@ struct GradInputWithArgument {
   };
 };
 
+struct GradInputByBlocksArgument {
+  enum : size_t {
+    gradOutput,
+    input,
+    gradInput,
+    batch,
+    channels,
+    spatial,
+    mean,
+    invstd,
+    weight,
+    sumDy,
+    dotp,
+    total,
+    channelBytes,
+    control,
+    exchange,
+    rank,
+    size,
+    slotLength,
+    progressWord,
+    timeoutMs,
+    count,
+  };
+};
+
 }  // namespace batchnorm::binding

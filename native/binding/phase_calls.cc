@@ -164,4 +164,89 @@ GradInputWithCall parseGradInputWith(const Napi::CallbackInfo& info) {
   return call;
 }
 
+std::array<ArrayArgument, 9> GradInputByBlocksCall::arrays() {
+  using A = GradInputByBlocksArgument;
+  return {{{&gradOutput, "gradOutput", false, A::gradOutput, false},
+           {&input, "input", false, A::input, false},
+           {&gradInput, "gradInput", true, A::gradInput, true},
+           {&mean, "mean", false, A::mean, false},
+           {&invstd, "invstd", false, A::invstd, false},
+           {&weight, "weight", false, A::weight, false},
+           {&sumDy, "sumDy", true, A::sumDy, true},
+           {&dotp, "dotp", true, A::dotp, true},
+           {&exchange, "exchange", true, A::exchange, false}}};
+}
+
+ExchangeOutcome GradInputByBlocksCall::run() {
+  WorkerGroupExchange exchangeOverGroup(memory);
+  if (dtype == DType::Float32) {
+    gradInputByBlocks(geometry, blockChannels, input.as<float>(), gradOutput.as<float>(), gradInput.as<float>(),
+                      mean.as<double>(), invstd.as<double>(), weight.as<float>(), total, sumDy.as<double>(),
+                      dotp.as<double>(), exchangeOverGroup);
+  } else {
+    gradInputByBlocks(geometry, blockChannels, input.as<double>(), gradOutput.as<double>(), gradInput.as<double>(),
+                      mean.as<double>(), invstd.as<double>(), weight.as<double>(), total, sumDy.as<double>(),
+                      dotp.as<double>(), exchangeOverGroup);
+  }
+  return exchangeOverGroup.outcome();
+}
+
+GradInputByBlocksCall parseGradInputByBlocks(const Napi::CallbackInfo& info) {
+  using A = GradInputByBlocksArgument;
+  const Napi::Env env = info.Env();
+  GradInputByBlocksCall call;
+  const Shape shape = requireShape(info, A::input, "input", A::batch);
+  call.dtype = shape.dtype;
+  call.geometry = shape.geometry;
+  call.gradOutput = requireFloatArray(info[A::gradOutput], "gradOutput", shape.dtype, shape.elements);
+  call.input = requireFloatArray(info[A::input], "input", shape.dtype, shape.elements);
+  call.gradInput = requireFloatArray(info[A::gradInput], "gradInput", shape.dtype, shape.elements);
+  call.mean = requireChannelDoubles(info, A::mean, "mean", shape.channels);
+  call.invstd = requireChannelDoubles(info, A::invstd, "invstd", shape.channels);
+  call.weight = optionalFloatArray(info[A::weight], "weight", shape.dtype, shape.channels);
+  call.sumDy = requireChannelDoubles(info, A::sumDy, "sumDy", shape.channels);
+  call.dotp = requireChannelDoubles(info, A::dotp, "dotp", shape.channels);
+  call.total = requireNumber(info[A::total], "total");
+  if (!(call.total >= 1)) throw Napi::RangeError::New(env, "total must be at least 1");
+  const double channelBytes = requireNumber(info[A::channelBytes], "channelBytes");
+  if (!(channelBytes >= 0 && channelBytes <= 9007199254740991.0)) {
+    throw Napi::RangeError::New(env, "channelBytes must be a non-negative safe integer");
+  }
+  call.blockChannels = channelsPerBlock(call.geometry, static_cast<int64_t>(channelBytes));
+
+  WorkerGroupMemory& memory = call.memory;
+  const double size = requireNumber(info[A::size], "size");
+  const double rank = requireNumber(info[A::rank], "rank");
+  const double slotLength = requireNumber(info[A::slotLength], "slotLength");
+  const double progressWord = requireNumber(info[A::progressWord], "progressWord");
+  if (!(size >= 1 && size <= 65536 && size == static_cast<int>(size))) throw Napi::RangeError::New(env, "size must be an integer from 1 to 65536");
+  if (!(rank >= 0 && rank < size && rank == static_cast<int>(rank))) throw Napi::RangeError::New(env, "rank must be an integer from 0 to size - 1");
+  if (!(slotLength >= 2.0 * static_cast<double>(shape.channels) && slotLength <= 4294967295.0 && slotLength == static_cast<double>(static_cast<uint32_t>(slotLength)))) {
+    throw Napi::RangeError::New(env, "slotLength must be an integer of at least 2 * channels");
+  }
+  memory.size = static_cast<int>(size);
+  memory.rank = static_cast<int>(rank);
+  memory.slotLength = static_cast<size_t>(slotLength);
+  memory.channels = shape.geometry.channels;
+  call.exchange = requireFloatArray(info[A::exchange], "exchange", DType::Float64, memory.slotLength * memory.size);
+  memory.slots = call.exchange.as<double>();
+
+  napi_typedarray_type type;
+  size_t words = 0;
+  void* control = nullptr;
+  if (napi_get_typedarray_info(env, info[A::control], &type, &words, &control, nullptr, nullptr) != napi_ok ||
+      type != napi_int32_array) {
+    throw Napi::TypeError::New(env, "control must be an Int32Array");
+  }
+  if (!(progressWord >= 1 && progressWord + size <= static_cast<double>(words) && progressWord == static_cast<double>(static_cast<uint32_t>(progressWord)))) {
+    throw Napi::RangeError::New(env, "progressWord must leave size words of control after it");
+  }
+  memory.control = static_cast<int32_t*>(control);
+  memory.progressWord = static_cast<size_t>(progressWord);
+  memory.timeoutMs = requireNumber(info[A::timeoutMs], "timeoutMs");
+  if (!(memory.timeoutMs > 0)) throw Napi::RangeError::New(env, "timeoutMs must be positive (Infinity: no time-out)");
+  requireNoHarmfulOverlap(env, call.arrays(), nullptr, nullptr);
+  return call;
+}
+
 }  // namespace batchnorm::binding

@@ -11,6 +11,7 @@
 
 #include "binding/argument_names.h"
 #include "binding/array_argument.h"
+#include "binding/worker_group_exchange.h"
 #include "kernel/batch_norm.h"
 
 namespace batchnorm::binding {
@@ -60,9 +61,25 @@ struct GradInputWithCall {
   void commit() {}
 };
 
+// SyncBatchNorm's backward by blocks of channels over a worker group's shared memory (a worker's own
+// thread only: it spins while its peers finish each block). Returns the ExchangeOutcome as a number;
+// sumDy/dotp receive this rank's sums of every channel, as shardGradientSums.
+struct GradInputByBlocksCall {
+  static constexpr size_t kArguments = GradInputByBlocksArgument::count;
+  DType dtype = DType::Float32;
+  Geometry geometry;
+  FloatView gradOutput, input, gradInput, mean, invstd, weight, sumDy, dotp, exchange;
+  double total = 0;
+  int64_t blockChannels = 1;
+  WorkerGroupMemory memory;
+  std::array<ArrayArgument, 9> arrays();
+  ExchangeOutcome run();
+};
+
 ShardStatisticsCall parseShardStatistics(const Napi::CallbackInfo& info);
 NormalizeWithCall parseNormalizeWith(const Napi::CallbackInfo& info);
 ShardGradientSumsCall parseShardGradientSums(const Napi::CallbackInfo& info);
 GradInputWithCall parseGradInputWith(const Napi::CallbackInfo& info);
+GradInputByBlocksCall parseGradInputByBlocks(const Napi::CallbackInfo& info);
 
 }  // namespace batchnorm::binding

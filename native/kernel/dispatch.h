@@ -104,10 +104,11 @@ struct KernelTable {
   // them (null): split_phases.cc runs only the dispatched tables.
   bool (*splitStatistics)(const Geometry& geometry, const T* input, double* mean, double* varSum);
   void (*splitAffine)(const Geometry& geometry, const T* input, T* output, const ChannelAffine* channels);
-  bool (*splitGradientSums)(const Geometry& geometry, const T* input, const T* gradOutput, const double* center,
-                            double* sumDy, double* dotp);
-  bool (*splitGradInput)(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput,
-                         const GradientAffine* coefficients);
+  // The backward's two take a range of channels (all of them, or a block of the blocked backward).
+  bool (*splitGradientSums)(const Geometry& geometry, ChannelRange range, const T* input, const T* gradOutput,
+                            const double* center, double* sumDy, double* dotp);
+  bool (*splitGradInput)(const Geometry& geometry, ChannelRange range, const T* input, const T* gradOutput,
+                         T* gradInput, const GradientAffine* coefficients);
 };
 
 enum class CpuCapability { Default = 0, Avx2 = 1, Avx512 = 2 };

@@ -17,4 +17,14 @@ struct Geometry {
   int64_t elements() const { return batch * channels * spatial; }
 };
 
+// Channels [begin, end) of a tensor: the block of channels one step of SyncBatchNorm's blocked backward
+// works on (split_phases.h).
+struct ChannelRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+
+  static ChannelRange all(const Geometry& g) { return {0, g.channels}; }
+  int64_t size() const { return end - begin; }
+};
+
 }  // namespace batchnorm

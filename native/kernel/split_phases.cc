@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernel/cache_sizes.h"
 #include "kernel/dispatch.h"
 #include "vec/always_inline.h"
 #include "vec/float_precision.h"
@@ -22,17 +23,26 @@ namespace {
 // A task's work: at least this many elements, so small tensors stay on the calling thread.
 constexpr int64_t kElementsPerTask = 1 << 15;
 
-// Runs body(c0, c1) over channel ranges on the kernel threads.
+// Runs body(c0, c1) over sub-ranges of `range` on the kernel threads.
 template <typename Body>
-void forChannelRanges(const Geometry& g, Body body) {
+void forChannelRanges(const Geometry& g, ChannelRange range, Body body) {
   struct Context {
     Body* body;
-  } context{&body};
+    int64_t first;
+  } context{&body, range.begin};
   const int64_t perChannel = std::max<int64_t>(1, g.perChannel());
   const int64_t grain = std::max<int64_t>(1, kElementsPerTask / perChannel);
   parallelFor(
-      g.channels, grain,
-      [](void* raw, int64_t begin, int64_t end) { (*static_cast<Context*>(raw)->body)(begin, end); }, &context);
+      range.size(), grain,
+      [](void* raw, int64_t begin, int64_t end) {
+        auto* ranges = static_cast<Context*>(raw);
+        (*ranges->body)(ranges->first + begin, ranges->first + end);
+      },
+      &context);
+}
+template <typename Body>
+void forChannelRanges(const Geometry& g, Body body) {
+  forChannelRanges(g, ChannelRange::all(g), body);
 }
 
 // The reductions and elementwise passes below walk channels [c0, c1) in one of two orders, so that
@@ -173,14 +183,16 @@ inline void rowGradientSums(const T* x, const T* dy, int64_t length, double cent
   product = (p[0] + p[1]) + (p[2] + p[3]);
 }
 
+// shardGradientSums of the channels in `range` (each channel's sums whole, as over all channels).
 template <typename T>
-void shardGradientSums(const Geometry& g, const T* input, const T* gradOutput, const double* mean, double* sumDy,
-                       double* dotp) {
+void gradientSumsOf(const Geometry& g, ChannelRange range, const T* input, const T* gradOutput, const double* mean,
+                    double* sumDy, double* dotp) {
   const KernelTable<T>& table = kernels<T>();
-  if (g.elements() > 0 && table.splitGradientSums != nullptr && table.splitGradientSums(g, input, gradOutput, mean, sumDy, dotp)) {
+  if (g.elements() > 0 && table.splitGradientSums != nullptr &&
+      table.splitGradientSums(g, range, input, gradOutput, mean, sumDy, dotp)) {
     return;
   }
-  forChannelRanges(g, [&](int64_t c0, int64_t c1) {
+  forChannelRanges(g, range, [&](int64_t c0, int64_t c1) {
     const auto width = static_cast<size_t>(c1 - c0);
     std::vector<CompensatedSum> gradSums(width), products(width);
     if (g.spatial == 1) {
@@ -213,23 +225,25 @@ void shardGradientSums(const Geometry& g, const T* input, const T* gradOutput, c
   });
 }
 
+// gradInputWith over the channels in `range`.
 template <typename T>
-void gradInputWith(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const double* mean,
-                   const double* invstd, const T* weight, const double* sumDy, const double* dotp, double count) {
+void gradInputOf(const Geometry& g, ChannelRange range, const T* input, const T* gradOutput, T* gradInput,
+                 const double* mean, const double* invstd, const T* weight, const double* sumDy, const double* dotp,
+                 double count) {
   if (g.elements() == 0) return;
   const KernelTable<T>& table = kernels<T>();
   if (table.splitGradInput != nullptr) {
-    std::unique_ptr<GradientAffine[]> coefficients(new GradientAffine[static_cast<size_t>(g.channels)]);
-    for (int64_t c = 0; c < g.channels; ++c) {
-      GradientAffine& coef = coefficients[c];
+    std::unique_ptr<GradientAffine[]> coefficients(new GradientAffine[static_cast<size_t>(range.size())]);
+    for (int64_t c = range.begin; c < range.end; ++c) {
+      GradientAffine& coef = coefficients[c - range.begin];
       coef.center = mean[c];
       coef.gradMean = sumDy[c] / count;
       coef.projection = dotp[c] * invstd[c] * invstd[c] / count;
       coef.scale = invstd[c] * (weight != nullptr ? static_cast<double>(weight[c]) : 1);
     }
-    if (table.splitGradInput(g, input, gradOutput, gradInput, coefficients.get())) return;
+    if (table.splitGradInput(g, range, input, gradOutput, gradInput, coefficients.get())) return;
   }
-  forChannelRanges(g, [&](int64_t c0, int64_t c1) {
+  forChannelRanges(g, range, [&](int64_t c0, int64_t c1) {
     const auto width = static_cast<size_t>(c1 - c0);
     std::vector<double> center(width), gradMean(width), projection(width), scale(width);
     for (int64_t c = c0; c < c1; ++c) {
@@ -248,12 +262,48 @@ void gradInputWith(const Geometry& g, const T* input, const T* gradOutput, T* gr
   });
 }
 
+template <typename T>
+void shardGradientSums(const Geometry& g, const T* input, const T* gradOutput, const double* mean, double* sumDy,
+                       double* dotp) {
+  gradientSumsOf(g, ChannelRange::all(g), input, gradOutput, mean, sumDy, dotp);
+}
+
+template <typename T>
+void gradInputWith(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const double* mean,
+                   const double* invstd, const T* weight, const double* sumDy, const double* dotp, double count) {
+  gradInputOf(g, ChannelRange::all(g), input, gradOutput, gradInput, mean, invstd, weight, sumDy, dotp, count);
+}
+
+int64_t channelsPerBlock(const Geometry& g, int64_t channelBytes) {
+  // A block's x and dy stay in the L2 between its two passes (two channels of a (16,64,56,56) float
+  // shard: 0.8 MB); docs/PERFORMANCE.md "SyncBatchNorm" has the measurements behind the budget.
+  const int64_t budget = cacheSizes().l2Bytes;
+  return std::clamp<int64_t>(budget / std::max<int64_t>(1, channelBytes), 1, std::max<int64_t>(1, g.channels));
+}
+
+template <typename T>
+bool gradInputByBlocks(const Geometry& g, int64_t blockChannels, const T* input, const T* gradOutput, T* gradInput,
+                       const double* mean, const double* invstd, const T* weight, double count, double* sumDy,
+                       double* dotp, BlockExchange& exchange) {
+  std::vector<double> totalDy(static_cast<size_t>(g.channels)), totalDotp(static_cast<size_t>(g.channels));
+  for (int64_t c0 = 0; c0 < g.channels; c0 += blockChannels) {
+    const ChannelRange block{c0, std::min(g.channels, c0 + blockChannels)};
+    gradientSumsOf(g, block, input, gradOutput, mean, sumDy, dotp);
+    exchange.publish(block, sumDy, dotp);
+    if (!exchange.collect(block, totalDy.data(), totalDotp.data())) return false;
+    gradInputOf(g, block, input, gradOutput, gradInput, mean, invstd, weight, totalDy.data(), totalDotp.data(), count);
+  }
+  return true;
+}
+
 #define BATCHNORM_SPLIT_PHASES(T)                                                                                     \
   template void shardStatistics<T>(const Geometry&, const T*, double*, double*);                                     \
   template void normalizeWith<T>(const Geometry&, const T*, T*, const double*, const double*, const T*, const T*);   \
   template void shardGradientSums<T>(const Geometry&, const T*, const T*, const double*, double*, double*);          \
   template void gradInputWith<T>(const Geometry&, const T*, const T*, T*, const double*, const double*, const T*,    \
-                                 const double*, const double*, double);
+                                 const double*, const double*, double);                                             \
+  template bool gradInputByBlocks<T>(const Geometry&, int64_t, const T*, const T*, T*, const double*, const double*,  \
+                                     const T*, double, double*, double*, BlockExchange&);
 BATCHNORM_SPLIT_PHASES(float)
 BATCHNORM_SPLIT_PHASES(double)
 #undef BATCHNORM_SPLIT_PHASES

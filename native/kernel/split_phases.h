@@ -32,4 +32,31 @@ template <typename T>
 void gradInputWith(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput, const double* mean,
                    const double* invstd, const T* weight, const double* sumDy, const double* dotp, double count);
 
+// SyncBatchNorm's backward by blocks of channels (for ranks that can wait for each other without an
+// event loop: the worker group's members, after every rank has arrived). Per block: this rank's sums,
+// summed over the ranks through `exchange`, then its grad_input while the block's x and dy are still
+// in cache; the fused backward's one read of them instead of the split passes' two. Per channel the
+// same arithmetic as shardGradientSums then gradInputWith, so the same bits.
+class BlockExchange {
+ public:
+  virtual ~BlockExchange() = default;
+  // Publishes this rank's sums of the channels in `block` (blocks in order).
+  virtual void publish(ChannelRange block, const double* sumDy, const double* dotp) = 0;
+  // Waits for every rank's sums of the oldest block not yet collected and writes them, added in rank
+  // order from 0, into totalDy/totalDotp; false if the group failed (a peer left, a time-out).
+  virtual bool collect(ChannelRange block, double* totalDy, double* totalDotp) = 0;
+};
+
+// Channels per block for ranks whose largest shard has `channelBytes` of x and dy per channel: as many as
+// the L2 holds, at least one. Every rank of one process computes the same.
+int64_t channelsPerBlock(const Geometry& geometry, int64_t channelBytes);
+
+// The backward by blocks: this rank's sums of all channels into sumDy/dotp (its shares of the weight
+// and bias gradients), gradInput from the whole batch's; false (gradInput partly written) if the
+// exchange failed.
+template <typename T>
+bool gradInputByBlocks(const Geometry& geometry, int64_t blockChannels, const T* input, const T* gradOutput,
+                       T* gradInput, const double* mean, const double* invstd, const T* weight, double count,
+                       double* sumDy, double* dotp, BlockExchange& exchange);
+
 }  // namespace batchnorm

@@ -20,20 +20,13 @@ async function workerMain() {
   const { member, task } = workerData;
   const group = bn.joinWorkerGroup(member);
   if (task.kind === 'train') {
-    const { dtype, format, shape, shards, options } = task;
-    const module = new bn.SyncBatchNorm(shape[1], { ...options, dtype, processGroup: group });
-    const steps = [];
-    for (let step = 0; step < STEPS; step++) {
-      const x = { data: shards[step].x, shape: [shards[step].n, ...shape.slice(1)], memoryFormat: format };
-      const y = await module.forwardAsync(x);
-      const dx = await module.backwardAsync({ ...x, data: shards[step].dy });
-      steps.push({ output: y.data, gradInput: dx.data });
-    }
-    const grads = { weight: module.weight?.grad ?? null, bias: module.bias?.grad ?? null };
-    // Other layers' gradients, averaged over the ranks as a training script would.
-    const averaged = Float32Array.of(member.rank, 1);
-    await group.allReduce(averaged);
-    parentPort.postMessage({ steps, grads, state: module.stateDict(), averaged });
+    // Counts the backwards that ran by blocks of channels (the path planar tensors take in workers).
+    const binding = require(path.join(root, 'dist', 'native.js')).native();
+    const byBlocks = binding.gradInputByBlocks;
+    let blockedBackwards = 0;
+    binding.gradInputByBlocks = (...args) => (blockedBackwards++, byBlocks(...args));
+    const result = await trainShards(task, group);
+    parentPort.postMessage({ ...result, blockedBackwards });
   } else if (task.kind === 'terminate' || task.kind === 'timeout') {
     const module = new bn.SyncBatchNorm(2, { processGroup: group });
     if (member.rank === 1) {
@@ -46,6 +39,27 @@ async function workerMain() {
       parentPort.postMessage({ outcome: 'resolved' });
     } catch (error) {
       parentPort.postMessage({ outcome: 'rejected', message: error.message, counter: module.numBatchesTracked, mean: Array.from(module.runningMean) });
+    }
+  } else if (task.kind === 'exitInBlocks' || task.kind === 'timeoutInBlocks') {
+    // Rank 1 arrives at the backward (its first exchange) but never runs the blocks: it exits, or
+    // stays alive without them. The others' backward by blocks is waiting for it inside native code.
+    const shape = [2, 4, 64, 64];
+    const length = shape.reduce((a, b) => a * b, 1);
+    const x = { data: randomArray('float32', length, 1 + member.rank), shape };
+    const module = new bn.SyncBatchNorm(4, { processGroup: group });
+    await module.forwardAsync(x);
+    if (member.rank === 1) {
+      await group.allGather(new Float64Array(1));
+      if (task.kind === 'exitInBlocks') process.exit(3);
+      setTimeout(() => {}, 2000);
+      return;
+    }
+    const gradInput = new Float32Array(length);
+    try {
+      await module.backwardAsync({ ...x, data: randomArray('float32', length, 5) }, { out: { gradInput } });
+      parentPort.postMessage({ outcome: 'resolved' });
+    } catch (error) {
+      parentPort.postMessage({ outcome: 'rejected', message: error.message, weightGrad: module.weight.grad, biasGrad: module.bias.grad });
     }
   } else if (task.kind === 'step') {
     // A training step (forward + backward) of SyncBatchNorm on this rank's shard, against BatchNorm2d's
@@ -103,6 +117,51 @@ async function workerMain() {
   }
 }
 
+/** SyncBatchNorm's steps on this rank's shards: outputs, gradients, state and an averaged array. */
+async function trainShards({ dtype, format, shape, shards, options }, group) {
+  const module = new bn.SyncBatchNorm(shape[1], { ...options, dtype, processGroup: group });
+  const steps = [];
+  for (let step = 0; step < STEPS; step++) {
+    const x = { data: shards[step].x, shape: [shards[step].n, ...shape.slice(1)], memoryFormat: format };
+    const y = await module.forwardAsync(x);
+    const dx = await module.backwardAsync({ ...x, data: shards[step].dy });
+    steps.push({ output: y.data, gradInput: dx.data });
+  }
+  const grads = { weight: module.weight?.grad ?? null, bias: module.bias?.grad ?? null };
+  // Other layers' gradients, averaged over the ranks as a training script would.
+  const averaged = Float32Array.of(group.rank, 1);
+  await group.allReduce(averaged);
+  return { steps, grads, state: module.stateDict(), averaged };
+}
+
+/** `size` ranks in this thread (two passes and one exchange per backward: no worker group). */
+function threadGroups(size) {
+  const rounds = [];
+  const called = new Array(size).fill(0);
+  return Array.from({ length: size }, (_, rank) => ({
+    rank,
+    size,
+    allGather(local) {
+      const round = (rounds[called[rank]++] ??= { parts: [], resolvers: [] });
+      round.parts[rank] = local.slice();
+      return new Promise((resolve) => {
+        round.resolvers[rank] = resolve;
+        if (round.parts.filter(Boolean).length === size) round.resolvers.forEach((r) => r(round.parts.map((p) => p.slice())));
+      });
+    },
+    async allReduce(array) {
+      const parts = await this.allGather(Float64Array.from(array));
+      array.forEach((_, i) => (array[i] = parts.reduce((sum, part) => sum + part[i], 0)));
+    },
+  }));
+}
+
+/** Whether two typed arrays (or two nulls) hold the same bytes. */
+function sameBits(a, b) {
+  if (a === null || b === null) return a === b;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
 /** Runs one worker per rank of a new group; resolves with their messages (or exit codes). */
 function runGroup(size, taskFor, groupOptions) {
   const group = bn.createWorkerGroup(size, groupOptions);
@@ -139,13 +198,17 @@ async function train([dtype, format, shapeText, shardText, optionsText]) {
     expected.push({ output: y.data, gradInput: dx.data });
   }
   const begins = sizes.map((_, r) => sizes.slice(0, r).reduce((a, b) => a + b, 0));
-  const results = await runGroup(sizes.length, (rank) => ({
+  const taskOf = (rank) => ({
     kind: 'train', dtype, format, shape, options,
     shards: inputs.map(({ x, dy }) => {
       const from = begins[rank] * perItem, to = (begins[rank] + sizes[rank]) * perItem;
       return { n: sizes[rank], x: x.slice(from, to), dy: dy.slice(from, to) };
     }),
-  }));
+  });
+  const results = await runGroup(sizes.length, taskOf);
+  // The same shards over ranks in this thread: the workers' results, whichever path they took, must
+  // have the same bits (every channel's arithmetic and the rank order of the merges are the same).
+  const inThread = await Promise.all(threadGroups(sizes.length).map((group) => trainShards(taskOf(group.rank), group)));
   const report = { outputError: 0, gradInputError: 0, runningIdentical: true, runningError: 0, gradError: 0, averaged: results[0].averaged };
   for (const [rank, result] of results.entries()) {
     if (result.exitCode !== undefined) throw new Error(`rank ${rank} exited with ${result.exitCode}`);
@@ -169,11 +232,18 @@ async function train([dtype, format, shapeText, shardText, optionsText]) {
     report.gradError = Math.max(report.gradError, maxError(summed, whole[key].grad));
   }
   report.counters = results.map((r) => (r.state.num_batches_tracked === undefined ? null : Number(r.state.num_batches_tracked[0])));
+  report.blockedBackwards = results.map((r) => r.blockedBackwards);
+  report.sameBitsInThread = results.every((result, rank) => {
+    const other = inThread[rank];
+    return result.steps.every((s, i) => sameBits(s.output, other.steps[i].output) && sameBits(s.gradInput, other.steps[i].gradInput)) &&
+      sameBits(result.grads.weight, other.grads.weight) && sameBits(result.grads.bias, other.grads.bias) &&
+      Object.keys(other.state).every((key) => sameBits(result.state[key], other.state[key]));
+  });
   return report;
 }
 
 async function failure(kind) {
-  const results = await runGroup(3, () => ({ kind }), kind === 'timeout' ? { timeoutMs: 300 } : {});
+  const results = await runGroup(3, () => ({ kind }), kind.startsWith('timeout') ? { timeoutMs: 300 } : {});
   return { results };
 }
 

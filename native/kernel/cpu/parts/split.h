@@ -20,37 +20,44 @@ bool splitStatistics(const Geometry& g, const T* input, double* mean, double* va
   return true;
 }
 
+// The planar split covers channels; a range runs the same per-channel tasks over its channels only.
+inline ParallelSplit channelsOf(const ParallelSplit& split, ChannelRange range) {
+  return {range.size(), split.itemElements};
+}
+
 template <typename T, typename GradientMask>
-bool splitGradientSums(const Geometry& g, const T* input, const T* gradOutput, const double* center, double* sumDy,
-                       double* dotp) {
+bool splitGradientSums(const Geometry& g, ChannelRange range, const T* input, const T* gradOutput,
+                       const double* center, double* sumDy, double* dotp) {
   const PhasePlan plan = planPhaseNow<T>(g, Phase::Backward, 3);
   if (plan.interleaved) return false;
   const GradientMask mask{};
   auto body = [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
+    for (int64_t c = range.begin + begin; c < range.begin + end; ++c) {
       const GradientSums sums = planarGradientSums(g, input, gradOutput, c, center[c], mask);
       sumDy[c] = sums.sumDy;
       dotp[c] = sums.dotp;
     }
   };
-  parallelOver(plan.split, body);
+  parallelOver(channelsOf(plan.split, range), body);
   return true;
 }
 
+// `channels` holds the range's coefficients, channel range.begin first.
 template <typename T, typename GradientMask>
-bool splitGradInput(const Geometry& g, const T* input, const T* gradOutput, T* gradInput, const GradientAffine* channels) {
+bool splitGradInput(const Geometry& g, ChannelRange range, const T* input, const T* gradOutput, T* gradInput,
+                    const GradientAffine* channels) {
   const PhasePlan plan = planPhaseNow<T>(g, Phase::Backward, 3);
   if (plan.interleaved) return false;
-  PassCoefficients<T> coefficients(g.channels);
-  for (int64_t c = 0; c < g.channels; ++c) coefficients.put(c, channels[c], true);
+  PassCoefficients<T> coefficients(range.size());
+  for (int64_t k = 0; k < range.size(); ++k) coefficients.put(k, channels[k], true);
   const bool streaming = plan.streaming;
   const GradientMask mask{};
   auto body = [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      planarGradInput(g, input, gradOutput, gradInput, c, coefficients, c, true, streaming, mask);
+    for (int64_t k = begin; k < end; ++k) {
+      planarGradInput(g, input, gradOutput, gradInput, range.begin + k, coefficients, k, true, streaming, mask);
     }
     if (streaming) vec::streamFence();
   };
-  parallelOver(plan.split, body);
+  parallelOver(channelsOf(plan.split, range), body);
   return true;
 }
