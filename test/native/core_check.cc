@@ -161,6 +161,7 @@ void checkThreads(batchnorm::ThreadPool* pool, const Geometry& g, uint32_t seed)
 
 using batchnorm::BackwardChannels;
 using batchnorm::ChannelAffine;
+using batchnorm::ChannelRange;
 using batchnorm::EvalChannels;
 using batchnorm::ForwardChannels;
 using batchnorm::GradientAffine;
@@ -253,8 +254,8 @@ TableOutputs runTable(const KernelTable<T>& table, const Geometry& g, uint32_t s
   table.splitAffine(g, as<T>(input), as<T>(out.splitOutput), affines.data());
   out.splitSumDy.assign(c, 0);
   out.splitDotp.assign(c, 0);
-  out.split = table.splitGradientSums(g, as<T>(input), as<T>(gradOutput), center.data(), out.splitSumDy.data(),
-                                      out.splitDotp.data());
+  out.split = table.splitGradientSums(g, ChannelRange::all(g), as<T>(input), as<T>(gradOutput), center.data(),
+                                      out.splitSumDy.data(), out.splitDotp.data());
   if (out.split) {
     const double sign = negatedSums ? -1 : 1;
     std::vector<GradientAffine> coefficients(c);
@@ -264,7 +265,8 @@ TableOutputs runTable(const KernelTable<T>& table, const Geometry& g, uint32_t s
       coefficients[k] = {center[k], sign * sumDy / count, sign * dotp * invstd[k] * invstd[k] / count,
                          invstd[k] * weight[k]};
     }
-    table.splitGradInput(g, as<T>(input), as<T>(gradOutput), as<T>(out.splitGradInput), coefficients.data());
+    table.splitGradInput(g, ChannelRange::all(g), as<T>(input), as<T>(gradOutput), as<T>(out.splitGradInput),
+                         coefficients.data());
   }
   return out;
 }

@@ -104,7 +104,7 @@ async function workerMain() {
     const stepMs = Number(process.hrtime.bigint() - start) / 1e6;
     parentPort.postMessage({ rank: member.rank, poolDoneAfterStep: poolDone, stepMs, finite: y.data.every(Number.isFinite) });
   } else if (task.kind === 'latency') {
-    const local = new Float64Array(2 * task.channels + 1);
+    const local = new Float64Array(2 * task.channels + 2);
     for (let i = 0; i < 200; i++) await group.allGather(local);
     const times = [];
     for (let i = 0; i < task.rounds; i++) {
