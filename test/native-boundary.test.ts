@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { native } from '../lib/native';
+import { bytes } from './helpers/arrays';
 import {
   BACKWARD_ARGUMENTS,
   BackwardArgument,
@@ -147,6 +148,49 @@ describe('native backward re-checks', () => {
     ['short gradInput', { gradInput: f32(5) }, 'gradInput should contain 6 elements not 5'],
     ['missing saveMean', { saveMean: null }, 'saveMean must be a Float32Array'],
     ['gradWeight aliasing saveMean', { saveMean, gradWeight: saveMean }, 'must not overlap'],
+  ])('%s', (_label, overrides, message) => {
+    expect(() => call(base(overrides))).toThrow(message);
+  });
+});
+
+describe('native gradInputByBlocks re-checks', () => {
+  /** A valid call of a (2, 2, 4) float32 backward by blocks over a group of one, with `overrides` by name. */
+  const base = (overrides: Record<string, unknown> = {}): unknown[] => {
+    const valid = {
+      gradOutput: f32(16), input: f32(16), gradInput: f32(16), batch: 2, channels: 2, spatial: 4, mean: new Float64Array(2),
+      invstd: new Float64Array(2).fill(1), weight: null, sumDy: new Float64Array(2), dotp: new Float64Array(2), total: 8,
+      channelBytes: 64, control: new Int32Array(8), exchange: new Float64Array(4), rank: 0, size: 1, slotLength: 4,
+      progressWord: 6, timeoutMs: Infinity,
+    };
+    return gradInputByBlocksArguments({ ...valid, ...overrides } as Parameters<typeof gradInputByBlocksArguments>[0]);
+  };
+  const call = (args: unknown[]) => (native().gradInputByBlocks as (...a: unknown[]) => number)(...args);
+
+  it('runs a group of one: 0 (done), the sums and gradInput of the two passes', () => {
+    const gradOutput = Float32Array.from({ length: 16 }, (_, i) => i % 5);
+    const input = Float32Array.from({ length: 16 }, (_, i) => i % 3);
+    const mean = Float64Array.of(1, 0.5);
+    const invstd = Float64Array.of(1.5, 2);
+    const [gradInput, sumDy, dotp] = [f32(16), new Float64Array(2), new Float64Array(2)];
+    expect(call(base({ gradOutput, input, mean, invstd, gradInput, sumDy, dotp }))).toBe(0);
+    const [twoPassGrad, twoPassDy, twoPassDotp] = [f32(16), new Float64Array(2), new Float64Array(2)];
+    native().shardGradientSums(gradOutput, input, 2, 2, 4, mean, twoPassDy, twoPassDotp);
+    native().gradInputWith(gradOutput, input, twoPassGrad, 2, 2, 4, mean, invstd, null, twoPassDy, twoPassDotp, 8);
+    expect(bytes(sumDy)).toEqual(bytes(twoPassDy));
+    expect(bytes(dotp)).toEqual(bytes(twoPassDotp));
+    expect(bytes(gradInput)).toEqual(bytes(twoPassGrad));
+    // sum(dy) per channel, added up here: the rows (b, c) of 4 values.
+    const expected = [0, 1].map((c) => [0, 1].reduce((sum, b) => sum + gradOutput.subarray((b * 2 + c) * 4, (b * 2 + c + 1) * 4).reduce((a, v) => a + v, 0), 0));
+    expect(Array.from(sumDy)).toEqual(expected);
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    ['control of floats', { control: new Float32Array(8) }, 'control must be an Int32Array'],
+    ['progress words past the control array', { progressWord: 8 }, 'progressWord must leave size words of control after it'],
+    ['a short exchange', { exchange: new Float64Array(3) }, 'exchange should contain 4 elements not 3'],
+    ['slots too short for the sums', { slotLength: 3, exchange: new Float64Array(3) }, 'slotLength must be an integer of at least 2 * channels'],
+    ['a rank outside the group', { rank: 1 }, 'rank must be an integer from 0 to size - 1'],
+    ['no time-out given as 0', { timeoutMs: 0 }, 'timeoutMs must be positive'],
   ])('%s', (_label, overrides, message) => {
     expect(() => call(base(overrides))).toThrow(message);
   });

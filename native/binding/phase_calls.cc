@@ -144,8 +144,10 @@ void GradInputWithCall::run() {
   }
 }
 
-GradInputWithCall parseGradInputWith(const Napi::CallbackInfo& info) {
-  using A = GradInputWithArgument;
+// gradInputWith's arguments at their positions in list A: gradInputWith's own, or gradInputByBlocks',
+// which begins with them under the same names.
+template <typename A>
+GradInputWithCall parseGradInputArguments(const Napi::CallbackInfo& info) {
   GradInputWithCall call;
   const Shape shape = requireShape(info, A::input, "input", A::batch);
   call.dtype = shape.dtype;
@@ -160,33 +162,39 @@ GradInputWithCall parseGradInputWith(const Napi::CallbackInfo& info) {
   call.dotp = requireChannelDoubles(info, A::dotp, "dotp", shape.channels);
   call.total = requireNumber(info[A::total], "total");
   if (!(call.total >= 1)) throw Napi::RangeError::New(info.Env(), "total must be at least 1");
+  return call;
+}
+
+GradInputWithCall parseGradInputWith(const Napi::CallbackInfo& info) {
+  GradInputWithCall call = parseGradInputArguments<GradInputWithArgument>(info);
   requireNoHarmfulOverlap(info.Env(), call.arrays(), nullptr, nullptr);
   return call;
 }
 
 std::array<ArrayArgument, 9> GradInputByBlocksCall::arrays() {
   using A = GradInputByBlocksArgument;
-  return {{{&gradOutput, "gradOutput", false, A::gradOutput, false},
-           {&input, "input", false, A::input, false},
-           {&gradInput, "gradInput", true, A::gradInput, true},
-           {&mean, "mean", false, A::mean, false},
-           {&invstd, "invstd", false, A::invstd, false},
-           {&weight, "weight", false, A::weight, false},
-           {&sumDy, "sumDy", true, A::sumDy, true},
-           {&dotp, "dotp", true, A::dotp, true},
+  return {{{&pass.gradOutput, "gradOutput", false, A::gradOutput, false},
+           {&pass.input, "input", false, A::input, false},
+           {&pass.gradInput, "gradInput", true, A::gradInput, true},
+           {&pass.mean, "mean", false, A::mean, false},
+           {&pass.invstd, "invstd", false, A::invstd, false},
+           {&pass.weight, "weight", false, A::weight, false},
+           {&pass.sumDy, "sumDy", true, A::sumDy, true},
+           {&pass.dotp, "dotp", true, A::dotp, true},
            {&exchange, "exchange", true, A::exchange, false}}};
 }
 
 ExchangeOutcome GradInputByBlocksCall::run() {
   WorkerGroupExchange exchangeOverGroup(memory);
-  if (dtype == DType::Float32) {
-    gradInputByBlocks(geometry, blockChannels, input.as<float>(), gradOutput.as<float>(), gradInput.as<float>(),
-                      mean.as<double>(), invstd.as<double>(), weight.as<float>(), total, sumDy.as<double>(),
-                      dotp.as<double>(), exchangeOverGroup);
+  const GradInputWithCall& p = pass;
+  if (p.dtype == DType::Float32) {
+    gradInputByBlocks(p.geometry, blockChannels, p.input.as<float>(), p.gradOutput.as<float>(), p.gradInput.as<float>(),
+                      p.mean.as<double>(), p.invstd.as<double>(), p.weight.as<float>(), p.total, p.sumDy.as<double>(),
+                      p.dotp.as<double>(), exchangeOverGroup);
   } else {
-    gradInputByBlocks(geometry, blockChannels, input.as<double>(), gradOutput.as<double>(), gradInput.as<double>(),
-                      mean.as<double>(), invstd.as<double>(), weight.as<double>(), total, sumDy.as<double>(),
-                      dotp.as<double>(), exchangeOverGroup);
+    gradInputByBlocks(p.geometry, blockChannels, p.input.as<double>(), p.gradOutput.as<double>(),
+                      p.gradInput.as<double>(), p.mean.as<double>(), p.invstd.as<double>(), p.weight.as<double>(),
+                      p.total, p.sumDy.as<double>(), p.dotp.as<double>(), exchangeOverGroup);
   }
   return exchangeOverGroup.outcome();
 }
@@ -195,39 +203,33 @@ GradInputByBlocksCall parseGradInputByBlocks(const Napi::CallbackInfo& info) {
   using A = GradInputByBlocksArgument;
   const Napi::Env env = info.Env();
   GradInputByBlocksCall call;
-  const Shape shape = requireShape(info, A::input, "input", A::batch);
-  call.dtype = shape.dtype;
-  call.geometry = shape.geometry;
-  call.gradOutput = requireFloatArray(info[A::gradOutput], "gradOutput", shape.dtype, shape.elements);
-  call.input = requireFloatArray(info[A::input], "input", shape.dtype, shape.elements);
-  call.gradInput = requireFloatArray(info[A::gradInput], "gradInput", shape.dtype, shape.elements);
-  call.mean = requireChannelDoubles(info, A::mean, "mean", shape.channels);
-  call.invstd = requireChannelDoubles(info, A::invstd, "invstd", shape.channels);
-  call.weight = optionalFloatArray(info[A::weight], "weight", shape.dtype, shape.channels);
-  call.sumDy = requireChannelDoubles(info, A::sumDy, "sumDy", shape.channels);
-  call.dotp = requireChannelDoubles(info, A::dotp, "dotp", shape.channels);
-  call.total = requireNumber(info[A::total], "total");
-  if (!(call.total >= 1)) throw Napi::RangeError::New(env, "total must be at least 1");
+  call.pass = parseGradInputArguments<A>(info);
+  const int64_t channels = call.pass.geometry.channels;
   const double channelBytes = requireNumber(info[A::channelBytes], "channelBytes");
   if (!(channelBytes >= 0 && channelBytes <= 9007199254740991.0)) {
     throw Napi::RangeError::New(env, "channelBytes must be a non-negative safe integer");
   }
-  call.blockChannels = channelsPerBlock(call.geometry, static_cast<int64_t>(channelBytes));
+  call.blockChannels = channelsPerBlock(call.pass.geometry, static_cast<int64_t>(channelBytes));
 
   WorkerGroupMemory& memory = call.memory;
   const double size = requireNumber(info[A::size], "size");
   const double rank = requireNumber(info[A::rank], "rank");
   const double slotLength = requireNumber(info[A::slotLength], "slotLength");
   const double progressWord = requireNumber(info[A::progressWord], "progressWord");
-  if (!(size >= 1 && size <= 65536 && size == static_cast<int>(size))) throw Napi::RangeError::New(env, "size must be an integer from 1 to 65536");
-  if (!(rank >= 0 && rank < size && rank == static_cast<int>(rank))) throw Napi::RangeError::New(env, "rank must be an integer from 0 to size - 1");
-  if (!(slotLength >= 2.0 * static_cast<double>(shape.channels) && slotLength <= 4294967295.0 && slotLength == static_cast<double>(static_cast<uint32_t>(slotLength)))) {
+  if (!(size >= 1 && size <= 65536 && size == static_cast<int>(size))) {
+    throw Napi::RangeError::New(env, "size must be an integer from 1 to 65536");
+  }
+  if (!(rank >= 0 && rank < size && rank == static_cast<int>(rank))) {
+    throw Napi::RangeError::New(env, "rank must be an integer from 0 to size - 1");
+  }
+  if (!(slotLength >= 2.0 * static_cast<double>(channels) && slotLength <= 4294967295.0 &&
+        slotLength == static_cast<double>(static_cast<uint32_t>(slotLength)))) {
     throw Napi::RangeError::New(env, "slotLength must be an integer of at least 2 * channels");
   }
   memory.size = static_cast<int>(size);
   memory.rank = static_cast<int>(rank);
   memory.slotLength = static_cast<size_t>(slotLength);
-  memory.channels = shape.geometry.channels;
+  memory.channels = channels;
   call.exchange = requireFloatArray(info[A::exchange], "exchange", DType::Float64, memory.slotLength * memory.size);
   memory.slots = call.exchange.as<double>();
 
@@ -238,7 +240,8 @@ GradInputByBlocksCall parseGradInputByBlocks(const Napi::CallbackInfo& info) {
       type != napi_int32_array) {
     throw Napi::TypeError::New(env, "control must be an Int32Array");
   }
-  if (!(progressWord >= 1 && progressWord + size <= static_cast<double>(words) && progressWord == static_cast<double>(static_cast<uint32_t>(progressWord)))) {
+  if (!(progressWord >= 1 && progressWord + size <= static_cast<double>(words) &&
+        progressWord == static_cast<double>(static_cast<uint32_t>(progressWord)))) {
     throw Napi::RangeError::New(env, "progressWord must leave size words of control after it");
   }
   memory.control = static_cast<int32_t*>(control);

@@ -66,10 +66,8 @@ struct GradInputWithCall {
 // sumDy/dotp receive this rank's sums of every channel, as shardGradientSums.
 struct GradInputByBlocksCall {
   static constexpr size_t kArguments = GradInputByBlocksArgument::count;
-  DType dtype = DType::Float32;
-  Geometry geometry;
-  FloatView gradOutput, input, gradInput, mean, invstd, weight, sumDy, dotp, exchange;
-  double total = 0;
+  GradInputWithCall pass;  // its first arguments are gradInputWith's
+  FloatView exchange;
   int64_t blockChannels = 1;
   WorkerGroupMemory memory;
   std::array<ArrayArgument, 9> arrays();
