@@ -98,11 +98,22 @@ export interface NativeBinding {
   ): void;
   gradInputWithAsync(...args: [...Parameters<NativeBinding['gradInputWith']>, staged: number]): Promise<void>;
   /**
-   * SyncBatchNorm's backward by blocks of channels over one round of a worker group's shared memory
-   * (lib/worker-group.ts), on the calling thread: gradInputWith's result from sums exchanged block by
-   * block, this rank's sums in sumDy/dotp. Returns 0 (done), 1 (the group broke: a peer exited or
-   * timed out) or 2 (this rank timed out and marked the group broken); gradInput is partly written
-   * unless 0. `timeoutMs`: Infinity for none.
+   * SyncBatchNorm's training forward by blocks of channels over one round of a worker group's shared
+   * memory (lib/worker-group.ts), on the calling thread: the normalized output with the statistics of
+   * every rank's shard (`counts`: each rank's values per channel), whose mean, m2 and invstd come out.
+   * `channelBytes`: the largest shard's input bytes per channel (0: one block). Returns 0 (done), 1 (the
+   * group broke: a peer exited or timed out) or 2 (this rank timed out and marked the group broken);
+   * output is partly written unless 0. `timeoutMs`: Infinity for none.
+   */
+  normalizeByBlocks(
+    input: NativeFloatArray, output: NativeFloatArray, batch: number, channels: number, spatial: number,
+    weight: NativeFloatArray | null, bias: NativeFloatArray | null, eps: number, counts: Float64Array, mean: Float64Array,
+    m2: Float64Array, invstd: Float64Array, channelBytes: number, control: Int32Array, exchange: Float64Array, rank: number,
+    size: number, slotLength: number, progressWord: number, timeoutMs: number,
+  ): number;
+  /**
+   * SyncBatchNorm's backward by blocks, as normalizeByBlocks: gradInputWith's result from sums exchanged
+   * block by block, this rank's sums in sumDy/dotp (`channelBytes`: of x and dy).
    */
   gradInputByBlocks(
     gradOutput: NativeFloatArray, input: NativeFloatArray, gradInput: NativeFloatArray, batch: number, channels: number,
@@ -162,6 +173,8 @@ export interface NativeBinding {
 
   /** The caches the planner sizes its blocks and streaming by, found at load. */
   cacheSizes(): NativeCacheSizes;
+  /** Values per channel and batch item from which SyncBatchNorm's steps by blocks cut a tensor's channels. */
+  readonly blockMinSpatial: number;
 }
 
 /** native/kernel/cache_sizes.h CacheSizes. */

@@ -65,15 +65,19 @@ export const GRAD_INPUT_WITH_ARGUMENTS = [
   'gradOutput', 'input', 'gradInput', 'batch', 'channels', 'spatial', 'mean', 'invstd', 'weight', 'sumDy', 'dotp', 'total',
 ] as const;
 
-export const GRAD_INPUT_BY_BLOCKS_ARGUMENTS = [
-  'gradOutput', 'input', 'gradInput', 'batch', 'channels', 'spatial', 'mean', 'invstd', 'weight', 'sumDy', 'dotp', 'total',
-  'channelBytes', 'control', 'exchange', 'rank', 'size', 'slotLength', 'progressWord', 'timeoutMs',
+/** The steps by blocks end with the worker group's round (lib/worker-group.ts BlockRound) and the block size. */
+const BLOCK_ROUND_ARGUMENTS = ['channelBytes', 'control', 'exchange', 'rank', 'size', 'slotLength', 'progressWord', 'timeoutMs'] as const;
+export const NORMALIZE_BY_BLOCKS_ARGUMENTS = [
+  'input', 'output', 'batch', 'channels', 'spatial', 'weight', 'bias', 'eps', 'counts', 'mean', 'm2', 'invstd',
+  ...BLOCK_ROUND_ARGUMENTS,
 ] as const;
+export const GRAD_INPUT_BY_BLOCKS_ARGUMENTS = [...GRAD_INPUT_WITH_ARGUMENTS, ...BLOCK_ROUND_ARGUMENTS] as const;
 
 export const ShardStatisticsArgument = positions(SHARD_STATISTICS_ARGUMENTS);
 export const NormalizeWithArgument = positions(NORMALIZE_WITH_ARGUMENTS);
 export const ShardGradientSumsArgument = positions(SHARD_GRADIENT_SUMS_ARGUMENTS);
 export const GradInputWithArgument = positions(GRAD_INPUT_WITH_ARGUMENTS);
+export const NormalizeByBlocksArgument = positions(NORMALIZE_BY_BLOCKS_ARGUMENTS);
 export const GradInputByBlocksArgument = positions(GRAD_INPUT_BY_BLOCKS_ARGUMENTS);
 
 export function shardStatisticsArguments(a: {
@@ -105,19 +109,37 @@ export function gradInputWithArguments(a: {
     a.total];
 }
 
+/** A worker group's round and the block size, as the steps by blocks take them (lib/worker-group.ts). */
+export interface BlockRoundArguments {
+  channelBytes: number; control: Int32Array; exchange: Float64Array; rank: number; size: number; slotLength: number;
+  progressWord: number; timeoutMs: number;
+}
+
+type NormalizeByBlocksArgs = Parameters<NativeBinding['normalizeByBlocks']>;
+
+/**
+ * normalizeByBlocks()'s argument list: the training forward's input, output and parameters, every
+ * rank's values per channel (`counts`), the merged statistics' outputs, and the round.
+ */
+export function normalizeByBlocksArguments(a: {
+  input: NormalizeByBlocksArgs[0]; output: NormalizeByBlocksArgs[1]; batch: number; channels: number; spatial: number;
+  weight: NormalizeByBlocksArgs[5]; bias: NormalizeByBlocksArgs[6]; eps: number; counts: Float64Array; mean: Float64Array;
+  m2: Float64Array; invstd: Float64Array;
+} & BlockRoundArguments): NormalizeByBlocksArgs {
+  return [a.input, a.output, a.batch, a.channels, a.spatial, a.weight, a.bias, a.eps, a.counts, a.mean, a.m2, a.invstd,
+    a.channelBytes, a.control, a.exchange, a.rank, a.size, a.slotLength, a.progressWord, a.timeoutMs];
+}
+
 type ByBlocksArgs = Parameters<NativeBinding['gradInputByBlocks']>;
 
 /**
- * gradInputByBlocks()'s argument list: gradInputWith's (sumDy/dotp receive this rank's sums), the
- * largest shard's bytes of x and dy per channel over the ranks, and one round of a worker group's
- * shared memory (lib/worker-group.ts).
+ * gradInputByBlocks()'s argument list: gradInputWith's (sumDy/dotp receive this rank's sums) and the round.
  */
 export function gradInputByBlocksArguments(a: {
   gradOutput: ByBlocksArgs[0]; input: ByBlocksArgs[1]; gradInput: ByBlocksArgs[2]; batch: number; channels: number;
   spatial: number; mean: Float64Array; invstd: Float64Array; weight: ByBlocksArgs[8]; sumDy: Float64Array; dotp: Float64Array;
-  total: number; channelBytes: number; control: Int32Array; exchange: Float64Array; rank: number; size: number;
-  slotLength: number; progressWord: number; timeoutMs: number;
-}): ByBlocksArgs {
+  total: number;
+} & BlockRoundArguments): ByBlocksArgs {
   return [a.gradOutput, a.input, a.gradInput, a.batch, a.channels, a.spatial, a.mean, a.invstd, a.weight, a.sumDy, a.dotp,
     a.total, a.channelBytes, a.control, a.exchange, a.rank, a.size, a.slotLength, a.progressWord, a.timeoutMs];
 }

@@ -12,10 +12,13 @@ import { InstanceNormBase } from './instancenorm';
 import { permuteTo } from './layout';
 import { native } from './native';
 import {
+  type BlockRoundArguments,
   gradInputByBlocksArguments,
   GradInputByBlocksArgument,
   gradInputWithArguments,
   GradInputWithArgument,
+  normalizeByBlocksArguments,
+  NormalizeByBlocksArgument,
   normalizeWithArguments,
   NormalizeWithArgument,
   shardGradientSumsArguments,
@@ -24,8 +27,8 @@ import {
   ShardStatisticsArgument,
 } from './native-arguments';
 import { BatchNormBase, type BatchNormModuleOptions, type ModuleBackwardOptions, type ModuleForwardOptions, rankError } from './norm-base';
-import { type ProcessGroup, checkProcessGroup, gatherChecked, mergeStatistics, sumGradientParts } from './process-group';
-import { blockRounds } from './worker-group';
+import { type MergedStatistics, type ProcessGroup, checkProcessGroup, gatherChecked, mergeStatistics, sumGradientParts } from './process-group';
+import { type BlockRound, blockRounds } from './worker-group';
 import { type ArrayOf, type CheckedTensor, type DType, type FloatArray, type Tensor, checkSameDtype, checkTensor, newLike, newOutputLike, overlaps } from './tensor';
 import { checkBoolean, checkOptions } from './validate';
 
@@ -78,14 +81,35 @@ function onThisThreadAlone<R>(run: () => R, callerArrays: readonly CallerArray[]
 }
 
 /**
- * Bytes of x and dy per channel of this rank's shard when its backward can run by blocks of channels
- * (gradInputByBlocks), else -1: in a worker of a worker group, on a tensor whose channels lie in rows
- * of more than one value (a channel's rows are then apart from the others', so a block of channels is
- * a block of memory). Exchanged in the forward so that every rank takes the same path.
+ * A worker group's round as the native steps by blocks take it, with the block size's bytes per channel
+ * (0: one block).
  */
-function blockBytesOf(group: ProcessGroup, x: CheckedTensor): number {
-  if (isMainThread || !blockRounds.has(group) || x.kernelSpatial <= 1) return -1;
-  return 2 * x.kernelBatch * x.kernelSpatial * x.data.BYTES_PER_ELEMENT;
+function roundArguments(round: BlockRound, channelBytes: number): BlockRoundArguments {
+  const { control, exchange, rank, size, slotLength, progressWord, timeoutMs } = round;
+  return { channelBytes, control, exchange, rank, size, slotLength, progressWord, timeoutMs };
+}
+
+/**
+ * Runs a native step by blocks on this thread alone and ends its round; a group that broke meanwhile
+ * (a peer exited, a time-out) is this rank's error too.
+ */
+function runRound(round: BlockRound, run: () => number, callerArrays: readonly CallerArray[]): void {
+  let outcome = -1;
+  try {
+    outcome = onThisThreadAlone(run, callerArrays);
+  } finally {
+    round.finish(outcome === 0);
+  }
+  if (outcome !== 0) throw round.brokenError();
+}
+
+/** What a synchronized forward's passes give the step: the whole batch's statistics and the output. */
+interface NormalizedStep {
+  merged: MergedStatistics;
+  invstd: Float64Array;
+  result: FloatArray;
+  /** The largest shard's input bytes per channel when every rank's tensor is planar, else -1. */
+  blockBytes: number;
 }
 
 /** What a synchronized training step keeps for its backward. */
@@ -98,7 +122,7 @@ interface SyncStep {
   weight: FloatArray | null;
   /** The input's fingerprint at forward, with checkInputUnchanged. */
   fingerprint: bigint | null;
-  /** The largest shard's bytes of x and dy per channel when every rank's backward runs by blocks, else -1. */
+  /** By blocks (a worker group): the largest shard's input bytes per channel, -1 for one block. */
   blockBytes: number;
 }
 
@@ -236,42 +260,13 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     const fingerprint = this.checkInputUnchanged ? native().fingerprint(x.data) : null;
     if (!this.agreed) await this.agreeWithRanks();
 
-    // This rank's partials, then everyone's, merged in rank order.
-    const mean = new Float64Array(channels);
-    const m2 = new Float64Array(channels);
-    const geometry = { batch: x.kernelBatch, channels, spatial: x.kernelSpatial };
-    const statistics = shardStatisticsArguments({ input: x.data, ...geometry, mean, m2 });
-    const binding = native();
-    await runPhase(binding.shardStatistics, binding.shardStatisticsAsync, statistics, [
-      { name: 'input.data', array: x.data, argument: ShardStatisticsArgument.input },
-    ]);
-    const local = new Float64Array(2 + 2 * channels);
-    local[0] = x.batch * x.spatial;
-    local.set(mean, 1);
-    local.set(m2, 1 + channels);
-    local[1 + 2 * channels] = blockBytesOf(group, x);
-    const parts = await gatherChecked(group, local);
-    const merged = mergeStatistics(parts, channels);
-    const blockBytes = parts.reduce((bytes, part) => (bytes < 0 || part[1 + 2 * channels]! < 0 ? -1 : Math.max(bytes, part[1 + 2 * channels]!)), 0);
-    // PyTorch's rule, on the whole batch: every rank throws the same, before any state changes.
-    if (merged.count <= 1) {
-      throw new RangeError(
-        `Expected more than 1 value per channel when training, got ${merged.count} over the ${group.size} ranks of the ` +
-          `process group (input size ${formatShape(x.shape)} on this rank)`,
-      );
-    }
-
-    const invstd = new Float64Array(channels);
-    for (let c = 0; c < channels; c++) invstd[c] = invStd(merged.m2[c]! / merged.count, this.eps);
     const weight = this.weight === null ? null : this.weight.data.slice();
     const bias = this.bias === null ? null : this.bias.data.slice();
-    const result = output ?? newOutputLike(x.data, x.elements);
-    const normalize = normalizeWithArguments({ input: x.data, output: result, ...geometry, mean: merged.mean, invstd, weight, bias });
-    const callerArrays: CallerArray[] = [
-      { name: 'input.data', array: x.data, argument: NormalizeWithArgument.input },
-      { name: 'options.out', array: output, argument: NormalizeWithArgument.output },
-    ];
-    await runPhase(binding.normalizeWith, binding.normalizeWithAsync, normalize, callerArrays);
+    const startRound = blockRounds.get(group);
+    const { merged, invstd, result, blockBytes } =
+      startRound === undefined
+        ? await this.forwardInTwoPasses(x, output, weight, bias)
+        : await this.forwardByBlocks(x, output, weight, bias, startRound);
 
     // Commit: the running statistics and the counter, identical on every rank.
     let counted = this.numBatchesTracked;
@@ -289,6 +284,83 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     this.step = { x, mean: merged.mean, invstd, total: merged.count, weight, fingerprint, blockBytes };
     this.stepTaken = false;
     return { data: result as ArrayOf<D>, shape: x.shape, memoryFormat: x.memoryFormat };
+  }
+
+  /**
+   * The forward's passes with one exchange between them: this rank's statistics of every channel, the
+   * ranks' merged in rank order, then the normalization (x read twice).
+   */
+  private async forwardInTwoPasses(
+    x: CheckedTensor, output: FloatArray | null, weight: FloatArray | null, bias: FloatArray | null,
+  ): Promise<NormalizedStep> {
+    const channels = this.numFeatures;
+    const mean = new Float64Array(channels);
+    const m2 = new Float64Array(channels);
+    const geometry = { batch: x.kernelBatch, channels, spatial: x.kernelSpatial };
+    const binding = native();
+    await runPhase(binding.shardStatistics, binding.shardStatisticsAsync, shardStatisticsArguments({ input: x.data, ...geometry, mean, m2 }), [
+      { name: 'input.data', array: x.data, argument: ShardStatisticsArgument.input },
+    ]);
+    const local = new Float64Array(1 + 2 * channels);
+    local[0] = x.batch * x.spatial;
+    local.set(mean, 1);
+    local.set(m2, 1 + channels);
+    const merged = mergeStatistics(await gatherChecked(this.processGroup, local), channels);
+    this.checkWholeBatch(merged.count, x);
+    const invstd = new Float64Array(channels);
+    for (let c = 0; c < channels; c++) invstd[c] = invStd(merged.m2[c]! / merged.count, this.eps);
+    const result = output ?? newOutputLike(x.data, x.elements);
+    const normalize = normalizeWithArguments({ input: x.data, output: result, ...geometry, mean: merged.mean, invstd, weight, bias });
+    await runPhase(binding.normalizeWith, binding.normalizeWithAsync, normalize, [
+      { name: 'input.data', array: x.data, argument: NormalizeWithArgument.input },
+      { name: 'options.out', array: output, argument: NormalizeWithArgument.output },
+    ]);
+    return { merged, invstd, result, blockBytes: -1 };
+  }
+
+  /**
+   * The forward by blocks of channels (the members of a worker group): an exchange of each rank's count
+   * and bytes per channel (so that every rank knows the whole batch's count, and all cut the same
+   * blocks), then one native call on this thread that computes a block's statistics, exchanges them
+   * through the group's shared memory, merges them in rank order (the arithmetic of mergeStatistics) and
+   * normalizes the block while its x is still in cache. The same bits as the two passes. A tensor whose
+   * rows are shorter than `blockMinSpatial` on any rank runs as one block.
+   */
+  private async forwardByBlocks(
+    x: CheckedTensor, output: FloatArray | null, weight: FloatArray | null, bias: FloatArray | null, startRound: () => BlockRound,
+  ): Promise<NormalizedStep> {
+    const channels = this.numFeatures;
+    const binding = native();
+    const planarBytes = x.kernelSpatial >= binding.blockMinSpatial ? x.kernelBatch * x.kernelSpatial * x.data.BYTES_PER_ELEMENT : -1;
+    const parts = await gatherChecked(this.processGroup, Float64Array.of(x.batch * x.spatial, planarBytes));
+    const counts = Float64Array.from(parts, (part) => part[0]!);
+    let count = 0;
+    for (const partCount of counts) count += partCount;
+    this.checkWholeBatch(count, x);
+    const blockBytes = parts.every((part) => part[1]! >= 0) ? Math.max(...parts.map((part) => part[1]!)) : -1;
+    const mean = new Float64Array(channels);
+    const m2 = new Float64Array(channels);
+    const invstd = new Float64Array(channels);
+    const result = output ?? newOutputLike(x.data, x.elements);
+    const round = startRound();
+    const args = normalizeByBlocksArguments({
+      input: x.data, output: result, batch: x.kernelBatch, channels, spatial: x.kernelSpatial, weight, bias, eps: this.eps, counts,
+      mean, m2, invstd, ...roundArguments(round, Math.max(blockBytes, 0)),
+    });
+    runRound(round, () => binding.normalizeByBlocks(...args), [
+      { name: 'input.data', array: x.data, argument: NormalizeByBlocksArgument.input },
+      { name: 'options.out', array: output, argument: NormalizeByBlocksArgument.output },
+    ]);
+    return { merged: { count, mean, m2 }, invstd, result, blockBytes };
+  }
+
+  /** PyTorch's rule, on the whole batch: every rank throws the same, before any state changes. */
+  private checkWholeBatch(count: number, x: CheckedTensor): void {
+    if (count > 1) return;
+    throw new RangeError(
+      `Expected more than 1 value per channel when training, got ${count} over the ${this.processGroup.size} ranks of the ` +
+        `process group (input size ${formatShape(x.shape)} on this rank)`,
+    );
   }
 
   private async synchronizedBackward(gradOutput: unknown, options: unknown): Promise<Tensor<ArrayOf<D>>> {
@@ -330,12 +402,11 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
 
     const sumDy = new Float64Array(this.numFeatures);
     const dotp = new Float64Array(this.numFeatures);
-    let gradInput: FloatArray;
-    if (step.blockBytes >= 0) {
-      gradInput = await this.backwardByBlocks(step, dy, destination as FloatArray | undefined, sumDy, dotp);
-    } else {
-      gradInput = await this.backwardInTwoPasses(step, dy, destination as FloatArray | undefined, sumDy, dotp);
-    }
+    const startRound = blockRounds.get(this.processGroup);
+    const gradInput =
+      startRound === undefined
+        ? await this.backwardInTwoPasses(step, dy, destination as FloatArray | undefined, sumDy, dotp)
+        : await this.backwardByBlocks(step, dy, destination as FloatArray | undefined, sumDy, dotp, startRound);
     // This rank's shares of the weight and bias gradients, accumulated as autograd does.
     if (wantWeight) accumulateInto(this.weight!, dotp.map((value, c) => value * step.invstd[c]!));
     if (wantBias) accumulateInto(this.bias!, sumDy);
@@ -385,29 +456,22 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
    */
   private async backwardByBlocks(
     step: SyncStep, dy: CheckedTensor, destination: FloatArray | undefined, sumDy: Float64Array, dotp: Float64Array,
+    startRound: () => BlockRound,
   ): Promise<FloatArray> {
     const { x } = step;
-    const channels = this.numFeatures;
     await gatherChecked(this.processGroup, new Float64Array(1));
-    const round = blockRounds.get(this.processGroup)!();
     const gradInput = destination ?? newOutputLike(x.data, x.elements);
+    const round = startRound();
     const args = gradInputByBlocksArguments({
-      gradOutput: dy.data, input: x.data, gradInput, batch: x.kernelBatch, channels, spatial: x.kernelSpatial,
-      mean: step.mean, invstd: step.invstd, weight: step.weight, sumDy, dotp, total: step.total, channelBytes: step.blockBytes,
-      control: round.control, exchange: round.exchange, rank: round.rank, size: round.size, slotLength: round.slotLength,
-      progressWord: round.progressWord, timeoutMs: round.timeoutMs,
+      gradOutput: dy.data, input: x.data, gradInput, batch: x.kernelBatch, channels: this.numFeatures, spatial: x.kernelSpatial,
+      mean: step.mean, invstd: step.invstd, weight: step.weight, sumDy, dotp, total: step.total,
+      ...roundArguments(round, Math.max(2 * step.blockBytes, 0)),
     });
-    let outcome = -1;
-    try {
-      outcome = onThisThreadAlone(() => native().gradInputByBlocks(...args), [
-        { name: 'gradOutput.data', array: dy.data, argument: GradInputByBlocksArgument.gradOutput },
-        { name: 'input.data', array: x.data, argument: GradInputByBlocksArgument.input },
-        { name: 'options.out.gradInput', array: destination ?? null, argument: GradInputByBlocksArgument.gradInput },
-      ]);
-    } finally {
-      round.finish(outcome === 0);
-    }
-    if (outcome !== 0) throw round.brokenError();
+    runRound(round, () => native().gradInputByBlocks(...args), [
+      { name: 'gradOutput.data', array: dy.data, argument: GradInputByBlocksArgument.gradOutput },
+      { name: 'input.data', array: x.data, argument: GradInputByBlocksArgument.input },
+      { name: 'options.out.gradInput', array: destination ?? null, argument: GradInputByBlocksArgument.gradInput },
+    ]);
     return gradInput;
   }
 

@@ -18,11 +18,15 @@ const waitAsync = (Atomics as unknown as { waitAsync: (array: Int32Array, index:
 
 /** Control words (Int32) of a group's shared memory. */
 const BROKEN = 0; // 0, or 1 + the rank whose worker exited, or -1 for a time-out
-const EXIT_CODE = 1;
+// (word 1 is unused)
 const ARRIVED = 2; // two counters, one per buffer: arrivals so far
 const LENGTHS = 4; // per buffer and rank: the length written
-// then PROGRESS = LENGTHS + 2 * size: per rank, the blocks of SyncBatchNorm's blocked backward it has
-// published so far (native/binding/worker_group_exchange.h).
+// then, per rank, PROGRESS = LENGTHS + 2 * size: the blocks of SyncBatchNorm's steps by blocks it has
+// published so far (native/binding/worker_group_exchange.h), and EXIT_CODES = LENGTHS + 3 * size: its
+// worker's exit code, stored before BROKEN names it (native code reads BROKEN without waiting for a
+// notification, so the code must already be there).
+const progressWord = (size: number) => LENGTHS + 2 * size;
+const exitCodeWord = (size: number, rank: number) => LENGTHS + 3 * size + rank;
 
 /** What a worker needs to join a group: pass it in `workerData` (it is structured-cloneable). */
 export interface WorkerGroupMember {
@@ -70,7 +74,7 @@ export function createWorkerGroup(size: number, options: WorkerGroupOptions = {}
   if (timeoutMs !== null && !(typeof timeoutMs === 'number' && timeoutMs > 0)) {
     throw invalidValue('options.timeoutMs', 'a positive number of milliseconds or null', timeoutMs);
   }
-  const control = new SharedArrayBuffer(4 * (LENGTHS + 3 * size));
+  const control = new SharedArrayBuffer(4 * (LENGTHS + 4 * size));
   const data = new SharedArrayBuffer(8 * 2 * size * maxLength);
   const words = new Int32Array(control);
   return {
@@ -81,8 +85,8 @@ export function createWorkerGroup(size: number, options: WorkerGroupOptions = {}
     },
     watch(worker: Worker, rank: number): void {
       worker.once('exit', (code: number) => {
+        Atomics.store(words, exitCodeWord(size, rank), code);
         if (Atomics.compareExchange(words, BROKEN, 0, 1 + rank) !== 0) return;
-        Atomics.store(words, EXIT_CODE, code);
         Atomics.notify(words, ARRIVED);
         Atomics.notify(words, ARRIVED + 1);
       });
@@ -168,7 +172,7 @@ export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
     const broken = Atomics.load(words, BROKEN);
     if (broken === -1) return new Error(`worker group: an exchange waited more than ${timeoutMs} ms for a peer (rank ${rank} gave up)`);
     return new Error(
-      `worker group: the worker of rank ${broken - 1} exited (code ${Atomics.load(words, EXIT_CODE)}), so its peers' exchanges cannot complete`,
+      `worker group: the worker of rank ${broken - 1} exited (code ${Atomics.load(words, exitCodeWord(size, broken - 1))}), so its peers' exchanges cannot complete`,
     );
   }
 
@@ -206,7 +210,7 @@ export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
       rank,
       size,
       slotLength: maxLength,
-      progressWord: LENGTHS + 2 * size,
+      progressWord: progressWord(size),
       timeoutMs: timeoutMs ?? Infinity,
       finish(succeeded: boolean): void {
         if (succeeded) Atomics.add(words, ARRIVED + buffer, 1);

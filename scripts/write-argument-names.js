@@ -18,6 +18,7 @@ const STRUCTS = [
   ['NormalizeWithArgument', 'NORMALIZE_WITH_ARGUMENTS'],
   ['ShardGradientSumsArgument', 'SHARD_GRADIENT_SUMS_ARGUMENTS'],
   ['GradInputWithArgument', 'GRAD_INPUT_WITH_ARGUMENTS'],
+  ['NormalizeByBlocksArgument', 'NORMALIZE_BY_BLOCKS_ARGUMENTS'],
   ['GradInputByBlocksArgument', 'GRAD_INPUT_BY_BLOCKS_ARGUMENTS'],
 ];
 

@@ -16,6 +16,8 @@ import {
   GradInputWithArgument,
   GRAD_INPUT_BY_BLOCKS_ARGUMENTS,
   GradInputByBlocksArgument,
+  NORMALIZE_BY_BLOCKS_ARGUMENTS,
+  NormalizeByBlocksArgument,
   NORMALIZE_WITH_ARGUMENTS,
   NormalizeWithArgument,
   SHARD_GRADIENT_SUMS_ARGUMENTS,
@@ -26,6 +28,7 @@ import {
   forwardArguments,
   gradInputWithArguments,
   gradInputByBlocksArguments,
+  normalizeByBlocksArguments,
   normalizeWithArguments,
   shardGradientSumsArguments,
   shardStatisticsArguments,
@@ -196,6 +199,46 @@ describe('native gradInputByBlocks re-checks', () => {
   });
 });
 
+describe('native normalizeByBlocks re-checks', () => {
+  const round = { channelBytes: 0, control: new Int32Array(8), exchange: new Float64Array(4), rank: 0, size: 1, slotLength: 4, progressWord: 6, timeoutMs: Infinity };
+  /** A valid training forward of a (2, 2, 64) float32 tensor by blocks over a group of one, with `overrides` by name. */
+  const base = (overrides: Record<string, unknown> = {}): unknown[] => {
+    const valid = {
+      input: Float32Array.from({ length: 256 }, (_, i) => (i * 7) % 11), output: f32(256), batch: 2, channels: 2, spatial: 64,
+      weight: Float32Array.of(1.5, -2), bias: Float32Array.of(0.25, 3), eps: 1e-5, counts: Float64Array.of(128),
+      mean: new Float64Array(2), m2: new Float64Array(2), invstd: new Float64Array(2), ...round, channelBytes: 512,
+    };
+    return normalizeByBlocksArguments({ ...valid, ...overrides } as Parameters<typeof normalizeByBlocksArguments>[0]);
+  };
+  const call = (args: unknown[]) => (native().normalizeByBlocks as (...a: unknown[]) => number)(...args);
+
+  it('runs a group of one by blocks of one channel: 0 (done), the statistics and output of the two passes', () => {
+    const args = base();
+    expect(call(args)).toBe(0);
+    const [input, output] = args as [Float32Array, Float32Array];
+    const [mean, m2, invstd] = args.slice(9, 12) as Float64Array[];
+    const [twoPassMean, twoPassM2, twoPassOutput] = [new Float64Array(2), new Float64Array(2), f32(256)];
+    native().shardStatistics(input, 2, 2, 64, twoPassMean, twoPassM2);
+    const twoPassInvstd = twoPassM2.map((value) => 1 / Math.sqrt(value / 128 + 1e-5));
+    native().normalizeWith(input, twoPassOutput, 2, 2, 64, twoPassMean, twoPassInvstd, Float32Array.of(1.5, -2), Float32Array.of(0.25, 3));
+    expect(bytes(mean!)).toEqual(bytes(twoPassMean));
+    expect(bytes(m2!)).toEqual(bytes(twoPassM2));
+    expect(bytes(invstd!)).toEqual(bytes(twoPassInvstd));
+    expect(bytes(output)).toEqual(bytes(twoPassOutput));
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    ['counts of another length', { counts: Float64Array.of(64, 64) }, 'counts should contain 1 elements not 2'],
+    ['a fractional count', { counts: Float64Array.of(127.5) }, 'counts must be non-negative integers'],
+    ['no values at all', { counts: Float64Array.of(0) }, 'counts must add up to at least 1'],
+    ['a negative eps', { eps: -1 }, 'eps must be non-negative'],
+    ['control of floats', { control: new Float32Array(8) }, 'control must be an Int32Array'],
+    ['mean inside output', ((output) => ({ output, mean: new Float64Array(output.buffer, 0, 2) }))(f32(256)), 'must not overlap'],
+  ])('%s', (_label, overrides, message) => {
+    expect(() => call(base(overrides))).toThrow(message);
+  });
+});
+
 describe('argument positions shared by lib/ and native/', () => {
   const root = path.join(__dirname, '..');
   it('native/binding/argument_names.h is the header scripts/write-argument-names.js writes from these lists', () => {
@@ -210,6 +253,7 @@ describe('argument positions shared by lib/ and native/', () => {
       NORMALIZE_WITH_ARGUMENTS,
       SHARD_GRADIENT_SUMS_ARGUMENTS,
       GRAD_INPUT_WITH_ARGUMENTS,
+      NORMALIZE_BY_BLOCKS_ARGUMENTS,
       GRAD_INPUT_BY_BLOCKS_ARGUMENTS,
     };
     expect(readFileSync(file, 'utf8')).toBe(header(lists));
@@ -241,6 +285,7 @@ describe('argument positions shared by lib/ and native/', () => {
     ['NormalizeWithArgument', 'normalizeWith', NORMALIZE_WITH_ARGUMENTS, NormalizeWithArgument, normalizeWithArguments],
     ['ShardGradientSumsArgument', 'shardGradientSums', SHARD_GRADIENT_SUMS_ARGUMENTS, ShardGradientSumsArgument, shardGradientSumsArguments],
     ['GradInputWithArgument', 'gradInputWith', GRAD_INPUT_WITH_ARGUMENTS, GradInputWithArgument, gradInputWithArguments],
+    ['NormalizeByBlocksArgument', 'normalizeByBlocks', NORMALIZE_BY_BLOCKS_ARGUMENTS, NormalizeByBlocksArgument, normalizeByBlocksArguments],
     ['GradInputByBlocksArgument', 'gradInputByBlocks', GRAD_INPUT_BY_BLOCKS_ARGUMENTS, GradInputByBlocksArgument, gradInputByBlocksArguments],
   ] as const)('%s: the C++ enum, binding.d.ts, lib/native-arguments.ts and its builder agree', (struct, method, names, positions, build) => {
     expect(enumNames(struct)).toEqual([...names]);

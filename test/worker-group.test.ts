@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { createWorkerGroup, joinWorkerGroup } from '../lib/index';
+import { native } from '../lib/native';
 
 const script = path.join(__dirname, 'scripts', 'worker-group.js');
 
@@ -29,10 +30,15 @@ describe('SyncBatchNorm over worker threads', () => {
     ['float64', 'contiguous', '5x3x128x256', '3,0,2', '{"affine":false}'],
   ])('%s %s (%s) over shards %s, options %s, matches BatchNorm*d on the whole batch', (dtype, format, shape, shards, options) => {
     const report = run(['train', dtype, format, shape, shards, options]);
-    // Planar tensors (contiguous, more than one value per row) take the backward by blocks in workers,
-    // the others two passes; either way the bits of ranks run in one thread with one exchange per phase.
-    const blocked = format === 'contiguous' && shape.split('x').length > 2;
-    expect(report.blockedBackwards).toEqual(Array(shards.split(',').length).fill(blocked ? 2 : 0));
+    // Workers of more than one run every step by blocks: cut by the largest shard's bytes per channel
+    // (forward x, backward x and dy) where every rank's rows hold at least blockMinSpatial values, else
+    // one block (0 bytes); either way with the bits of ranks run in one thread through the two passes.
+    const sizes = shards.split(',').map(Number);
+    const spatial = shape.split('x').map(Number).slice(2).reduce((a, b) => a * b, 1);
+    const planar = format === 'contiguous' && spatial >= native().blockMinSpatial;
+    const bytes = planar ? Math.max(...sizes) * spatial * (dtype === 'float64' ? 8 : 4) : 0;
+    const steps = sizes.length > 1 ? { forward: [bytes, bytes], backward: [2 * bytes, 2 * bytes] } : { forward: [], backward: [] };
+    expect(report.byBlocks).toEqual(Array(sizes.length).fill(steps));
     expect(report.sameBitsInThread).toBe(true);
     const tolerance = dtype === 'float64' ? 1e-10 : 1e-5;
     expect(report.outputError).toBeLessThanOrEqual(tolerance);

@@ -98,10 +98,12 @@ Napi::Value RunPhaseAsync(const Napi::CallbackInfo& info) {
   return Napi::Value(info.Env(), AsyncKernelCall<Call>::start(info, std::move(call), poolUseOf(info.Env()), staged));
 }
 
-// gradInputByBlocks(...its arguments): the ExchangeOutcome (0 done, 1 the group broke, 2 timed out),
-// on this thread alone (lib/sync-batchnorm.ts calls it in a worker, at one kernel thread).
-Napi::Value GradInputByBlocks(const Napi::CallbackInfo& info) {
-  GradInputByBlocksCall call = parseGradInputByBlocks(info);
+// normalizeByBlocks / gradInputByBlocks(...their arguments): the ExchangeOutcome (0 done, 1 the group
+// broke, 2 timed out), on this thread (lib/sync-batchnorm.ts calls them in a worker, at one kernel
+// thread).
+template <typename Call, Call (*Parse)(const Napi::CallbackInfo&)>
+Napi::Value RunByBlocks(const Napi::CallbackInfo& info) {
+  Call call = Parse(info);
   ExchangeOutcome outcome = ExchangeOutcome::Done;
   {
     const PoolUse use = poolUseOf(info.Env());
@@ -246,7 +248,8 @@ napi_value initialize(napi_env env, napi_value exports) {
   exportFunction<RunPhaseAsync<ShardGradientSumsCall, parseShardGradientSums>>(env, exports, "shardGradientSumsAsync");
   exportFunction<RunPhase<GradInputWithCall, parseGradInputWith>>(env, exports, "gradInputWith");
   exportFunction<RunPhaseAsync<GradInputWithCall, parseGradInputWith>>(env, exports, "gradInputWithAsync");
-  exportFunction<GradInputByBlocks>(env, exports, "gradInputByBlocks");
+  exportFunction<RunByBlocks<NormalizeByBlocksCall, parseNormalizeByBlocks>>(env, exports, "normalizeByBlocks");
+  exportFunction<RunByBlocks<GradInputByBlocksCall, parseGradInputByBlocks>>(env, exports, "gradInputByBlocks");
   exportFunction<SetNumThreads>(env, exports, "setNumThreads");
   exportFunction<GetNumThreads>(env, exports, "getNumThreads");
   exportFunction<SetThreadBudget>(env, exports, "setThreadBudget");
@@ -256,6 +259,7 @@ napi_value initialize(napi_env env, napi_value exports) {
   exportFunction<CpuCapability>(env, exports, "cpuCapability");
   exportFunction<KernelPlan>(env, exports, "kernelPlan");
   exportFunction<CacheSizes>(env, exports, "cacheSizes");
+  Napi::Object(env, exports).Set("blockMinSpatial", static_cast<double>(kBlockMinSpatial));
   return exports;
 }
 

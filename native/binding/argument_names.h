@@ -109,6 +109,32 @@ struct GradInputWithArgument {
   };
 };
 
+struct NormalizeByBlocksArgument {
+  enum : size_t {
+    input,
+    output,
+    batch,
+    channels,
+    spatial,
+    weight,
+    bias,
+    eps,
+    counts,
+    mean,
+    m2,
+    invstd,
+    channelBytes,
+    control,
+    exchange,
+    rank,
+    size,
+    slotLength,
+    progressWord,
+    timeoutMs,
+    count,
+  };
+};
+
 struct GradInputByBlocksArgument {
   enum : size_t {
     gradOutput,

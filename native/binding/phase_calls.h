@@ -61,15 +61,32 @@ struct GradInputWithCall {
   void commit() {}
 };
 
-// SyncBatchNorm's backward by blocks of channels over a worker group's shared memory (a worker's own
-// thread only: it spins while its peers finish each block). Returns the ExchangeOutcome as a number;
-// sumDy/dotp receive this rank's sums of every channel, as shardGradientSums.
+// SyncBatchNorm's steps by blocks of channels over a worker group's shared memory (kernel/split_phases.h;
+// a worker's own thread only: it spins while its peers finish each block). run() returns the
+// ExchangeOutcome, which the binding returns as a number.
+struct BlockRound {
+  WorkerGroupMemory memory;
+  FloatView exchange;  // the round's buffer, memory.slots
+  int64_t blockChannels = 1;
+};
+
+// Training forward: the merged mean, m2 and invstd of every channel come out.
+struct NormalizeByBlocksCall {
+  static constexpr size_t kArguments = NormalizeByBlocksArgument::count;
+  DType dtype = DType::Float32;
+  Geometry geometry;
+  FloatView input, output, weight, bias, counts, mean, m2, invstd;
+  double eps = 0;
+  BlockRound round;
+  std::array<ArrayArgument, 9> arrays();
+  ExchangeOutcome run();
+};
+
+// Backward: gradInputWith's result; sumDy/dotp receive this rank's sums of every channel.
 struct GradInputByBlocksCall {
   static constexpr size_t kArguments = GradInputByBlocksArgument::count;
   GradInputWithCall pass;  // its first arguments are gradInputWith's
-  FloatView exchange;
-  int64_t blockChannels = 1;
-  WorkerGroupMemory memory;
+  BlockRound round;
   std::array<ArrayArgument, 9> arrays();
   ExchangeOutcome run();
 };
@@ -78,6 +95,7 @@ ShardStatisticsCall parseShardStatistics(const Napi::CallbackInfo& info);
 NormalizeWithCall parseNormalizeWith(const Napi::CallbackInfo& info);
 ShardGradientSumsCall parseShardGradientSums(const Napi::CallbackInfo& info);
 GradInputWithCall parseGradInputWith(const Napi::CallbackInfo& info);
+NormalizeByBlocksCall parseNormalizeByBlocks(const Napi::CallbackInfo& info);
 GradInputByBlocksCall parseGradInputByBlocks(const Napi::CallbackInfo& info);
 
 }  // namespace batchnorm::binding

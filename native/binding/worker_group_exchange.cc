@@ -45,43 +45,26 @@ constexpr auto kSleep = std::chrono::microseconds(50);
 WorkerGroupExchange::WorkerGroupExchange(const WorkerGroupMemory& memory)
     : memory_(memory),
       published_(word(memory.control, memory.progressWord + static_cast<size_t>(memory.rank)).load()),
-      collected_(published_) {}
+      awaited_(published_) {}
 
-void WorkerGroupExchange::publish(ChannelRange block, const double* sumDy, const double* dotp) {
-  double* mine = memory_.slots + static_cast<size_t>(memory_.rank) * memory_.slotLength;
+void WorkerGroupExchange::publish(ChannelRange block, const double* first, const double* second) {
+  double* mine = slot(memory_.rank);
   for (int64_t c = block.begin; c < block.end; ++c) {
-    mine[c] = sumDy[c];
-    mine[memory_.channels + c] = dotp[c];
+    mine[c] = first[c];
+    mine[memory_.channels + c] = second[c];
   }
   published_ = static_cast<int32_t>(static_cast<uint32_t>(published_) + 1u);
   word(memory_.control, memory_.progressWord + static_cast<size_t>(memory_.rank)).store(published_);
 }
 
-bool WorkerGroupExchange::collect(ChannelRange block, double* totalDy, double* totalDotp) {
-  collected_ = static_cast<int32_t>(static_cast<uint32_t>(collected_) + 1u);
-  if (!waitForPeers(collected_)) return false;
-  // Rank order from 0, as lib/process-group.ts sumGradientParts adds the gathered arrays: the same bits.
-  const int64_t channels = memory_.channels;
-  for (int64_t c = block.begin; c < block.end; ++c) {
-    double dy = 0, product = 0;
-    for (int r = 0; r < memory_.size; ++r) {
-      const double* slot = memory_.slots + static_cast<size_t>(r) * memory_.slotLength;
-      dy += slot[c];
-      product += slot[channels + c];
-    }
-    totalDy[c] = dy;
-    totalDotp[c] = product;
-  }
-  return true;
-}
-
-bool WorkerGroupExchange::waitForPeers(int32_t published) {
+bool WorkerGroupExchange::waitForBlock() {
+  awaited_ = static_cast<int32_t>(static_cast<uint32_t>(awaited_) + 1u);
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
   std::atomic<int32_t>& broken = word(memory_.control, 0);
   for (int r = 0; r < memory_.size; ++r) {
     std::atomic<int32_t>& progress = word(memory_.control, memory_.progressWord + static_cast<size_t>(r));
-    for (uint32_t spins = 0; !reached(progress.load(), published); ++spins) {
+    for (uint32_t spins = 0; !reached(progress.load(), awaited_); ++spins) {
       if ((spins & 255u) != 255u) {
         cpuRelax();
         continue;

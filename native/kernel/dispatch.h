@@ -86,6 +86,11 @@ struct WalkPlan {
   int64_t ranges = 1;                // the parallel ranges the elementwise pass is split into
 };
 
+// Values per channel and batch item from which every kernel path walks a tensor's channels one at a time
+// (planar) in every phase, so that SyncBatchNorm's steps by blocks may take a part of its channels
+// (splitAffine); parts/split.h checks it against the planner's thresholds.
+constexpr int64_t kBlockMinSpatial = 64;
+
 template <typename T>
 struct KernelTable {
   // Training forward: statistics, the recorded and running statistics, normalization (output may alias input).
@@ -98,13 +103,15 @@ struct KernelTable {
   // What the kernels above would do for a call of this phase and geometry on `threads` threads.
   void (*describe)(const Geometry& geometry, Phase phase, int threads, WalkPlan& plan);
 
-  // SyncBatchNorm's passes one phase at a time (kernel/split_phases.h), on this path's walks. Those that
-  // return bool return false, writing nothing, where the path has no walk for the tensor (interleaved);
-  // the caller then runs portable loops. splitAffine takes every tensor. The oracle's table has none of
-  // them (null): split_phases.cc runs only the dispatched tables.
-  bool (*splitStatistics)(const Geometry& geometry, const T* input, double* mean, double* varSum);
-  void (*splitAffine)(const Geometry& geometry, const T* input, T* output, const ChannelAffine* channels);
-  // The backward's two take a range of channels (all of them, or a block of the blocked backward).
+  // SyncBatchNorm's passes one phase at a time (kernel/split_phases.h), on this path's walks, over a
+  // range of channels (all of them, or a block of a step by blocks). They return false, writing
+  // nothing, where the path has no walk for the tensor (interleaved); the caller then runs portable
+  // loops. splitAffine takes every tensor whole, and a part of the channels of planar tensors. The
+  // oracle's table has none of them (null): split_phases.cc runs only the dispatched tables.
+  bool (*splitStatistics)(const Geometry& geometry, ChannelRange range, const T* input, double* mean,
+                          double* varSum);
+  bool (*splitAffine)(const Geometry& geometry, ChannelRange range, const T* input, T* output,
+                      const ChannelAffine* channels);
   bool (*splitGradientSums)(const Geometry& geometry, ChannelRange range, const T* input, const T* gradOutput,
                             const double* center, double* sumDy, double* dotp);
   bool (*splitGradInput)(const Geometry& geometry, ChannelRange range, const T* input, const T* gradOutput,

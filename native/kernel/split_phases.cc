@@ -6,6 +6,7 @@
 #include <cstring>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "kernel/cache_sizes.h"
@@ -105,12 +106,13 @@ void channelMap(const Geometry& g, T* out, int64_t c0, int64_t c1, Value value) 
 
 }  // namespace
 
+// shardStatistics of the channels in `range` (each channel's whole, as over all channels).
 template <typename T>
-void shardStatistics(const Geometry& g, const T* input, double* mean, double* m2) {
+void statisticsOf(const Geometry& g, ChannelRange range, const T* input, double* mean, double* m2) {
   const double count = static_cast<double>(g.perChannel());
   const KernelTable<T>& table = kernels<T>();
-  if (count > 0 && table.splitStatistics != nullptr && table.splitStatistics(g, input, mean, m2)) return;
-  forChannelRanges(g, [&](int64_t c0, int64_t c1) {
+  if (count > 0 && table.splitStatistics != nullptr && table.splitStatistics(g, range, input, mean, m2)) return;
+  forChannelRanges(g, range, [&](int64_t c0, int64_t c1) {
     const auto width = static_cast<size_t>(c1 - c0);
     std::vector<CompensatedSum> sums(width), squares(width);
     channelSums(g, input, static_cast<const T*>(nullptr), c0, c1,
@@ -148,18 +150,21 @@ void shardStatistics(const Geometry& g, const T* input, double* mean, double* m2
   });
 }
 
+// normalizeWith over the channels in `range`: the kernels' normalization of evaluation, on both
+// traversals (float arithmetic where the coefficients allow), which every dispatched table has; a part
+// of the channels only on planar tensors (the steps by blocks run only on those).
 template <typename T>
-void normalizeWith(const Geometry& g, const T* input, T* output, const double* mean, const double* invstd,
-                   const T* weight, const T* bias) {
+void normalizeOf(const Geometry& g, ChannelRange range, const T* input, T* output, const double* mean,
+                 const double* invstd, const T* weight, const T* bias) {
   if (g.elements() == 0) return;
-  // The kernels' normalization of evaluation, on both traversals (float arithmetic where the
-  // coefficients allow): every dispatched table has it.
-  std::unique_ptr<ChannelAffine[]> affine(new ChannelAffine[static_cast<size_t>(g.channels)]);
-  for (int64_t c = 0; c < g.channels; ++c) {
+  std::unique_ptr<ChannelAffine[]> affine(new ChannelAffine[static_cast<size_t>(range.size())]);
+  for (int64_t c = range.begin; c < range.end; ++c) {
     const double alpha = invstd[c] * (weight != nullptr ? static_cast<double>(weight[c]) : 1);
-    affine[c] = affineFor(mean[c], 0, alpha, bias != nullptr ? static_cast<double>(bias[c]) : 0);
+    affine[c - range.begin] = affineFor(mean[c], 0, alpha, bias != nullptr ? static_cast<double>(bias[c]) : 0);
   }
-  kernels<T>().splitAffine(g, input, output, affine.get());
+  if (!kernels<T>().splitAffine(g, range, input, output, affine.get())) {
+    throw std::logic_error("normalizeOf: a part of the channels of an interleaved tensor");
+  }
 }
 
 // sum(dy) and sum((x - center) dy) of one planar row in one read of both, four accumulators each.
@@ -262,6 +267,63 @@ void gradInputOf(const Geometry& g, ChannelRange range, const T* input, const T*
   });
 }
 
+namespace {
+
+// The rank-order merges of the exchanged partials, with the arithmetic of lib/process-group.ts's
+// mergeStatistics and sumGradientParts (its additions in the same order, no contractions: the build has
+// -ffp-contract=off), so that a step by blocks has the bits of the step in two passes.
+void mergeStatisticsOf(ChannelRange block, const BlockExchange& exchange, const double* counts, double* mean,
+                       double* m2) {
+  for (int64_t c = block.begin; c < block.end; ++c) {
+    double count = 0, mergedMean = 0, mergedM2 = 0;
+    for (int r = 0; r < exchange.ranks(); ++r) {
+      const double partCount = counts[r];
+      if (partCount == 0) continue;
+      const double partMean = exchange.first(r)[c], partM2 = exchange.second(r)[c];
+      if (count == 0) {
+        mergedMean = partMean;
+        mergedM2 = partM2;
+        count = partCount;
+        continue;
+      }
+      const double total = count + partCount;
+      const double weight = partCount / total;
+      const double cross = (count * partCount) / total;
+      const double delta = partMean - mergedMean;
+      mergedMean += delta * weight;
+      mergedM2 += partM2 + delta * delta * cross;
+      count = total;
+    }
+    mean[c] = mergedMean;
+    m2[c] = mergedM2;
+  }
+}
+
+void sumGradientsOf(ChannelRange block, const BlockExchange& exchange, double* totalDy, double* totalDotp) {
+  for (int64_t c = block.begin; c < block.end; ++c) {
+    double dy = 0, product = 0;
+    for (int r = 0; r < exchange.ranks(); ++r) {
+      dy += exchange.first(r)[c];
+      product += exchange.second(r)[c];
+    }
+    totalDy[c] = dy;
+    totalDotp[c] = product;
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void shardStatistics(const Geometry& g, const T* input, double* mean, double* m2) {
+  statisticsOf(g, ChannelRange::all(g), input, mean, m2);
+}
+
+template <typename T>
+void normalizeWith(const Geometry& g, const T* input, T* output, const double* mean, const double* invstd,
+                   const T* weight, const T* bias) {
+  normalizeOf(g, ChannelRange::all(g), input, output, mean, invstd, weight, bias);
+}
+
 template <typename T>
 void shardGradientSums(const Geometry& g, const T* input, const T* gradOutput, const double* mean, double* sumDy,
                        double* dotp) {
@@ -275,10 +337,55 @@ void gradInputWith(const Geometry& g, const T* input, const T* gradOutput, T* gr
 }
 
 int64_t channelsPerBlock(const Geometry& g, int64_t channelBytes) {
-  // A block's x and dy stay in the L2 between its two passes (two channels of a (16,64,56,56) float
-  // shard: 0.8 MB); docs/PERFORMANCE.md "SyncBatchNorm" has the measurements behind the budget.
-  const int64_t budget = cacheSizes().l2Bytes;
+  // A block's x (and dy) stay in the L2 between its two passes: half of it, as the rest holds what else
+  // the passes touch (a (16,64,56,56) float shard: blocks of 2 channels in forward, 1 in backward; a
+  // whole L2's worth measured slower, a quarter no faster: docs/PERFORMANCE.md "SyncBatchNorm").
+  // 0 bytes: one block.
+  const int64_t budget = cacheSizes().l2Bytes / 2;
   return std::clamp<int64_t>(budget / std::max<int64_t>(1, channelBytes), 1, std::max<int64_t>(1, g.channels));
+}
+
+namespace {
+
+// The blocks of a step by blocks, in order: partials(block) writes this rank's two partials of the
+// block's channels into first/second, which the exchange publishes; once every rank's are there,
+// finish(block) merges them and runs the block's elementwise pass.
+template <typename Partials, typename Finish>
+bool runBlocks(const Geometry& g, int64_t blockChannels, BlockExchange& exchange, const double* first,
+               const double* second, Partials partials, Finish finish) {
+  // Each block waits for its own exchange before the next block's partials: computing those first, to
+  // hide the wait, was slower (two blocks then compete for the L2; docs/PERFORMANCE.md, "SyncBatchNorm").
+  for (int64_t c0 = 0; c0 < g.channels; c0 += blockChannels) {
+    const ChannelRange block{c0, std::min(g.channels, c0 + blockChannels)};
+    partials(block);
+    exchange.publish(block, first, second);
+    if (!exchange.waitForBlock()) return false;
+    finish(block);
+  }
+  return true;
+}
+
+}  // namespace
+
+template <typename T>
+bool normalizeByBlocks(const Geometry& g, int64_t blockChannels, const T* input, T* output, const T* weight,
+                       const T* bias, double eps, const double* counts, double* mean, double* m2, double* invstd,
+                       BlockExchange& exchange) {
+  std::vector<double> shardMean(static_cast<size_t>(g.channels)), shardM2(static_cast<size_t>(g.channels));
+  double total = 0;
+  for (int r = 0; r < exchange.ranks(); ++r) total += counts[r];
+  return runBlocks(
+      g, blockChannels, exchange, shardMean.data(), shardM2.data(),
+      [&](ChannelRange block) { statisticsOf(g, block, input, shardMean.data(), shardM2.data()); },
+      [&](ChannelRange block) {
+        mergeStatisticsOf(block, exchange, counts, mean, m2);
+        for (int64_t c = block.begin; c < block.end; ++c) {
+          // lib/sync-batchnorm.ts invStd: 0 where the variance and eps are both 0, as the kernels.
+          const double variance = m2[c] / total;
+          invstd[c] = variance == 0 && eps == 0 ? 0 : 1 / std::sqrt(variance + eps);
+        }
+        normalizeOf(g, block, input, output, mean, invstd, weight, bias);
+      });
 }
 
 template <typename T>
@@ -286,14 +393,14 @@ bool gradInputByBlocks(const Geometry& g, int64_t blockChannels, const T* input,
                        const double* mean, const double* invstd, const T* weight, double count, double* sumDy,
                        double* dotp, BlockExchange& exchange) {
   std::vector<double> totalDy(static_cast<size_t>(g.channels)), totalDotp(static_cast<size_t>(g.channels));
-  for (int64_t c0 = 0; c0 < g.channels; c0 += blockChannels) {
-    const ChannelRange block{c0, std::min(g.channels, c0 + blockChannels)};
-    gradientSumsOf(g, block, input, gradOutput, mean, sumDy, dotp);
-    exchange.publish(block, sumDy, dotp);
-    if (!exchange.collect(block, totalDy.data(), totalDotp.data())) return false;
-    gradInputOf(g, block, input, gradOutput, gradInput, mean, invstd, weight, totalDy.data(), totalDotp.data(), count);
-  }
-  return true;
+  return runBlocks(
+      g, blockChannels, exchange, sumDy, dotp,
+      [&](ChannelRange block) { gradientSumsOf(g, block, input, gradOutput, mean, sumDy, dotp); },
+      [&](ChannelRange block) {
+        sumGradientsOf(block, exchange, totalDy.data(), totalDotp.data());
+        gradInputOf(g, block, input, gradOutput, gradInput, mean, invstd, weight, totalDy.data(), totalDotp.data(),
+                    count);
+      });
 }
 
 #define BATCHNORM_SPLIT_PHASES(T)                                                                                     \
@@ -302,6 +409,8 @@ bool gradInputByBlocks(const Geometry& g, int64_t blockChannels, const T* input,
   template void shardGradientSums<T>(const Geometry&, const T*, const T*, const double*, double*, double*);          \
   template void gradInputWith<T>(const Geometry&, const T*, const T*, T*, const double*, const double*, const T*,    \
                                  const double*, const double*, double);                                             \
+  template bool normalizeByBlocks<T>(const Geometry&, int64_t, const T*, T*, const T*, const T*, double,             \
+                                     const double*, double*, double*, double*, BlockExchange&);                       \
   template bool gradInputByBlocks<T>(const Geometry&, int64_t, const T*, const T*, T*, const double*, const double*,  \
                                      const T*, double, double*, double*, BlockExchange&);
 BATCHNORM_SPLIT_PHASES(float)

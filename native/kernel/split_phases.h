@@ -32,24 +32,39 @@ template <typename T>
 void gradInputWith(const Geometry& geometry, const T* input, const T* gradOutput, T* gradInput, const double* mean,
                    const double* invstd, const T* weight, const double* sumDy, const double* dotp, double count);
 
-// SyncBatchNorm's backward by blocks of channels (for ranks that can wait for each other without an
-// event loop: the worker group's members, after every rank has arrived). Per block: this rank's sums,
-// summed over the ranks through `exchange`, then its grad_input while the block's x and dy are still
-// in cache; the fused backward's one read of them instead of the split passes' two. Per channel the
-// same arithmetic as shardGradientSums then gradInputWith, so the same bits.
+// SyncBatchNorm's steps by blocks of channels, for ranks that can wait for each other without an event
+// loop (the worker group's members, once every rank has arrived at the step). Per block: this rank's
+// partials (forward: mean and m2; backward: the two gradient sums), the ranks' partials through
+// `exchange`, merged in rank order with the arithmetic of lib/process-group.ts, then the block's
+// elementwise pass while its x (and dy) are still in cache: the fused kernels' one read of them instead
+// of the split passes' two, with the split passes' bits.
 class BlockExchange {
  public:
   virtual ~BlockExchange() = default;
-  // Publishes this rank's sums of the channels in `block` (blocks in order).
-  virtual void publish(ChannelRange block, const double* sumDy, const double* dotp) = 0;
-  // Waits for every rank's sums of the oldest block not yet collected and writes them, added in rank
-  // order from 0, into totalDy/totalDotp; false if the group failed (a peer left, a time-out).
-  virtual bool collect(ChannelRange block, double* totalDy, double* totalDotp) = 0;
+  virtual int ranks() const = 0;
+  // Publishes this rank's two partials of the channels in `block` (each indexed by channel), blocks in
+  // order.
+  virtual void publish(ChannelRange block, const double* first, const double* second) = 0;
+  // Waits until every rank has published the oldest block not yet waited for; false if the group
+  // failed (a peer left, a time-out).
+  virtual bool waitForBlock() = 0;
+  // Rank r's partials, indexed by channel: valid for the blocks waited for.
+  virtual const double* first(int rank) const = 0;
+  virtual const double* second(int rank) const = 0;
 };
 
-// Channels per block for ranks whose largest shard has `channelBytes` of x and dy per channel: as many as
-// the L2 holds, at least one. Every rank of one process computes the same.
+// Channels per block for ranks whose largest shard has `channelBytes` per channel of what a block's
+// passes read twice (x; backward x and dy): as many as the L2 holds, at least one; 0 bytes: one block.
+// Every rank of one process computes the same.
 int64_t channelsPerBlock(const Geometry& geometry, int64_t channelBytes);
+
+// The training forward by blocks: `counts` holds every rank's values per channel (in rank order); the
+// merged mean, m2 and invstd of every channel come out for the running statistics and the backward.
+// False (output partly written) if the exchange failed.
+template <typename T>
+bool normalizeByBlocks(const Geometry& geometry, int64_t blockChannels, const T* input, T* output, const T* weight,
+                       const T* bias, double eps, const double* counts, double* mean, double* m2, double* invstd,
+                       BlockExchange& exchange);
 
 // The backward by blocks: this rank's sums of all channels into sumDy/dotp (its shares of the weight
 // and bias gradients), gradInput from the whole batch's; false (gradInput partly written) if the

@@ -251,7 +251,7 @@ TableOutputs runTable(const KernelTable<T>& table, const Geometry& g, uint32_t s
 
   std::vector<ChannelAffine> affines(c);
   for (size_t k = 0; k < c; ++k) affines[k] = {center[k], invstd[k] * weight[k], bias[k]};
-  table.splitAffine(g, as<T>(input), as<T>(out.splitOutput), affines.data());
+  table.splitAffine(g, ChannelRange::all(g), as<T>(input), as<T>(out.splitOutput), affines.data());
   out.splitSumDy.assign(c, 0);
   out.splitDotp.assign(c, 0);
   out.split = table.splitGradientSums(g, ChannelRange::all(g), as<T>(input), as<T>(gradOutput), center.data(),
@@ -365,6 +365,59 @@ void checkAllHooks(const Geometry (&geometries)[kCount], uint32_t seed) {
   }
 }
 
+// SyncBatchNorm's steps by blocks run the split entries over a part of the channels: every channel's
+// results must have the bits of the call over all channels (here blocks of 1 and of 3 channels).
+template <typename V>
+bool sameBits(const std::vector<V>& a, const std::vector<V>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(V)) == 0;
+}
+
+template <typename T>
+void checkChannelRanges(const Geometry& g, uint32_t seed) {
+  if (g.spatial < batchnorm::kBlockMinSpatial) return;
+  const KernelTable<T>& table = batchnorm::kernels<T>();
+  const size_t n = static_cast<size_t>(g.elements()), c = static_cast<size_t>(g.channels);
+  const std::vector<T> input = randomValues<T>(n, seed, 2, 0.5), gradOutput = randomValues<T>(n, seed + 1, 1, 0.1);
+  struct Results {
+    std::vector<double> mean, varSum, sumDy, dotp;
+    std::vector<T> output, gradInput;
+  };
+  // The coefficients from the statistics of all channels, so both runs take the same ones.
+  std::vector<double> mean(c), varSum(c);
+  table.splitStatistics(g, ChannelRange::all(g), input.data(), mean.data(), varSum.data());
+  std::vector<ChannelAffine> affines(c);
+  std::vector<GradientAffine> gradients(c);
+  for (size_t k = 0; k < c; ++k) {
+    const double invstd = 1 / std::sqrt(varSum[k] / static_cast<double>(g.perChannel()) + 1e-5);
+    affines[k] = {mean[k], invstd * 1.5, 0.25};
+    gradients[k] = {mean[k], 0.01, invstd * invstd * 0.02, invstd * 1.5};
+  }
+  auto run = [&](int64_t width) {
+    Results r{std::vector<double>(c), std::vector<double>(c), std::vector<double>(c), std::vector<double>(c),
+              std::vector<T>(n), std::vector<T>(n)};
+    for (int64_t c0 = 0; c0 < g.channels; c0 += width) {
+      const ChannelRange range{c0, std::min(g.channels, c0 + width)};
+      table.splitStatistics(g, range, input.data(), r.mean.data(), r.varSum.data());
+      table.splitAffine(g, range, input.data(), r.output.data(), affines.data() + c0);
+      table.splitGradientSums(g, range, input.data(), gradOutput.data(), mean.data(), r.sumDy.data(), r.dotp.data());
+      table.splitGradInput(g, range, input.data(), gradOutput.data(), r.gradInput.data(), gradients.data() + c0);
+    }
+    return r;
+  };
+  const Results whole = run(g.channels);
+  for (int64_t width : {1, 3}) {
+    const Results blocks = run(width);
+    ++comparisons;
+    if (!sameBits(blocks.mean, whole.mean) || !sameBits(blocks.varSum, whole.varSum) ||
+        !sameBits(blocks.sumDy, whole.sumDy) || !sameBits(blocks.dotp, whole.dotp) ||
+        !sameBits(blocks.output, whole.output) || !sameBits(blocks.gradInput, whole.gradInput)) {
+      std::printf("FAIL channel ranges: (%lld,%lld,%lld) in blocks of %lld differ from all channels at once\n",
+                  (long long)g.batch, (long long)g.channels, (long long)g.spatial, (long long)width);
+      ++failures;
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -384,6 +437,13 @@ int main() {
   for (const Geometry& g : geometries) {
     checkThreads<float>(pool, g, static_cast<uint32_t>(++index));
     checkThreads<double>(pool, g, static_cast<uint32_t>(++index));
+  }
+  for (int threads : {1, 2}) {
+    const batchnorm::ScopedPool scope(pool, threads);
+    for (const Geometry& g : geometries) {
+      checkChannelRanges<float>(g, static_cast<uint32_t>(++index));
+      checkChannelRanges<double>(g, static_cast<uint32_t>(++index));
+    }
   }
   // On one thread, and on two: the store type and the split of the work depend on the thread count.
   for (int threads : {1, 2}) {

@@ -20,13 +20,17 @@ async function workerMain() {
   const { member, task } = workerData;
   const group = bn.joinWorkerGroup(member);
   if (task.kind === 'train') {
-    // Counts the backwards that ran by blocks of channels (the path planar tensors take in workers).
+    // The native steps by blocks (a worker group's path), with the bytes per channel they cut blocks by.
     const binding = require(path.join(root, 'dist', 'native.js')).native();
-    const byBlocks = binding.gradInputByBlocks;
-    let blockedBackwards = 0;
-    binding.gradInputByBlocks = (...args) => (blockedBackwards++, byBlocks(...args));
+    const byBlocks = { forward: [], backward: [] };
+    const spy = (name, list) => {
+      const original = binding[name];
+      binding[name] = (...args) => (list.push(args[12]), original(...args));
+    };
+    spy('normalizeByBlocks', byBlocks.forward);
+    spy('gradInputByBlocks', byBlocks.backward);
     const result = await trainShards(task, group);
-    parentPort.postMessage({ ...result, blockedBackwards });
+    parentPort.postMessage({ ...result, byBlocks });
   } else if (task.kind === 'terminate' || task.kind === 'timeout') {
     const module = new bn.SyncBatchNorm(2, { processGroup: group });
     if (member.rank === 1) {
@@ -232,7 +236,7 @@ async function train([dtype, format, shapeText, shardText, optionsText]) {
     report.gradError = Math.max(report.gradError, maxError(summed, whole[key].grad));
   }
   report.counters = results.map((r) => (r.state.num_batches_tracked === undefined ? null : Number(r.state.num_batches_tracked[0])));
-  report.blockedBackwards = results.map((r) => r.blockedBackwards);
+  report.byBlocks = results.map((r) => r.byBlocks);
   report.sameBitsInThread = results.every((result, rank) => {
     const other = inThread[rank];
     return result.steps.every((s, i) => sameBits(s.output, other.steps[i].output) && sameBits(s.gradInput, other.steps[i].gradInput)) &&

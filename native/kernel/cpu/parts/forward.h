@@ -294,12 +294,34 @@ void affineForward(const Geometry& g, const T* input, T* output, const PassCoeff
 }
 
 // SyncBatchNorm's normalization with the merged statistics (kernel/split_phases.h): the operator's
-// coefficients of every channel.
+// coefficients of the channels in `range` (`channels` holds them, range.begin's first). All channels on
+// both traversals; a part of them on planar tensors only (their rows as affineForward's): false, writing
+// nothing, where the tensor is interleaved.
 template <typename T, typename Epilogue>
-void splitAffine(const Geometry& g, const T* input, T* output, const ChannelAffine* channels) {
-  PassCoefficients<T> coefficients(g.channels);
-  for (int64_t c = 0; c < g.channels; ++c) coefficients.put(c, channels[c]);
-  affineForward(g, input, output, coefficients, Epilogue{});
+bool splitAffine(const Geometry& g, ChannelRange range, const T* input, T* output, const ChannelAffine* channels) {
+  if (range.begin == 0 && range.end == g.channels) {
+    PassCoefficients<T> coefficients(g.channels);
+    for (int64_t c = 0; c < g.channels; ++c) coefficients.put(c, channels[c]);
+    affineForward(g, input, output, coefficients, Epilogue{});
+    return true;
+  }
+  const PhasePlan plan = planPhaseNow<T>(g, Phase::EvalForward, 2, false);
+  if (plan.interleaved) return false;
+  PassCoefficients<T> coefficients(range.size());
+  for (int64_t k = 0; k < range.size(); ++k) coefficients.put(k, channels[k]);
+  const bool streaming = plan.streaming;
+  const Epilogue epilogue{};
+  // Rows (b, c) of the range, b-major; task i is row (i / size, range.begin + i % size).
+  auto body = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t k = i % range.size();
+      const int64_t offset = ((i / range.size()) * g.channels + range.begin + k) * g.spatial;
+      affineRow(input + offset, output + offset, g.spatial, coefficients, k, streaming, epilogue);
+    }
+    if (streaming) vec::streamFence();
+  };
+  parallelOver(g.batch * range.size(), g.spatial, body);
+  return true;
 }
 
 template <typename T, typename Epilogue>

@@ -5,24 +5,28 @@
 // rows are independent units); where the tensor is interleaved these return false and split_phases.cc
 // runs its portable loops. The normalization takes both traversals (affineForward).
 
+static_assert(kBlockMinSpatial >= kPlanarMinSpatial && kBlockMinSpatial >= Chunk<float>::lanes &&
+                  kBlockMinSpatial >= Chunk<double>::lanes,
+              "a tensor the steps by blocks take must be planar in every phase");
+
+// The planar split covers channels; a range runs the same per-channel tasks over its channels only.
+inline ParallelSplit channelsOf(const ParallelSplit& split, ChannelRange range) {
+  return {range.size(), split.itemElements};
+}
+
 template <typename T>
-bool splitStatistics(const Geometry& g, const T* input, double* mean, double* varSum) {
+bool splitStatistics(const Geometry& g, ChannelRange range, const T* input, double* mean, double* varSum) {
   const PhasePlan plan = planPhaseNow<T>(g, Phase::TrainingForward, 2);
   if (plan.interleaved) return false;
   auto body = [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
+    for (int64_t c = range.begin + begin; c < range.begin + end; ++c) {
       const ChannelStats stats = planarStats(g, input, c);
       mean[c] = stats.mean;
       varSum[c] = stats.varSum;
     }
   };
-  parallelOver(plan.split, body);
+  parallelOver(channelsOf(plan.split, range), body);
   return true;
-}
-
-// The planar split covers channels; a range runs the same per-channel tasks over its channels only.
-inline ParallelSplit channelsOf(const ParallelSplit& split, ChannelRange range) {
-  return {range.size(), split.itemElements};
 }
 
 template <typename T, typename GradientMask>
