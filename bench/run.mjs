@@ -322,7 +322,8 @@ function safetensorsCase() {
 }
 
 // SyncBatchNorm over the worker-thread group (README, Distributed training): the exchange's latency
-// (an allGather of 2C + 2 doubles, what a forward exchanges) and a training step of a (32,64,56,56)
+// (an allGather of 2C + 1 doubles, what a forward exchanges through a transport without the worker
+// group's steps by blocks, MPI or a user's group) and a training step of a (32,64,56,56)
 // batch split over 2 workers against BatchNorm2d on one (16,64,56,56) shard, each in a child process:
 // as a script runs them by default, and with one kernel thread per process (BATCHNORM_NUM_THREADS=1),
 // like with like, since SyncBatchNorm's passes in a worker run on that worker's thread alone while
@@ -461,7 +462,7 @@ if (json) {
   }
   if (report.distributed !== null) {
     const { latency, step, stepOneThread } = report.distributed;
-    console.log('\nSyncBatchNorm over worker threads: allGather of 2C + 2 doubles (median of 2,000 rounds, slowest rank)');
+    console.log('\nSyncBatchNorm over worker threads: allGather of 2C + 1 doubles (median of 2,000 rounds, slowest rank)');
     printTable(['members', 'C', 'round'], latency.map((c) => [String(c.members), String(c.channels), `${c.medianUs.toFixed(1)} µs`]));
     if (report.distributed.mpi !== null) {
       console.log('batchnorm/mpi over 2 ranks (mpirun on this machine): the same exchange');

@@ -327,7 +327,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
    * rows are shorter than `blockMinSpatial` on any rank runs as one block.
    */
   private async forwardByBlocks(
-    x: CheckedTensor, output: FloatArray | null, weight: FloatArray | null, bias: FloatArray | null, startRound: () => BlockRound,
+    x: CheckedTensor, output: FloatArray | null, weight: FloatArray | null, bias: FloatArray | null, startRound: (channels: number) => BlockRound,
   ): Promise<NormalizedStep> {
     const channels = this.numFeatures;
     const binding = native();
@@ -342,7 +342,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     const m2 = new Float64Array(channels);
     const invstd = new Float64Array(channels);
     const result = output ?? newOutputLike(x.data, x.elements);
-    const round = startRound();
+    const round = startRound(channels);
     const args = normalizeByBlocksArguments({
       input: x.data, output: result, batch: x.kernelBatch, channels, spatial: x.kernelSpatial, weight, bias, eps: this.eps, counts,
       mean, m2, invstd, ...roundArguments(round, Math.max(blockBytes, 0)),
@@ -456,12 +456,12 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
    */
   private async backwardByBlocks(
     step: SyncStep, dy: CheckedTensor, destination: FloatArray | undefined, sumDy: Float64Array, dotp: Float64Array,
-    startRound: () => BlockRound,
+    startRound: (channels: number) => BlockRound,
   ): Promise<FloatArray> {
     const { x } = step;
     await gatherChecked(this.processGroup, new Float64Array(1));
     const gradInput = destination ?? newOutputLike(x.data, x.elements);
-    const round = startRound();
+    const round = startRound(this.numFeatures);
     const args = gradInputByBlocksArguments({
       gradOutput: dy.data, input: x.data, gradInput, batch: x.kernelBatch, channels: this.numFeatures, spatial: x.kernelSpatial,
       mean: step.mean, invstd: step.invstd, weight: step.weight, sumDy, dotp, total: step.total,

@@ -156,7 +156,7 @@ export interface BlockRound {
  * The worker groups' members, each with the function that starts a {@link BlockRound} (kept here, not
  * on the member, so nothing outside the package can pose as a worker group).
  */
-export const blockRounds = new WeakMap<ProcessGroup, () => BlockRound>();
+export const blockRounds = new WeakMap<ProcessGroup, (channels: number) => BlockRound>();
 
 /** Joins a group inside a worker: the ProcessGroup of `member.rank`. */
 export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
@@ -200,8 +200,15 @@ export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
     return parts;
   }
 
-  function startBlockRound(): BlockRound {
+  /** Every rank of a step starts it with the same channels, so all throw alike or none does. */
+  function startBlockRound(channels: number): BlockRound {
     if (Atomics.load(words, BROKEN) !== 0) throw brokenError();
+    if (2 * channels > maxLength) {
+      throw new RangeError(
+        `worker group: a SyncBatchNorm step of ${channels} channels exchanges ${2 * channels} doubles per rank, ` +
+          `more than its maxLength of ${maxLength}`,
+      );
+    }
     const buffer = round & 1;
     round++;
     return {

@@ -87,6 +87,18 @@ describe('SyncBatchNorm over worker threads', () => {
     }
   });
 
+  it('a step whose blocks exceed maxLength is the same RangeError on every rank, and the group still works', () => {
+    const { results } = run(['smallMaxLength']) as { results: Record<string, unknown>[] };
+    expect(results).toEqual(
+      Array(3).fill({
+        message: 'worker group: a SyncBatchNorm step of 4 channels exchanges 8 doubles per rank, more than its maxLength of 6',
+        counter: 0,
+        after: 1,
+        finite: true,
+      }),
+    );
+  });
+
   it('a peer that never comes makes the others reject after timeoutMs, with no state changed', () => {
     const { results } = run(['timeout']) as { results: Record<string, unknown>[] };
     for (const rank of [0, 2]) {

@@ -6,7 +6,7 @@
 // that ranks with different options all get the same RangeError. Prints one line per rank; exits 1 on
 // any failure.
 //   mpirun -np 3 node test/scripts/mpi-check.js            (the checks)
-//   mpirun -np 2 node test/scripts/mpi-check.js latency    (allGather of 2C + 2 doubles, C = 64, 256, 1024)
+//   mpirun -np 2 node test/scripts/mpi-check.js latency    (allGather of 2C + 1 doubles, C = 64, 256, 1024)
 const path = require('node:path');
 
 const root = path.join(__dirname, '..', '..');
@@ -85,7 +85,7 @@ async function checks(group) {
 async function latency(group) {
   const rows = [];
   for (const channels of [64, 256, 1024]) {
-    const local = new Float64Array(2 * channels + 2);
+    const local = new Float64Array(2 * channels + 1);
     for (let i = 0; i < 200; i++) await group.allGather(local);
     const times = [];
     for (let i = 0; i < 2000; i++) {

@@ -44,6 +44,21 @@ async function workerMain() {
     } catch (error) {
       parentPort.postMessage({ outcome: 'rejected', message: error.message, counter: module.numBatchesTracked, mean: Array.from(module.runningMean) });
     }
+  } else if (task.kind === 'smallMaxLength') {
+    // maxLength 6: a module of 4 channels agrees (6 doubles) but its blocks would need 8 per rank; one of
+    // 3 channels fits, and the group still works after the refusal.
+    const shape = [2, 4, 8, 8];
+    const x = { data: randomArray('float32', 2 * 4 * 64, 1 + member.rank), shape };
+    const tooWide = new bn.SyncBatchNorm(4, { processGroup: group });
+    let message = null;
+    try {
+      await tooWide.forwardAsync(x);
+    } catch (error) {
+      message = error.message;
+    }
+    const fits = new bn.SyncBatchNorm(3, { processGroup: group });
+    const y = await fits.forwardAsync({ data: randomArray('float32', 2 * 3 * 64, 1 + member.rank), shape: [2, 3, 8, 8] });
+    parentPort.postMessage({ message, counter: tooWide.numBatchesTracked, after: fits.numBatchesTracked, finite: y.data.every(Number.isFinite) });
   } else if (task.kind === 'exitInBlocks' || task.kind === 'timeoutInBlocks') {
     // Rank 1 arrives at the backward (its first exchange) but never runs the blocks: it exits, or
     // stays alive without them. The others' backward by blocks is waiting for it inside native code.
@@ -108,7 +123,7 @@ async function workerMain() {
     const stepMs = Number(process.hrtime.bigint() - start) / 1e6;
     parentPort.postMessage({ rank: member.rank, poolDoneAfterStep: poolDone, stepMs, finite: y.data.every(Number.isFinite) });
   } else if (task.kind === 'latency') {
-    const local = new Float64Array(2 * task.channels + 2);
+    const local = new Float64Array(2 * task.channels + 1);
     for (let i = 0; i < 200; i++) await group.allGather(local);
     const times = [];
     for (let i = 0; i < task.rounds; i++) {
@@ -247,7 +262,8 @@ async function train([dtype, format, shapeText, shardText, optionsText]) {
 }
 
 async function failure(kind) {
-  const results = await runGroup(3, () => ({ kind }), kind.startsWith('timeout') ? { timeoutMs: 300 } : {});
+  const options = kind.startsWith('timeout') ? { timeoutMs: 300 } : kind === 'smallMaxLength' ? { maxLength: 6 } : {};
+  const results = await runGroup(3, () => ({ kind }), options);
   return { results };
 }
 
