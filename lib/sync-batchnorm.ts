@@ -54,22 +54,23 @@ async function runPhase<Args extends unknown[]>(
   callerArrays: readonly CallerArray[],
 ): Promise<void> {
   if (!isMainThread) {
-    onThisThreadAlone(() => sync(...args), callerArrays);
+    // Checked and marked as for an async call; nothing is staged, as the call returns before the caller
+    // can reach the arrays.
+    protectAsyncArrays(callerArrays);
+    onThisThreadAlone(() => sync(...args));
     return;
   }
   await async(...args, protectAsyncArrays(callerArrays));
 }
 
 /**
- * Runs a native call of a worker's step on the worker's thread at one kernel thread. The caller's arrays
- * are checked and marked as for an async call; nothing is staged, as the call returns before the caller
- * can reach them. One thread: the ranks run their passes at the same moment, and the process's one
- * kernel pool serves one call at a time, so it would give one rank every core while the others run
- * alone (the step waits for the slowest rank anyway), and its threads would compete with the other
- * ranks' for the cores (two workers on two cores: a step about 1.4x faster without).
+ * Runs a native call of a worker's step on the worker's thread at one kernel thread: the ranks run
+ * their passes at the same moment, and the process's one kernel pool serves one call at a time, so it
+ * would give one rank every core while the others run alone (the step waits for the slowest rank
+ * anyway), and its threads would compete with the other ranks' for the cores (two workers on two
+ * cores: a step about 1.4x faster without).
  */
-function onThisThreadAlone<R>(run: () => R, callerArrays: readonly CallerArray[]): R {
-  protectAsyncArrays(callerArrays);
+function onThisThreadAlone<R>(run: () => R): R {
   const binding = native();
   const threads = binding.getNumThreads();
   if (threads > 1) binding.setNumThreads(1);
@@ -91,15 +92,18 @@ function roundArguments(round: BlockRound, channelBytes: number): BlockRoundArgu
 
 /**
  * Runs a native step by blocks on this thread alone and ends its round; a group that broke meanwhile
- * (a peer exited, a time-out) is this rank's error too.
+ * (a peer exited, a time-out) is this rank's error too. The caller's arrays were protected before the
+ * step's first exchange, so a bad one is this rank's TypeError before any peer waits on it in native code.
  */
-function runRound(round: BlockRound, run: () => number, callerArrays: readonly CallerArray[]): void {
-  let outcome = -1;
+function runRound(round: BlockRound, run: () => number): void {
+  let outcome: number;
   try {
-    outcome = onThisThreadAlone(run, callerArrays);
-  } finally {
-    round.finish(outcome === 0);
+    outcome = onThisThreadAlone(run);
+  } catch (error) {
+    round.abandon();
+    throw error;
   }
+  round.finish(outcome === 0);
   if (outcome !== 0) throw round.brokenError();
 }
 
@@ -331,6 +335,10 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
   ): Promise<NormalizedStep> {
     const channels = this.numFeatures;
     const binding = native();
+    protectAsyncArrays([
+      { name: 'input.data', array: x.data, argument: NormalizeByBlocksArgument.input },
+      { name: 'options.out', array: output, argument: NormalizeByBlocksArgument.output },
+    ]);
     const planarBytes = x.kernelSpatial >= binding.blockMinSpatial ? x.kernelBatch * x.kernelSpatial * x.data.BYTES_PER_ELEMENT : -1;
     const parts = await gatherChecked(this.processGroup, Float64Array.of(x.batch * x.spatial, planarBytes));
     const counts = Float64Array.from(parts, (part) => part[0]!);
@@ -347,10 +355,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
       input: x.data, output: result, batch: x.kernelBatch, channels, spatial: x.kernelSpatial, weight, bias, eps: this.eps, counts,
       mean, m2, invstd, ...roundArguments(round, Math.max(blockBytes, 0)),
     });
-    runRound(round, () => binding.normalizeByBlocks(...args), [
-      { name: 'input.data', array: x.data, argument: NormalizeByBlocksArgument.input },
-      { name: 'options.out', array: output, argument: NormalizeByBlocksArgument.output },
-    ]);
+    runRound(round, () => binding.normalizeByBlocks(...args));
     return { merged: { count, mean, m2 }, invstd, result, blockBytes };
   }
 
@@ -459,6 +464,11 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
     startRound: (channels: number) => BlockRound,
   ): Promise<FloatArray> {
     const { x } = step;
+    protectAsyncArrays([
+      { name: 'gradOutput.data', array: dy.data, argument: GradInputByBlocksArgument.gradOutput },
+      { name: 'input.data', array: x.data, argument: GradInputByBlocksArgument.input },
+      { name: 'options.out.gradInput', array: destination ?? null, argument: GradInputByBlocksArgument.gradInput },
+    ]);
     await gatherChecked(this.processGroup, new Float64Array(1));
     const gradInput = destination ?? newOutputLike(x.data, x.elements);
     const round = startRound(this.numFeatures);
@@ -467,11 +477,7 @@ export class SyncBatchNorm<D extends DType = 'float32'> extends BatchNormBase<D>
       mean: step.mean, invstd: step.invstd, weight: step.weight, sumDy, dotp, total: step.total,
       ...roundArguments(round, Math.max(2 * step.blockBytes, 0)),
     });
-    runRound(round, () => native().gradInputByBlocks(...args), [
-      { name: 'gradOutput.data', array: dy.data, argument: GradInputByBlocksArgument.gradOutput },
-      { name: 'input.data', array: x.data, argument: GradInputByBlocksArgument.input },
-      { name: 'options.out.gradInput', array: destination ?? null, argument: GradInputByBlocksArgument.gradInput },
-    ]);
+    runRound(round, () => native().gradInputByBlocks(...args));
     return gradInput;
   }
 

@@ -17,7 +17,7 @@ const waitAsync = (Atomics as unknown as { waitAsync: (array: Int32Array, index:
   .waitAsync;
 
 /** Control words (Int32) of a group's shared memory. */
-const BROKEN = 0; // 0, or 1 + the rank whose worker exited, or -1 for a time-out
+const BROKEN = 0; // 0, or 1 + the rank whose worker exited, -1 for a time-out, -2 - the rank that failed in a step by blocks
 // (word 1 is unused)
 const ARRIVED = 2; // two counters, one per buffer: arrivals so far
 const LENGTHS = 4; // per buffer and rank: the length written
@@ -148,6 +148,11 @@ export interface BlockRound {
   /** Infinity when the group has no time-out. */
   readonly timeoutMs: number;
   finish(succeeded: boolean): void;
+  /**
+   * Ends the round after the native call threw instead of returning (a bug: the package checks its
+   * arguments first): the group breaks, so that peers waiting in the round reject instead of waiting on.
+   */
+  abandon(): void;
   /** The error every exchange of a broken group rejects with. */
   brokenError(): Error;
 }
@@ -171,6 +176,7 @@ export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
   function brokenError(): Error {
     const broken = Atomics.load(words, BROKEN);
     if (broken === -1) return new Error(`worker group: an exchange waited more than ${timeoutMs} ms for a peer (rank ${rank} gave up)`);
+    if (broken < -1) return new Error(`worker group: rank ${-2 - broken} failed inside a SyncBatchNorm step by blocks, so its peers cannot complete it`);
     return new Error(
       `worker group: the worker of rank ${broken - 1} exited (code ${Atomics.load(words, exitCodeWord(size, broken - 1))}), so its peers' exchanges cannot complete`,
     );
@@ -223,6 +229,10 @@ export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
         if (succeeded) Atomics.add(words, ARRIVED + buffer, 1);
         Atomics.notify(words, ARRIVED + buffer);
         if (!succeeded) Atomics.notify(words, ARRIVED + 1 - buffer);
+      },
+      abandon(): void {
+        Atomics.compareExchange(words, BROKEN, 0, -2 - rank);
+        this.finish(false);
       },
       brokenError,
     };

@@ -87,6 +87,18 @@ describe('SyncBatchNorm over worker threads', () => {
     }
   });
 
+  it('a rank whose native step by blocks throws breaks the group: its peers reject instead of waiting', () => {
+    const { results } = run(['throwInBlocks']) as { results: Record<string, unknown>[] };
+    expect(results[1]).toEqual({ outcome: 'rejected', message: 'a native check failed', counter: 0 });
+    for (const rank of [0, 2]) {
+      expect(results[rank]).toEqual({
+        outcome: 'rejected',
+        message: 'worker group: rank 1 failed inside a SyncBatchNorm step by blocks, so its peers cannot complete it',
+        counter: 0,
+      });
+    }
+  });
+
   it('a step whose blocks exceed maxLength is the same RangeError on every rank, and the group still works', () => {
     const { results } = run(['smallMaxLength']) as { results: Record<string, unknown>[] };
     expect(results).toEqual(

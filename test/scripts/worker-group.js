@@ -44,6 +44,22 @@ async function workerMain() {
     } catch (error) {
       parentPort.postMessage({ outcome: 'rejected', message: error.message, counter: module.numBatchesTracked, mean: Array.from(module.runningMean) });
     }
+  } else if (task.kind === 'throwInBlocks') {
+    // Rank 1's native step by blocks throws (as if a check the package makes first had missed a case):
+    // its peers, already waiting for its first block in native code, must reject, not wait on.
+    if (member.rank === 1) {
+      const binding = require(path.join(root, 'dist', 'native.js')).native();
+      binding.normalizeByBlocks = () => {
+        throw new RangeError('a native check failed');
+      };
+    }
+    const module = new bn.SyncBatchNorm(4, { processGroup: group });
+    try {
+      await module.forwardAsync({ data: randomArray('float32', 2 * 4 * 64, 1 + member.rank), shape: [2, 4, 8, 8] });
+      parentPort.postMessage({ outcome: 'resolved' });
+    } catch (error) {
+      parentPort.postMessage({ outcome: 'rejected', message: error.message, counter: module.numBatchesTracked });
+    }
   } else if (task.kind === 'smallMaxLength') {
     // maxLength 6: a module of 4 channels agrees (6 doubles) but its blocks would need 8 per rank; one of
     // 3 channels fits, and the group still works after the refusal.
