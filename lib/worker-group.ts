@@ -40,7 +40,7 @@ export interface WorkerGroupMember {
 
 /** Options of {@link createWorkerGroup}. */
 export interface WorkerGroupOptions {
-  /** The longest array a rank may exchange, in doubles. Default 65,536 (SyncBatchNorm needs 2C + 2). */
+  /** The longest array a rank may exchange, in doubles. Default 65,536 (SyncBatchNorm needs 2C, and at least 6). */
   maxLength?: number;
   /** Reject an exchange that waits longer than this for a peer (milliseconds). Default: wait as long as it takes. */
   timeoutMs?: number | null;
@@ -132,8 +132,8 @@ async function waitForArrivals(
 }
 
 /**
- * One round of a worker group's exchange taken by SyncBatchNorm's blocked backward, which the native
- * gradInputByBlocks runs on the group's shared memory: a round like an allGather's (it takes the next of
+ * One round of a worker group's exchange taken by one of SyncBatchNorm's steps by blocks, which the
+ * native normalizeByBlocks or gradInputByBlocks runs on the group's shared memory: a round like an allGather's (it takes the next of
  * the two buffers, so the protocol's one-barrier-per-round reasoning holds), whose barriers are the
  * native per-block waits. `finish` counts this rank's arrival in the round once the native call has
  * returned (or, when it failed, wakes the ranks waiting in JavaScript).

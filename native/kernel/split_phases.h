@@ -54,7 +54,8 @@ class BlockExchange {
 };
 
 // Channels per block for ranks whose largest shard has `channelBytes` per channel of what a block's
-// passes read twice (x; backward x and dy): as many as the L2 holds, at least one; 0 bytes: one block.
+// passes read twice (x; backward x and dy): as many as half the L2 holds, at least one; 0 bytes: one
+// block.
 // Every rank of one process computes the same.
 int64_t channelsPerBlock(const Geometry& geometry, int64_t channelBytes);
 
