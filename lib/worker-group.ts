@@ -163,6 +163,31 @@ export interface BlockRound {
  */
 export const blockRounds = new WeakMap<ProcessGroup, (channels: number) => BlockRound>();
 
+/** A member's {@link BlockRound} on data buffer `buffer` (0 or 1). */
+function blockRound(member: WorkerGroupMember, words: Int32Array, doubles: Float64Array, buffer: number, brokenError: () => Error): BlockRound {
+  const { rank, size, maxLength, timeoutMs } = member;
+  const finish = (succeeded: boolean): void => {
+    if (succeeded) Atomics.add(words, ARRIVED + buffer, 1);
+    Atomics.notify(words, ARRIVED + buffer);
+    if (!succeeded) Atomics.notify(words, ARRIVED + 1 - buffer);
+  };
+  return {
+    control: words,
+    exchange: doubles.subarray(buffer * size * maxLength, (buffer + 1) * size * maxLength),
+    rank,
+    size,
+    slotLength: maxLength,
+    progressWord: progressWord(size),
+    timeoutMs: timeoutMs ?? Infinity,
+    finish,
+    abandon(): void {
+      Atomics.compareExchange(words, BROKEN, 0, -2 - rank);
+      finish(false);
+    },
+    brokenError,
+  };
+}
+
 /** Joins a group inside a worker: the ProcessGroup of `member.rank`. */
 export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
   if (typeof member !== 'object' || member === null || !(member.control instanceof SharedArrayBuffer)) {
@@ -217,25 +242,7 @@ export function joinWorkerGroup(member: WorkerGroupMember): WorkerProcessGroup {
     }
     const buffer = round & 1;
     round++;
-    return {
-      control: words,
-      exchange: doubles.subarray(buffer * size * maxLength, (buffer + 1) * size * maxLength),
-      rank,
-      size,
-      slotLength: maxLength,
-      progressWord: progressWord(size),
-      timeoutMs: timeoutMs ?? Infinity,
-      finish(succeeded: boolean): void {
-        if (succeeded) Atomics.add(words, ARRIVED + buffer, 1);
-        Atomics.notify(words, ARRIVED + buffer);
-        if (!succeeded) Atomics.notify(words, ARRIVED + 1 - buffer);
-      },
-      abandon(): void {
-        Atomics.compareExchange(words, BROKEN, 0, -2 - rank);
-        this.finish(false);
-      },
-      brokenError,
-    };
+    return blockRound(member, words, doubles, buffer, brokenError);
   }
 
   const group: WorkerProcessGroup = {
