@@ -1,3 +1,6 @@
+// SyncBatchNorm's native calls as the binding prepares them (phase_calls.h): the split phases, each
+// checked then run like calls.cc's kernel calls, and the steps by blocks over a worker group's shared
+// memory, which run only on the calling thread.
 #include "binding/phase_calls.h"
 
 #include <cmath>
